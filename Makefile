@@ -1,0 +1,52 @@
+# Assay: the two commands a fresh machine needs are `make demo` and `make test`.
+# Every target installs what it needs first (Python venv, torch CPU build, npm tools).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.assay-installed
+NODE_STAMP := node_modules/.assay-installed
+PYTEST_ARGS ?=
+
+.PHONY: all setup test test-all lint demo contracts gas bench clean
+
+all: test
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, from the local CPU build; the project's pin then installs nothing more.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: lint
+	$(PY) -m pytest -m 'not gpu' $(PYTEST_ARGS)
+
+contracts: setup
+	$(PY) -m contracts.build
+
+gas: setup
+	$(PY) -m bench.gas
+
+demo: setup
+	$(PY) -m deploy.demo
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis var

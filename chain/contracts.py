@@ -1,0 +1,287 @@
+"""Typed clients for WorkToken and JobMarket.
+
+Each method is one contract call: arguments and results use chain.types and frozen
+dataclasses instead of raw tuples, reverts raise the generated error classes (see
+chain/client.py).  No policy lives here: when to claim or challenge is the roles' business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+from chain.client import ChainClient, Receipt
+from chain.generated import JobPosted, JobStatus
+from chain.types import Address, Cid, Hash32, JobId, Wei
+
+
+@dataclass(frozen=True)
+class JobTerms:
+    """What a submitter offers (mirrors the Solidity struct JobTerms)."""
+
+    spec_hash: Hash32
+    spec_cid: Cid
+    reward: Wei
+    solver_stake: Wei
+    challenger_bond: Wei
+    claim_deadline: int
+    submit_window: int
+    challenge_window: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.spec_hash,
+            self.spec_cid,
+            self.reward,
+            self.solver_stake,
+            self.challenger_bond,
+            self.claim_deadline,
+            self.submit_window,
+            self.challenge_window,
+        )
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as JobMarket stores it (mirrors the Solidity struct Job)."""
+
+    job_id: JobId
+    submitter: Address
+    status: JobStatus
+    open_disputes: int
+    checkpoint_count: int
+    solver: Address
+    claim_deadline: int
+    submit_deadline: int
+    challenge_deadline: int
+    submit_window: int
+    challenge_window: int
+    reward: Wei
+    solver_stake: Wei
+    challenger_bond: Wei
+    spec_hash: Hash32
+    trace_root: Hash32
+    final_state_hash: Hash32
+    spec_cid: Cid
+    manifest_cid: Cid
+
+    @classmethod
+    def from_tuple(cls, job_id: JobId, raw: tuple[Any, ...]) -> JobRecord:
+        return cls(
+            job_id,
+            Address(raw[0]),
+            JobStatus(raw[1]),
+            int(raw[2]),
+            int(raw[3]),
+            Address(raw[4]),
+            int(raw[5]),
+            int(raw[6]),
+            int(raw[7]),
+            int(raw[8]),
+            int(raw[9]),
+            Wei(raw[10]),
+            Wei(raw[11]),
+            Wei(raw[12]),
+            Hash32(bytes(raw[13])),
+            Hash32(bytes(raw[14])),
+            Hash32(bytes(raw[15])),
+            Cid(raw[16]),
+            Cid(raw[17]),
+        )
+
+
+@dataclass(frozen=True)
+class PermitSignature:
+    """An EIP-2612 permit, signed off-chain by the token owner."""
+
+    owner: Address
+    spender: Address
+    value: Wei
+    deadline: int
+    v: int
+    r: bytes
+    s: bytes
+
+
+class WorkTokenClient:
+    """The ERC-20 (with permit) every amount is paid in."""
+
+    NAME = "WorkToken"
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = Address(client.w3.to_checksum_address(address))
+        self._c = client.contract(self.NAME, address)
+
+    def as_account(self, account: LocalAccount) -> WorkTokenClient:
+        return WorkTokenClient(self.client.with_account(account), self.address)
+
+    def balance_of(self, owner: str) -> Wei:
+        return Wei(self.client.call(self._c.functions.balanceOf(owner).call))
+
+    def allowance(self, owner: str, spender: str) -> Wei:
+        return Wei(self.client.call(self._c.functions.allowance(owner, spender).call))
+
+    def total_supply(self) -> Wei:
+        return Wei(self.client.call(self._c.functions.totalSupply().call))
+
+    def total_minted(self) -> Wei:
+        return Wei(self.client.call(self._c.functions.totalMinted().call))
+
+    def nonces(self, owner: str) -> int:
+        return int(self.client.call(self._c.functions.nonces(owner).call))
+
+    def mint(self, to: str, amount: int) -> Receipt:
+        return self.client.transact(self._c.functions.mint(to, amount))
+
+    def approve(self, spender: str, amount: int) -> Receipt:
+        return self.client.transact(self._c.functions.approve(spender, amount))
+
+    def transfer(self, to: str, amount: int) -> Receipt:
+        return self.client.transact(self._c.functions.transfer(to, amount))
+
+    def sign_permit(
+        self, owner: LocalAccount, spender: str, value: int, deadline: int
+    ) -> PermitSignature:
+        """Sign an EIP-2612 permit with `owner`'s key (no transaction is sent)."""
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": self.client.call(self._c.functions.name().call),
+                "version": "1",
+                "chainId": self.client.w3.eth.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "owner": owner.address,
+                "spender": spender,
+                "value": value,
+                "nonce": self.nonces(owner.address),
+                "deadline": deadline,
+            },
+        }
+        signed = owner.sign_message(encode_typed_data(full_message=typed))
+        return PermitSignature(
+            owner=Address(owner.address),
+            spender=Address(spender),
+            value=Wei(value),
+            deadline=deadline,
+            v=signed.v,
+            r=signed.r.to_bytes(32, "big"),
+            s=signed.s.to_bytes(32, "big"),
+        )
+
+
+class JobMarketClient:
+    """Post, claim, submit, expire, finalize, withdraw; and the dispute game's hooks."""
+
+    NAME = "JobMarket"
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = Address(client.w3.to_checksum_address(address))
+        self._c = client.contract(self.NAME, address)
+
+    def as_account(self, account: LocalAccount) -> JobMarketClient:
+        return JobMarketClient(self.client.with_account(account), self.address)
+
+    # ---------------------------------------------------------------- writes
+
+    def post_job(self, terms: JobTerms) -> tuple[JobId, Receipt]:
+        receipt = self.client.transact(self._c.functions.postJob(terms.as_tuple()))
+        return JobId(receipt.one(JobPosted).job_id), receipt
+
+    def post_job_with_permit(
+        self, terms: JobTerms, permit: PermitSignature
+    ) -> tuple[JobId, Receipt]:
+        fn = self._c.functions.postJobWithPermit(
+            terms.as_tuple(), permit.deadline, permit.v, permit.r, permit.s
+        )
+        receipt = self.client.transact(fn)
+        return JobId(receipt.one(JobPosted).job_id), receipt
+
+    def cancel(self, job_id: JobId) -> Receipt:
+        return self.client.transact(self._c.functions.cancel(job_id))
+
+    def claim(self, job_id: JobId) -> Receipt:
+        return self.client.transact(self._c.functions.claim(job_id))
+
+    def submit_result(
+        self,
+        job_id: JobId,
+        trace_root: Hash32,
+        checkpoint_count: int,
+        manifest_cid: Cid,
+        final_state_hash: Hash32,
+    ) -> Receipt:
+        fn = self._c.functions.submitResult(
+            job_id, trace_root, checkpoint_count, manifest_cid, final_state_hash
+        )
+        return self.client.transact(fn)
+
+    def expire(self, job_id: JobId) -> Receipt:
+        return self.client.transact(self._c.functions.expire(job_id))
+
+    def finalize(self, job_id: JobId) -> Receipt:
+        return self.client.transact(self._c.functions.finalize(job_id))
+
+    def withdraw(self) -> Receipt:
+        return self.client.transact(self._c.functions.withdraw())
+
+    def set_dispute_game(self, game: str) -> Receipt:
+        return self.client.transact(self._c.functions.setDisputeGame(game))
+
+    def open_dispute(self, job_id: JobId, challenger: str) -> Receipt:
+        return self.client.transact(self._c.functions.openDispute(job_id, challenger))
+
+    def resolve_dispute(self, job_id: JobId, challenger: str, solver_won: bool) -> Receipt:
+        fn = self._c.functions.resolveDispute(job_id, challenger, solver_won)
+        return self.client.transact(fn)
+
+    # ----------------------------------------------------------------- reads
+
+    def get_job(self, job_id: JobId) -> JobRecord:
+        raw = self.client.call(self._c.functions.getJob(job_id).call)
+        return JobRecord.from_tuple(job_id, tuple(raw))
+
+    def status_of(self, job_id: JobId) -> JobStatus:
+        return JobStatus(self.client.call(self._c.functions.statusOf(job_id).call))
+
+    def job_count(self) -> int:
+        return int(self.client.call(self._c.functions.jobCount().call))
+
+    def credits(self, account: str) -> Wei:
+        return Wei(self.client.call(self._c.functions.credits(account).call))
+
+    def total_credits(self) -> Wei:
+        return Wei(self.client.call(self._c.functions.totalCredits().call))
+
+    def total_burned(self) -> Wei:
+        return Wei(self.client.call(self._c.functions.totalBurned().call))
+
+    def dispute_game(self) -> Address:
+        return Address(self.client.call(self._c.functions.disputeGame().call))
+
+    def winner_share_bps(self) -> int:
+        return int(self.client.call(self._c.functions.WINNER_SHARE_BPS().call))
+
+    def late_share_bps(self) -> int:
+        return int(self.client.call(self._c.functions.LATE_SHARE_BPS().call))

@@ -1,0 +1,99 @@
+"""Deploy Assay's contracts and read/write the deployment JSON every component loads.
+
+The deployment file names the chain id, each contract's address and the block of
+deployment (where indexers start).  Loading one checks that the connected chain has the
+same id and that code sits at every address, so a stale file after a devnet restart is
+reported in one line instead of failing later with an opaque revert.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from chain.client import ChainClient
+from chain.contracts import JobMarketClient, WorkTokenClient
+from chain.errors import DeploymentError
+from chain.types import Address
+
+DEFAULT_WINNER_SHARE_BPS = 5_000
+DEFAULT_LATE_SHARE_BPS = 5_000
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where Assay lives on one chain."""
+
+    chain_id: int
+    block: int
+    deployer: Address
+    addresses: dict[str, Address]
+    params: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Write atomically, so a reader never sees half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
+    @classmethod
+    def from_json(cls, text: str) -> Deployment:
+        data = json.loads(text)
+        return cls(
+            chain_id=int(data["chain_id"]),
+            block=int(data["block"]),
+            deployer=Address(data["deployer"]),
+            addresses={k: Address(v) for k, v in data["addresses"].items()},
+            params={k: int(v) for k, v in data.get("params", {}).items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        try:
+            return cls.from_json(path.read_text())
+        except FileNotFoundError as exc:
+            raise DeploymentError(f"no deployment file at {path}") from exc
+        except (KeyError, ValueError) as exc:
+            raise DeploymentError(f"{path} is not a deployment file: {exc}") from exc
+
+    def check(self, client: ChainClient) -> None:
+        """Raise DeploymentError unless `client` is on this chain with code at every address."""
+        chain_id = client.w3.eth.chain_id
+        if chain_id != self.chain_id:
+            raise DeploymentError(
+                f"deployment is for chain {self.chain_id}, the node is chain {chain_id}"
+            )
+        for name, address in self.addresses.items():
+            if not client.w3.eth.get_code(address):  # type: ignore[arg-type]
+                raise DeploymentError(f"no code for {name} at {address}: stale deployment file?")
+
+    def token(self, client: ChainClient) -> WorkTokenClient:
+        return WorkTokenClient(client, self.addresses["WorkToken"])
+
+    def market(self, client: ChainClient) -> JobMarketClient:
+        return JobMarketClient(client, self.addresses["JobMarket"])
+
+
+def deploy(
+    client: ChainClient,
+    *,
+    winner_share_bps: int = DEFAULT_WINNER_SHARE_BPS,
+    late_share_bps: int = DEFAULT_LATE_SHARE_BPS,
+) -> Deployment:
+    """Deploy WorkToken (the signer is admin and minter) and JobMarket over it."""
+    token_address, token_receipt = client.deploy("WorkToken", [client.address])
+    market_address, _ = client.deploy(
+        "JobMarket", [token_address, winner_share_bps, late_share_bps]
+    )
+    return Deployment(
+        chain_id=client.w3.eth.chain_id,
+        block=token_receipt.block_number,
+        deployer=Address(client.address),
+        addresses={"WorkToken": Address(token_address), "JobMarket": Address(market_address)},
+        params={"winner_share_bps": winner_share_bps, "late_share_bps": late_share_bps},
+    )

@@ -1,0 +1,95 @@
+"""Decode EVM logs into the frozen event dataclasses generated from the contracts' ABIs.
+
+Pure functions over log records: no RPC here, so the indexer and the tests decode the same
+way whether logs come from a receipt or from `eth_getLogs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eth_abi.abi import decode as abi_decode
+from eth_utils.address import to_checksum_address
+
+from chain.generated import EVENTS_BY_TOPIC, ContractEvent
+
+E = TypeVar("E", bound=ContractEvent)
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """A decoded event with where it was emitted."""
+
+    event: ContractEvent
+    address: str
+    block_number: int
+    tx_hash: bytes
+    log_index: int
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        return bytes.fromhex(value.removeprefix("0x"))
+    return bytes(value)
+
+
+def _normalize(abi_type: str, value: Any) -> Any:
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if abi_type.startswith("bytes") and isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def decode_event(topics: Sequence[Any], data: Any) -> ContractEvent | None:
+    """The event a log carries, or None if its topic is not one of our events."""
+    if not topics:
+        return None
+    event_cls = EVENTS_BY_TOPIC.get(_as_bytes(topics[0]))
+    if event_cls is None:
+        return None
+    indexed = [(n, t) for n, t, idx in event_cls.abi_inputs if idx]
+    plain = [(n, t) for n, t, idx in event_cls.abi_inputs if not idx]
+    values: dict[str, Any] = {}
+    for (name, abi_type), topic in zip(indexed, topics[1:], strict=True):
+        (values[name],) = abi_decode([abi_type], _as_bytes(topic))
+    decoded = abi_decode([t for _, t in plain], _as_bytes(data)) if plain else ()
+    for (name, _), value in zip(plain, decoded, strict=True):
+        values[name] = value
+    kwargs = {name: _normalize(t, values[name]) for name, t, _ in event_cls.abi_inputs}
+    return event_cls(**kwargs)
+
+
+def decode_logs(logs: Iterable[Mapping[str, Any]]) -> list[EventLog]:
+    """Decode every log of ours (others are skipped) in the order given."""
+    out: list[EventLog] = []
+    for entry in logs:
+        event = decode_event(entry["topics"], entry["data"])
+        if event is None:
+            continue
+        out.append(
+            EventLog(
+                event=event,
+                address=to_checksum_address(entry["address"]),
+                block_number=int(entry["blockNumber"]),
+                tx_hash=_as_bytes(entry["transactionHash"]),
+                log_index=int(entry["logIndex"]),
+            )
+        )
+    return out
+
+
+def only(events: Iterable[ContractEvent | EventLog], kind: type[E]) -> list[E]:
+    """The events of one type, in order."""
+    found: list[E] = []
+    for item in events:
+        event = item.event if isinstance(item, EventLog) else item
+        if isinstance(event, kind):
+            found.append(event)
+    return found

@@ -1,0 +1,1 @@
+"""Assay's Solidity sources, their build (py-solc-x over solcjs) and the compiled artifacts."""

@@ -1,0 +1,3 @@
+"""Shared pytest set-up: fixture plugins that start real services on loopback ports."""
+
+pytest_plugins = ["tests.fixtures.anvil"]
