@@ -18,11 +18,15 @@ $(PY_STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, from the local CPU build; the project's pin then installs nothing more.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-warn-script-location -e '.[dev]'
 	touch $@
 
+# `npm install` rather than `npm ci`: the registry serves only this platform's Foundry
+# binaries, so the lock file cannot list the other platforms' optional packages, and
+# `npm ci` refuses a lock it considers out of sync.  With the lock present, `npm install`
+# installs exactly the locked versions and leaves the lock unchanged.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(PY_STAMP) $(NODE_STAMP)
