@@ -1,0 +1,1 @@
+"""Assay's market layer: job specs, artifact store, indexer."""

@@ -1,0 +1,52 @@
+"""The errors of the artifact store.
+
+`StoreError` is the one root: callers that only want "the artifact could not be
+had" catch it; callers that act on the reason catch a subclass.  Every message
+is one line that names the CID or the URL, because these errors reach users
+(a mistyped CID, a daemon that is not running) and must never read like a
+traceback.  This module must never import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Root of every artifact-store error."""
+
+
+class InvalidCid(StoreError, ValueError):
+    """A string that is not a CID this store can verify (garbage, or an unsupported hash)."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        super().__init__(f"invalid CID {shown!r}: {reason}")
+
+
+class ArtifactNotFound(StoreError):
+    """The store does not hold the block (or a block under it) and cannot fetch it."""
+
+    def __init__(self, cid: str, where: str) -> None:
+        self.cid = cid
+        self.where = where
+        super().__init__(f"artifact {cid} not found in {where}")
+
+
+class StoreUnreachable(StoreError):
+    """The IPFS daemon behind the store cannot be reached (after retries)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"IPFS daemon at {url} is unreachable: {reason}")
+
+
+class IntegrityError(StoreError):
+    """Content does not match its CID: a corrupted, substituted or truncated block,
+    a malformed DAG node, or a daemon that computed a different CID for an upload."""
+
+    def __init__(self, cid: str, reason: str) -> None:
+        self.cid = cid
+        self.reason = reason
+        super().__init__(f"integrity check failed for {cid}: {reason}")
