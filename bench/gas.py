@@ -20,6 +20,7 @@ from chain.devnet import Devnet, running_devnet
 from chain.types import Cid, Hash32, JobId, Wei
 
 ONE = 10**18
+CHECKPOINTS = 9
 SPEC_CID = Cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
 MANIFEST_CID = Cid("bafkreiaxnnnb7qz2focittuqq3ya25q7rcv3bqynnczfzako47346wosmu")
 
@@ -34,6 +35,8 @@ def _terms(devnet: Devnet, salt: int) -> JobTerms:
         claim_deadline=devnet.timestamp() + 3600,
         submit_window=600,
         challenge_window=600,
+        steps_per_checkpoint=10,
+        checkpoint_count=CHECKPOINTS,
     )
 
 
@@ -45,7 +48,7 @@ class _Run:
         self.deployer, self.submitter, self.solver, self.challenger = accounts[:4]
         self.game = accounts[9]
         client = ChainClient(devnet.web3(), self.deployer)
-        self.deployment = deploy(client)
+        self.deployment = deploy(client, with_dispute_game=False)
         self.token = self.deployment.token(client)
         self.market = self.deployment.market(client)
 
@@ -63,7 +66,7 @@ class _Run:
         job_id, _ = self.mk(self.submitter).post_job(_terms(self.devnet, salt))
         self.mk(self.solver).claim(job_id)
         self.mk(self.solver).submit_result(
-            job_id, Hash32(b"\x01" * 32), 9, MANIFEST_CID, Hash32(b"\x02" * 32)
+            job_id, Hash32(b"\x01" * 32), CHECKPOINTS, MANIFEST_CID, Hash32(b"\x02" * 32)
         )
         return job_id
 
@@ -90,10 +93,16 @@ class _Run:
         _, receipt = mk(permit_owner).post_job_with_permit(_terms(self.devnet, 2), permit)
         row("JobMarket", "postJobWithPermit", receipt)
 
+        deadline = self.devnet.timestamp() + 600
+        order = self.market.sign_job_order(permit_owner, _terms(self.devnet, 7), deadline)
+        permit = self.token.sign_permit(permit_owner, self.market.address, 10 * ONE, deadline)
+        _, receipt = mk(self.challenger).post_job_for(order, permit)
+        row("JobMarket", "postJobFor (relayed order + permit)", receipt)
+
         job_id, _ = mk(self.submitter).post_job(_terms(self.devnet, 3))
         row("JobMarket", "claim", mk(self.solver).claim(job_id))
         receipt = mk(self.solver).submit_result(
-            job_id, Hash32(b"\x01" * 32), 9, MANIFEST_CID, Hash32(b"\x02" * 32)
+            job_id, Hash32(b"\x01" * 32), CHECKPOINTS, MANIFEST_CID, Hash32(b"\x02" * 32)
         )
         row("JobMarket", "submitResult", receipt)
         self.devnet.increase_time(601)

@@ -198,6 +198,27 @@ class ChainClient:
         log.info("deployed %s at %s (gas %d)", name, address, receipt.gas_used)
         return str(address), receipt
 
+    def _explain_revert(self, tx: TxParams, block: int, tx_hash: str) -> ChainError:
+        """Why a mined transaction reverted, as the typed error when one can be recovered.
+
+        The pre-flight simulation runs on the latest block, but the transaction lands in a
+        later one (a deadline may pass in between), so replay it on the state of the block
+        it was mined in, with that block's timestamp.
+        """
+        replay: TxParams = {"from": tx["from"], "to": tx["to"], "data": tx["data"]}
+        if "value" in tx:
+            replay["value"] = tx["value"]
+        try:
+            self.w3.eth.call(replay, block_identifier=block)
+        except ContractLogicError as exc:
+            error = _translate(exc)
+            if isinstance(error, ContractRevert):
+                error.tx_hash = tx_hash  # type: ignore[attr-defined]
+            return error
+        except ValueError:
+            pass
+        return TransactionFailed(f"transaction {tx_hash} reverted", tx_hash)
+
     def _nonce(self) -> Nonce:
         return self.w3.eth.get_transaction_count(Web3.to_checksum_address(self.address), "pending")
 
@@ -207,7 +228,7 @@ class ChainClient:
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         raw = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
         if raw["status"] != 1:
-            raise TransactionFailed(f"transaction {tx_hash.hex()} reverted", tx_hash.hex())
+            raise self._explain_revert(tx, int(raw["blockNumber"]), "0x" + tx_hash.hex())
         return Receipt(
             tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
             block_number=int(raw["blockNumber"]),

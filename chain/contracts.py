@@ -30,6 +30,10 @@ class JobTerms:
     claim_deadline: int
     submit_window: int
     challenge_window: int
+    steps_per_checkpoint: int
+    """K: the spec's checkpoint_interval."""
+    checkpoint_count: int
+    """steps / K + 1: the state hashes a result must commit to."""
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -41,7 +45,31 @@ class JobTerms:
             self.claim_deadline,
             self.submit_window,
             self.challenge_window,
+            self.steps_per_checkpoint,
+            self.checkpoint_count,
         )
+
+
+@dataclass(frozen=True)
+class SignedJobOrder:
+    """JobTerms signed (EIP-712) by their submitter, for any relayer to post."""
+
+    terms: JobTerms
+    submitter: Address
+    nonce: int
+    deadline: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class DisputeTerms:
+    """What a dispute game reads of a submitted result."""
+
+    solver: Address
+    spec_hash: Hash32
+    trace_root: Hash32
+    checkpoint_count: int
+    steps_per_checkpoint: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,7 @@ class JobRecord:
     status: JobStatus
     open_disputes: int
     checkpoint_count: int
+    steps_per_checkpoint: int
     solver: Address
     claim_deadline: int
     submit_deadline: int
@@ -76,20 +105,21 @@ class JobRecord:
             JobStatus(raw[1]),
             int(raw[2]),
             int(raw[3]),
-            Address(raw[4]),
-            int(raw[5]),
+            int(raw[4]),
+            Address(raw[5]),
             int(raw[6]),
             int(raw[7]),
             int(raw[8]),
             int(raw[9]),
-            Wei(raw[10]),
+            int(raw[10]),
             Wei(raw[11]),
             Wei(raw[12]),
-            Hash32(bytes(raw[13])),
+            Wei(raw[13]),
             Hash32(bytes(raw[14])),
             Hash32(bytes(raw[15])),
-            Cid(raw[16]),
+            Hash32(bytes(raw[16])),
             Cid(raw[17]),
+            Cid(raw[18]),
         )
 
 
@@ -104,6 +134,10 @@ class PermitSignature:
     v: int
     r: bytes
     s: bytes
+
+
+JOB_ORDER_DOMAIN_NAME = "Assay JobMarket"
+JOB_ORDER_DOMAIN_VERSION = "1"
 
 
 class WorkTokenClient:
@@ -218,6 +252,85 @@ class JobMarketClient:
         receipt = self.client.transact(fn)
         return JobId(receipt.one(JobPosted).job_id), receipt
 
+    def post_job_for(self, order: SignedJobOrder, permit: PermitSignature) -> tuple[JobId, Receipt]:
+        """Relay a submitter's signed order (the caller pays gas, the submitter the reward)."""
+        fn = self._c.functions.postJobFor(
+            order.terms.as_tuple(),
+            order.submitter,
+            order.deadline,
+            order.signature,
+            (permit.deadline, permit.v, permit.r, permit.s),
+        )
+        receipt = self.client.transact(fn)
+        return JobId(receipt.one(JobPosted).job_id), receipt
+
+    def job_order_typed_data(
+        self, terms: JobTerms, submitter: str, nonce: int, deadline: int
+    ) -> dict[str, Any]:
+        """The EIP-712 document a submitter signs to let a relayer post `terms`."""
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "JobOrder": [
+                    {"name": "specHash", "type": "bytes32"},
+                    {"name": "specCid", "type": "string"},
+                    {"name": "reward", "type": "uint256"},
+                    {"name": "solverStake", "type": "uint256"},
+                    {"name": "challengerBond", "type": "uint256"},
+                    {"name": "claimDeadline", "type": "uint64"},
+                    {"name": "submitWindow", "type": "uint64"},
+                    {"name": "challengeWindow", "type": "uint64"},
+                    {"name": "stepsPerCheckpoint", "type": "uint32"},
+                    {"name": "checkpointCount", "type": "uint32"},
+                    {"name": "submitter", "type": "address"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "JobOrder",
+            "domain": {
+                "name": JOB_ORDER_DOMAIN_NAME,
+                "version": JOB_ORDER_DOMAIN_VERSION,
+                "chainId": self.client.w3.eth.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "specHash": terms.spec_hash,
+                "specCid": terms.spec_cid,
+                "reward": terms.reward,
+                "solverStake": terms.solver_stake,
+                "challengerBond": terms.challenger_bond,
+                "claimDeadline": terms.claim_deadline,
+                "submitWindow": terms.submit_window,
+                "challengeWindow": terms.challenge_window,
+                "stepsPerCheckpoint": terms.steps_per_checkpoint,
+                "checkpointCount": terms.checkpoint_count,
+                "submitter": submitter,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+
+    def sign_job_order(
+        self, submitter: LocalAccount, terms: JobTerms, deadline: int, nonce: int | None = None
+    ) -> SignedJobOrder:
+        """Sign `terms` as `submitter` (no transaction); nonce defaults to the current one."""
+        use_nonce = self.order_nonce(submitter.address) if nonce is None else nonce
+        typed = self.job_order_typed_data(terms, submitter.address, use_nonce, deadline)
+        signed = submitter.sign_message(encode_typed_data(full_message=typed))
+        return SignedJobOrder(
+            terms=terms,
+            submitter=Address(submitter.address),
+            nonce=use_nonce,
+            deadline=deadline,
+            signature=bytes(signed.signature),
+        )
+
     def cancel(self, job_id: JobId) -> Receipt:
         return self.client.transact(self._c.functions.cancel(job_id))
 
@@ -256,11 +369,23 @@ class JobMarketClient:
         fn = self._c.functions.resolveDispute(job_id, challenger, solver_won)
         return self.client.transact(fn)
 
+    def void_dispute(self, job_id: JobId, challenger: str) -> Receipt:
+        return self.client.transact(self._c.functions.voidDispute(job_id, challenger))
+
     # ----------------------------------------------------------------- reads
 
     def get_job(self, job_id: JobId) -> JobRecord:
         raw = self.client.call(self._c.functions.getJob(job_id).call)
         return JobRecord.from_tuple(job_id, tuple(raw))
+
+    def dispute_terms(self, job_id: JobId) -> DisputeTerms:
+        raw = self.client.call(self._c.functions.disputeTerms(job_id).call)
+        return DisputeTerms(
+            Address(raw[0]), Hash32(bytes(raw[1])), Hash32(bytes(raw[2])), int(raw[3]), int(raw[4])
+        )
+
+    def order_nonce(self, submitter: str) -> int:
+        return int(self.client.call(self._c.functions.orderNonces(submitter).call))
 
     def status_of(self, job_id: JobId) -> JobStatus:
         return JobStatus(self.client.call(self._c.functions.statusOf(job_id).call))

@@ -9,16 +9,21 @@ reported in one line instead of failing later with an opaque revert.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from chain.client import ChainClient
 from chain.contracts import JobMarketClient, WorkTokenClient
+from chain.dispute import ArbiterRefereeClient, DisputeGameClient
 from chain.errors import DeploymentError
 from chain.types import Address
 
 DEFAULT_WINNER_SHARE_BPS = 5_000
 DEFAULT_LATE_SHARE_BPS = 5_000
+DEFAULT_CLOCK_BUDGET_S = 3_600
+DEFAULT_LEVEL_EXTENSION_S = 1_800
+DEFAULT_RULING_WINDOW_S = 3_600
 
 
 @dataclass(frozen=True)
@@ -78,22 +83,57 @@ class Deployment:
     def market(self, client: ChainClient) -> JobMarketClient:
         return JobMarketClient(client, self.addresses["JobMarket"])
 
+    def game(self, client: ChainClient) -> DisputeGameClient:
+        if "DisputeGame" not in self.addresses:
+            raise DeploymentError("this deployment has no DisputeGame")
+        return DisputeGameClient(client, self.addresses["DisputeGame"])
+
+    def referee(self, client: ChainClient) -> ArbiterRefereeClient:
+        if "ArbiterReferee" not in self.addresses:
+            raise DeploymentError("this deployment has no ArbiterReferee")
+        return ArbiterRefereeClient(client, self.addresses["ArbiterReferee"])
+
 
 def deploy(
     client: ChainClient,
     *,
     winner_share_bps: int = DEFAULT_WINNER_SHARE_BPS,
     late_share_bps: int = DEFAULT_LATE_SHARE_BPS,
+    with_dispute_game: bool = True,
+    clock_budget: int = DEFAULT_CLOCK_BUDGET_S,
+    level_extension: int = DEFAULT_LEVEL_EXTENSION_S,
+    ruling_window: int = DEFAULT_RULING_WINDOW_S,
+    arbiters: Sequence[str] = (),
 ) -> Deployment:
-    """Deploy WorkToken (the signer is admin and minter) and JobMarket over it."""
+    """Deploy WorkToken (the signer is admin and minter), JobMarket over it and, unless
+    `with_dispute_game` is False, ArbiterReferee and DisputeGame wired to the market."""
     token_address, token_receipt = client.deploy("WorkToken", [client.address])
     market_address, _ = client.deploy(
         "JobMarket", [token_address, winner_share_bps, late_share_bps]
     )
+    addresses = {"WorkToken": Address(token_address), "JobMarket": Address(market_address)}
+    params = {"winner_share_bps": winner_share_bps, "late_share_bps": late_share_bps}
+    if with_dispute_game:
+        referee_address, _ = client.deploy("ArbiterReferee", [client.address, ruling_window])
+        game_address, _ = client.deploy(
+            "DisputeGame", [market_address, referee_address, clock_budget, level_extension]
+        )
+        referee = ArbiterRefereeClient(client, referee_address)
+        referee.set_game(game_address)
+        for arbiter in arbiters:
+            referee.register_arbiter(arbiter)
+        JobMarketClient(client, market_address).set_dispute_game(game_address)
+        addresses["ArbiterReferee"] = Address(referee_address)
+        addresses["DisputeGame"] = Address(game_address)
+        params |= {
+            "clock_budget": clock_budget,
+            "level_extension": level_extension,
+            "ruling_window": ruling_window,
+        }
     return Deployment(
         chain_id=client.w3.eth.chain_id,
         block=token_receipt.block_number,
         deployer=Address(client.address),
-        addresses={"WorkToken": Address(token_address), "JobMarket": Address(market_address)},
-        params={"winner_share_bps": winner_share_bps, "late_share_bps": late_share_bps},
+        addresses=addresses,
+        params=params,
     )

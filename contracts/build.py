@@ -110,7 +110,7 @@ def compile_sources() -> dict[str, Any]:
             allow_paths=[str(REPO_ROOT)],
         )
     except solcx.exceptions.SolcError as exc:
-        raise BuildError(f"compilation failed:\n{exc}") from exc
+        raise BuildError(f"compilation failed:\n{exc.message}") from exc
     for diag in output.get("errors", []):
         if diag.get("severity") == "warning":
             log.warning("%s", diag.get("formattedMessage", diag).strip())
@@ -257,6 +257,10 @@ def _py_type(abi_type: str) -> str:
     return "bytes"
 
 
+def _uses_any(events: Mapping[str, _EventDef]) -> bool:
+    return any("Any" in _py_type(t) for ev in events.values() for _, t, _ in ev.inputs)
+
+
 def _abi_type(arg: Mapping[str, Any]) -> str:
     kind = str(arg["type"])
     if kind.startswith("tuple"):
@@ -275,7 +279,7 @@ def _generated_py(
         "",
         "from dataclasses import dataclass",
         "from enum import IntEnum",
-        "from typing import Any, ClassVar  # noqa: F401  (Any only for array/tuple fields)",
+        "from typing import Any, ClassVar" if _uses_any(events) else "from typing import ClassVar",
         "",
         "from chain.errors import ContractRevert",
         "",

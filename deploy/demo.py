@@ -61,6 +61,8 @@ def run(console: Console, workdir: Path) -> None:
             claim_deadline=devnet.timestamp() + 3600,
             submit_window=3600,
             challenge_window=CHALLENGE_WINDOW_S,
+            steps_per_checkpoint=1,
+            checkpoint_count=3,
         )
         token.as_account(submitter).approve(market.address, terms.reward)
         job_id, _ = market.as_account(submitter).post_job(terms)

@@ -1,3 +1,3 @@
 """Shared pytest set-up: fixture plugins that start real services on loopback ports."""
 
-pytest_plugins = ["tests.fixtures.anvil", "tests.fixtures.ipfs"]
+pytest_plugins = ["tests.fixtures.anvil", "tests.fixtures.ipfs", "tests.fixtures.dispute"]

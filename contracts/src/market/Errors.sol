@@ -51,8 +51,16 @@ error DisputesOpen(uint256 jobId, uint32 count);
 error NotExpired(uint256 jobId, JobStatus status);
 /// @notice No dispute is open on the job.
 error NoOpenDispute(uint256 jobId);
-/// @notice A result must commit to at least two states (initial and one checkpoint).
+/// @notice A job must commit to at least two states (initial and one checkpoint).
 error InvalidCheckpointCount(uint32 count);
+/// @notice A job must have at least one step per checkpoint.
+error InvalidStepsPerCheckpoint(uint32 steps);
+/// @notice The result commits to `actual` states; the job's terms say `expected`.
+error CheckpointCountMismatch(uint256 jobId, uint32 expected, uint32 actual);
+/// @notice The job order's deadline `deadline` has passed.
+error OrderExpired(uint256 deadline, uint256 nowTs);
+/// @notice The job order was not signed by `submitter` (or its nonce was already used).
+error InvalidOrderSignature(address submitter);
 /// @notice The trace root and final state hash must be non-zero.
 error EmptyCommitment();
 /// @notice `account` has no credit to withdraw.

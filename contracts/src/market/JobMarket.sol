@@ -6,9 +6,11 @@ import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC2
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import "./Errors.sol";
-import {Job, JobStatus, JobTerms} from "./JobTypes.sol";
+import {DisputeTerms, Job, JobStatus, JobTerms, PermitSig} from "./JobTypes.sol";
 
 /// @title JobMarket
 /// @notice Escrows training rewards, holds solver stakes and challenger bonds, and settles them.
@@ -17,13 +19,21 @@ import {Job, JobStatus, JobTerms} from "./JobTypes.sol";
 ///      (`totalCredits`). Tokens leave only by `withdraw` or by burning (`totalBurned`).
 ///      Disputes are played by a separate game contract (registered once) which opens them here
 ///      (the bond is pulled into the market) and reports each outcome back.
-contract JobMarket is ReentrancyGuard {
+///      A submitter without gas can sign an EIP-712 JobOrder plus an EIP-2612 permit and let
+///      any relayer post it (`postJobFor`); the job is then the signer's, not the relayer's.
+contract JobMarket is ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice Longest submit or challenge window accepted (bounds timestamp arithmetic).
     uint64 public constant MAX_WINDOW = 365 days;
     /// @notice Basis-point denominator.
     uint256 public constant BPS = 10_000;
+    /// @notice EIP-712 type of a signed job order (JobTerms + submitter, nonce, deadline).
+    bytes32 public constant JOB_ORDER_TYPEHASH = keccak256(
+        "JobOrder(bytes32 specHash,string specCid,uint256 reward,uint256 solverStake,uint256 challengerBond,"
+        "uint64 claimDeadline,uint64 submitWindow,uint64 challengeWindow,uint32 stepsPerCheckpoint,"
+        "uint32 checkpointCount,address submitter,uint256 nonce,uint256 deadline)"
+    );
 
     /// @notice The ERC-20 every amount is denominated in.
     ERC20Burnable public immutable TOKEN;
@@ -45,6 +55,8 @@ contract JobMarket is ReentrancyGuard {
     uint256 public totalBurned;
     /// @notice Withdrawable balance of each account (pull payments).
     mapping(address account => uint256 amount) public credits;
+    /// @notice Next job-order nonce of each submitter (an order is valid for one post).
+    mapping(address submitter => uint256 nonce) public orderNonces;
 
     mapping(uint256 jobId => Job) internal _jobs;
 
@@ -81,6 +93,8 @@ contract JobMarket is ReentrancyGuard {
     event JobExpired(uint256 indexed jobId);
     /// @notice The result stood through its challenge window; the solver was paid.
     event JobFinalized(uint256 indexed jobId, address indexed solver, uint256 payout);
+    /// @notice A dispute ended with no ruling; the bond went back to the challenger.
+    event DisputeVoided(uint256 indexed jobId, address indexed challenger);
     /// @notice A challenger locked its bond against the job's result.
     event DisputeOpened(uint256 indexed jobId, address indexed challenger, uint256 bond);
     /// @notice A dispute ended; `solverWon` says who won.
@@ -97,7 +111,9 @@ contract JobMarket is ReentrancyGuard {
     /// @param token The WorkToken (must support burn).
     /// @param winnerShareBps Share of a loser's stake/bond paid to the dispute winner.
     /// @param lateShareBps Share of a late solver's stake paid to the submitter.
-    constructor(ERC20Burnable token, uint256 winnerShareBps, uint256 lateShareBps) {
+    constructor(ERC20Burnable token, uint256 winnerShareBps, uint256 lateShareBps)
+        EIP712("Assay JobMarket", "1")
+    {
         if (address(token) == address(0)) revert ZeroAddress();
         if (winnerShareBps > BPS) revert InvalidBps(winnerShareBps);
         if (lateShareBps > BPS) revert InvalidBps(lateShareBps);
@@ -125,7 +141,7 @@ contract JobMarket is ReentrancyGuard {
     /// @param terms The spec commitment and the market terms.
     /// @return jobId The new job's id.
     function postJob(JobTerms calldata terms) external nonReentrant returns (uint256 jobId) {
-        jobId = _post(terms);
+        jobId = _post(terms, msg.sender);
     }
 
     /// @notice Post a job, approving the reward with an EIP-2612 permit in the same transaction.
@@ -144,7 +160,47 @@ contract JobMarket is ReentrancyGuard {
     {
         try IERC20Permit(address(TOKEN)).permit(msg.sender, address(this), terms.reward, permitDeadline, v, r, s) {}
             catch {}
-        jobId = _post(terms);
+        jobId = _post(terms, msg.sender);
+    }
+
+    /// @notice Post a job for `submitter`, who signed the order (EIP-712) and a permit for the
+    ///         reward; the caller (a relayer) pays only gas. The order's nonce is consumed.
+    /// @param terms The spec commitment and the market terms, as signed.
+    /// @param submitter The order's signer; owns the job and pays the reward.
+    /// @param orderDeadline Last moment the order may be posted.
+    /// @param orderSignature The submitter's EIP-712 signature (EOA or ERC-1271 wallet).
+    /// @param permit The submitter's EIP-2612 permit for the reward (skipped if it fails and
+    ///        the allowance is already in place).
+    /// @return jobId The new job's id.
+    function postJobFor(
+        JobTerms calldata terms,
+        address submitter,
+        uint256 orderDeadline,
+        bytes calldata orderSignature,
+        PermitSig calldata permit
+    ) external nonReentrant returns (uint256 jobId) {
+        if (block.timestamp > orderDeadline) revert OrderExpired(orderDeadline, block.timestamp);
+        bytes32 digest = _hashTypedDataV4(_orderStructHash(terms, submitter, orderNonces[submitter], orderDeadline));
+        if (!SignatureChecker.isValidSignatureNow(submitter, digest, orderSignature)) {
+            revert InvalidOrderSignature(submitter);
+        }
+        orderNonces[submitter] += 1;
+        try IERC20Permit(address(TOKEN)).permit(
+            submitter, address(this), terms.reward, permit.deadline, permit.v, permit.r, permit.s
+        ) {} catch {}
+        jobId = _post(terms, submitter);
+    }
+
+    /// @notice The EIP-712 digest a submitter signs for `terms` with its current nonce.
+    /// @param terms The job terms.
+    /// @param submitter The signer.
+    /// @param orderDeadline The order's deadline.
+    function orderDigest(JobTerms calldata terms, address submitter, uint256 orderDeadline)
+        external
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(_orderStructHash(terms, submitter, orderNonces[submitter], orderDeadline));
     }
 
     /// @notice Withdraw an unclaimed job; its reward is credited back to the submitter.
@@ -191,14 +247,15 @@ contract JobMarket is ReentrancyGuard {
         _requireStatus(jobId, job, JobStatus.Claimed);
         if (msg.sender != job.solver) revert NotSolver(jobId, msg.sender);
         if (block.timestamp > job.submitDeadline) revert SubmitDeadlinePassed(jobId, job.submitDeadline);
-        if (checkpointCount < 2) revert InvalidCheckpointCount(checkpointCount);
+        if (checkpointCount != job.checkpointCount) {
+            revert CheckpointCountMismatch(jobId, job.checkpointCount, checkpointCount);
+        }
         if (traceRoot == bytes32(0) || finalStateHash == bytes32(0) || bytes(manifestCid).length == 0) {
             revert EmptyCommitment();
         }
         uint64 challengeDeadline = uint64(block.timestamp) + job.challengeWindow;
         job.status = JobStatus.Submitted;
         job.traceRoot = traceRoot;
-        job.checkpointCount = checkpointCount;
         job.manifestCid = manifestCid;
         job.finalStateHash = finalStateHash;
         job.challengeDeadline = challengeDeadline;
@@ -280,6 +337,22 @@ contract JobMarket is ReentrancyGuard {
         IERC20(address(TOKEN)).safeTransferFrom(challenger, address(this), job.challengerBond);
     }
 
+    /// @notice Close a dispute with no winner (the referee gave no ruling in time): the bond
+    ///         goes back to the challenger and nobody is slashed. Only the dispute game.
+    /// @param jobId The job.
+    /// @param challenger The dispute's challenger.
+    function voidDispute(uint256 jobId, address challenger) external nonReentrant {
+        if (msg.sender != disputeGame) revert NotDisputeGame(msg.sender);
+        Job storage job = _job(jobId);
+        if (job.status != JobStatus.Submitted && job.status != JobStatus.Slashed) {
+            revert WrongStatus(jobId, JobStatus.Submitted, job.status);
+        }
+        if (job.openDisputes == 0) revert NoOpenDispute(jobId);
+        job.openDisputes -= 1;
+        emit DisputeVoided(jobId, challenger);
+        _credit(challenger, job.challengerBond);
+    }
+
     /// @notice Settle one dispute. Solver won: the bond is split solver/burn and the result may
     ///         still finalize. Challenger won: the bond is returned and, unless an earlier game
     ///         already did it, the stake is split challenger/burn and the reward refunded.
@@ -323,6 +396,19 @@ contract JobMarket is ReentrancyGuard {
         return _jobs[jobId];
     }
 
+    /// @notice What a dispute game needs about a job's committed result.
+    /// @param jobId The job.
+    function disputeTerms(uint256 jobId) external view returns (DisputeTerms memory) {
+        Job storage job = _job(jobId);
+        return DisputeTerms({
+            solver: job.solver,
+            specHash: job.specHash,
+            traceRoot: job.traceRoot,
+            checkpointCount: job.checkpointCount,
+            stepsPerCheckpoint: job.stepsPerCheckpoint
+        });
+    }
+
     /// @notice The status of a job (Absent for an unknown id).
     /// @param jobId The job.
     function statusOf(uint256 jobId) external view returns (JobStatus) {
@@ -331,7 +417,34 @@ contract JobMarket is ReentrancyGuard {
 
     // ---------------------------------------------------------------- internal
 
-    function _post(JobTerms calldata terms) internal returns (uint256 jobId) {
+    function _orderStructHash(JobTerms calldata terms, address submitter, uint256 nonce, uint256 deadline)
+        internal
+        pure
+        returns (bytes32)
+    {
+        // Two encodes keep the stack shallow; the bytes are exactly abi.encode of all fields.
+        bytes memory head = abi.encode(
+            JOB_ORDER_TYPEHASH,
+            terms.specHash,
+            keccak256(bytes(terms.specCid)),
+            terms.reward,
+            terms.solverStake,
+            terms.challengerBond,
+            terms.claimDeadline
+        );
+        bytes memory tail = abi.encode(
+            terms.submitWindow,
+            terms.challengeWindow,
+            terms.stepsPerCheckpoint,
+            terms.checkpointCount,
+            submitter,
+            nonce,
+            deadline
+        );
+        return keccak256(bytes.concat(head, tail));
+    }
+
+    function _post(JobTerms calldata terms, address submitter) internal returns (uint256 jobId) {
         if (terms.reward == 0) revert ZeroReward();
         if (terms.solverStake == 0) revert ZeroSolverStake();
         if (terms.challengerBond == 0) revert ZeroChallengerBond();
@@ -341,9 +454,13 @@ contract JobMarket is ReentrancyGuard {
         if (terms.challengeWindow == 0 || terms.challengeWindow > MAX_WINDOW) {
             revert InvalidWindow(terms.challengeWindow, MAX_WINDOW);
         }
+        if (terms.checkpointCount < 2) revert InvalidCheckpointCount(terms.checkpointCount);
+        if (terms.stepsPerCheckpoint == 0) revert InvalidStepsPerCheckpoint(terms.stepsPerCheckpoint);
         jobId = ++jobCount;
         Job storage job = _jobs[jobId];
-        job.submitter = msg.sender;
+        job.submitter = submitter;
+        job.checkpointCount = terms.checkpointCount;
+        job.stepsPerCheckpoint = terms.stepsPerCheckpoint;
         job.status = JobStatus.Open;
         job.claimDeadline = terms.claimDeadline;
         job.submitWindow = terms.submitWindow;
@@ -355,7 +472,7 @@ contract JobMarket is ReentrancyGuard {
         job.specCid = terms.specCid;
         emit JobPosted(
             jobId,
-            msg.sender,
+            submitter,
             terms.specHash,
             terms.specCid,
             terms.reward,
@@ -363,7 +480,7 @@ contract JobMarket is ReentrancyGuard {
             terms.challengerBond,
             terms.claimDeadline
         );
-        IERC20(address(TOKEN)).safeTransferFrom(msg.sender, address(this), terms.reward);
+        IERC20(address(TOKEN)).safeTransferFrom(submitter, address(this), terms.reward);
     }
 
     function _job(uint256 jobId) internal view returns (Job storage job) {

@@ -44,6 +44,27 @@ struct JobTerms {
     uint64 submitWindow;
     // seconds from submission during which challenges may be opened
     uint64 challengeWindow;
+    // K: training steps between two committed checkpoints (the spec's checkpoint_interval)
+    uint32 stepsPerCheckpoint;
+    // m + 1 = steps / K + 1: state hashes a result must commit to (initial state included)
+    uint32 checkpointCount;
+}
+
+/// @notice An EIP-2612 permit signature, passed through to the token.
+struct PermitSig {
+    uint256 deadline;
+    uint8 v;
+    bytes32 r;
+    bytes32 s;
+}
+
+/// @notice What a dispute game needs to know about a submitted result.
+struct DisputeTerms {
+    address solver;
+    bytes32 specHash;
+    bytes32 traceRoot;
+    uint32 checkpointCount;
+    uint32 stepsPerCheckpoint;
 }
 
 /// @notice A job as JobMarket stores it.
@@ -52,6 +73,7 @@ struct Job {
     JobStatus status;
     uint32 openDisputes;
     uint32 checkpointCount;
+    uint32 stepsPerCheckpoint;
     address solver;
     uint64 claimDeadline;
     uint64 submitDeadline;

@@ -1,0 +1,72 @@
+"""The actor: reads a game, asks the pure strategy for a move, sends it as a transaction.
+
+One actor plays one side (solver or challenger) with one key.  All judgement lives in
+arbiter/strategy.py; this module only does chain I/O and publishing of operand bundles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from arbiter.dissection import TraceView
+from arbiter.strategy import Dissect, Move, OpenOpLevel, PostBundle, Select, Timeout, honest_move
+from chain.client import Receipt
+from chain.dispute import DisputeGameClient, GameId, GameRecord
+from chain.generated import Party
+from chain.types import Cid
+
+log = logging.getLogger(__name__)
+
+BundlePublisher = Callable[[GameRecord, PostBundle], Cid]
+"""Builds the operand bundle for a game's single link, pins it, returns its CID."""
+
+
+class GameActor:
+    """Plays `role` honestly in games, from the trace `trace_for(game)` returns."""
+
+    def __init__(
+        self,
+        games: DisputeGameClient,
+        role: Party,
+        trace_for: Callable[[GameRecord], TraceView],
+        publish_bundle: BundlePublisher | None = None,
+    ) -> None:
+        self.games = games
+        self.role = role
+        self.trace_for = trace_for
+        self.publish_bundle = publish_bundle
+        self.receipts: list[Receipt] = []
+        """Every transaction this actor sent, in order (for gas accounting)."""
+
+    def step(self, game_id: GameId) -> Move | None:
+        """Make this side's next move in `game_id`, if it has one; returns what it did."""
+        game = self.games.get_game(game_id)
+        round_hashes = (
+            self.games.pending_dissection(game) if self.role == Party.Challenger else None
+        )
+        now = int(self.games.client.w3.eth.get_block("latest")["timestamp"])
+        move = honest_move(game, self.role, self.trace_for(game), round_hashes, now)
+        if move is None:
+            return None
+        self.receipts.append(self.send(game, move, round_hashes))
+        log.info("game %d: %s played %s", game_id, self.role.name, type(move).__name__)
+        return move
+
+    def send(self, game: GameRecord, move: Move, round_hashes: tuple[bytes, ...] | None) -> Receipt:
+        """Turn one move into its transaction."""
+        if isinstance(move, Dissect):
+            return self.games.dissect(game.game_id, move.hashes, move.proofs)
+        if isinstance(move, Select):
+            if round_hashes is None:
+                raise RuntimeError(f"game {game.game_id}: no pending dissection to select from")
+            return self.games.select(game.game_id, move.part, round_hashes)
+        if isinstance(move, OpenOpLevel):
+            return self.games.open_op_level(game.game_id, move.op_count, move.last_op_hash)
+        if isinstance(move, PostBundle):
+            if self.publish_bundle is None:
+                raise RuntimeError(f"game {game.game_id}: no bundle publisher for the solver")
+            return self.games.post_bundle(game.game_id, self.publish_bundle(game, move))
+        if isinstance(move, Timeout):
+            return self.games.timeout(game.game_id)
+        raise TypeError(f"unknown move {move!r}")

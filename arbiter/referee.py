@@ -1,0 +1,98 @@
+"""The referee: rules on games narrowed to one link by re-executing that link.
+
+A `LinkOracle` computes the honest value at position lo + 1 of a game's level, given the
+agreed value at lo: for real jobs by rebuilding the tape from the spec and re-executing
+one operator from the solver's operand bundle (arbiter/repops_oracle.py), for synthetic
+traces by looking it up.  The ruling is `computed == solver's hash_hi`; a bundle that is
+missing or inconsistent with the agreed chain rules against the solver.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from arbiter.dissection import TraceView, position_value
+from chain.client import Receipt
+from chain.dispute import ArbiterRefereeClient, DisputeGameClient, GameId, GameRecord
+from chain.generated import GameStatus
+
+log = logging.getLogger(__name__)
+
+NO_VALUE = bytes(32)
+"""Reported as the computed hash when the link does not exist or cannot be re-executed."""
+
+
+class ArbiterError(Exception):
+    """Root of the arbiter package's errors."""
+
+
+class BundleRejected(ArbiterError):
+    """The solver's operand bundle is missing, malformed or inconsistent: the solver loses."""
+
+
+class LinkOracle(Protocol):
+    def value_after(self, game: GameRecord) -> bytes | None:
+        """The honest value at position game.lo + 1 (None: no such link exists).
+
+        Raises BundleRejected when the solver's bundle cannot support a re-execution.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Ruling:
+    game_id: GameId
+    solver_won: bool
+    computed: bytes
+    reason: str
+
+
+def decide(game: GameRecord, oracle: LinkOracle) -> Ruling:
+    """The ruling on a game awaiting one (pure apart from the oracle's re-execution)."""
+    try:
+        computed = oracle.value_after(game)
+    except BundleRejected as exc:
+        return Ruling(game.game_id, False, NO_VALUE, f"bundle rejected: {exc}")
+    if computed is None:
+        return Ruling(game.game_id, False, NO_VALUE, "the solver's link does not exist")
+    won = computed == game.hash_hi
+    reason = "re-execution matches the solver" if won else "re-execution contradicts the solver"
+    return Ruling(game.game_id, won, computed, reason)
+
+
+class TraceOracle:
+    """An oracle that knows the honest trace outright (synthetic traces, tests, bench)."""
+
+    def __init__(self, honest: TraceView) -> None:
+        self.honest = honest
+
+    def value_after(self, game: GameRecord) -> bytes | None:
+        return position_value(self.honest, game.level, game.base, game.lo + 1)
+
+
+class Referee:
+    """Rules, as one registered arbiter, on every game awaiting a ruling."""
+
+    def __init__(
+        self, referee: ArbiterRefereeClient, games: DisputeGameClient, oracle: LinkOracle
+    ) -> None:
+        self.referee = referee
+        self.games = games
+        self.oracle = oracle
+        self.receipts: list[Receipt] = []
+
+    def rule_if_pending(self, game_id: GameId) -> Ruling | None:
+        game = self.games.get_game(game_id)
+        if game.status != GameStatus.AwaitingRuling:
+            return None
+        ruling = decide(game, self.oracle)
+        self.receipts.append(self.referee.rule(game_id, ruling.solver_won, ruling.computed))
+        log.info(
+            "game %d ruled: %s (%s)",
+            game_id,
+            "solver won" if ruling.solver_won else "challenger won",
+            ruling.reason,
+        )
+        return ruling

@@ -1,0 +1,219 @@
+"""Typed clients for DisputeGame and ArbiterReferee.
+
+One method per contract call, games read into a frozen `GameRecord`.  Which move to make is
+decided elsewhere (arbiter/strategy.py); this module only speaks to the contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from chain.client import ChainClient, Receipt
+from chain.events import decode_logs
+from chain.generated import Dissected, GameCreated, GameStatus, Level, Party
+from chain.types import Address, Cid, Hash32, JobId
+
+GameId = int
+
+
+@dataclass(frozen=True)
+class GameRecord:
+    """A game as DisputeGame stores it (mirrors the Solidity struct Game)."""
+
+    game_id: GameId
+    job_id: JobId
+    solver: Address
+    challenger: Address
+    status: GameStatus
+    level: Level
+    turn: Party
+    arity: int
+    base: int
+    lo: int
+    hi: int
+    op_count: int
+    solver_clock: int
+    challenger_clock: int
+    turn_started_at: int
+    rounds: int
+    hash_lo: Hash32
+    hash_hi: Hash32
+    last_op_hash: Hash32
+    round_hash: Hash32
+    bundle_cid: Cid
+
+    @classmethod
+    def from_tuple(cls, game_id: GameId, raw: Sequence[Any]) -> GameRecord:
+        return cls(
+            game_id,
+            JobId(int(raw[0])),
+            Address(raw[1]),
+            Address(raw[2]),
+            GameStatus(raw[3]),
+            Level(raw[4]),
+            Party(raw[5]),
+            int(raw[6]),
+            int(raw[7]),
+            int(raw[8]),
+            int(raw[9]),
+            int(raw[10]),
+            int(raw[11]),
+            int(raw[12]),
+            int(raw[13]),
+            int(raw[14]),
+            Hash32(bytes(raw[15])),
+            Hash32(bytes(raw[16])),
+            Hash32(bytes(raw[17])),
+            Hash32(bytes(raw[18])),
+            Cid(raw[19]),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (GameStatus.SolverWon, GameStatus.ChallengerWon, GameStatus.Void)
+
+    def clock_left(self, party: Party, now: int) -> int:
+        """Seconds `party` has left at time `now` (its clock only runs on its turn)."""
+        budget = self.solver_clock if party == Party.Solver else self.challenger_clock
+        if self.turn != party or self.status not in (
+            GameStatus.InProgress,
+            GameStatus.AwaitingBundle,
+        ):
+            return budget
+        return budget - (now - self.turn_started_at)
+
+
+class DisputeGameClient:
+    """Open games, move in them, time them out, read them."""
+
+    NAME = "DisputeGame"
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = Address(client.w3.to_checksum_address(address))
+        self._c = client.contract(self.NAME, address)
+
+    def as_account(self, account: LocalAccount) -> DisputeGameClient:
+        return DisputeGameClient(self.client.with_account(account), self.address)
+
+    # ---------------------------------------------------------------- writes
+
+    def challenge(
+        self, job_id: JobId, arity: int, last_leaf: bytes, last_proof: Sequence[bytes]
+    ) -> tuple[GameId, Receipt]:
+        fn = self._c.functions.challenge(job_id, arity, last_leaf, list(last_proof))
+        receipt = self.client.transact(fn)
+        return receipt.one(GameCreated).game_id, receipt
+
+    def challenge_at(
+        self,
+        job_id: JobId,
+        arity: int,
+        index: int,
+        leaves: tuple[bytes, bytes],
+        proofs: tuple[Sequence[bytes], Sequence[bytes]],
+    ) -> tuple[GameId, Receipt]:
+        fn = self._c.functions.challengeAt(
+            job_id, arity, index, list(leaves), list(proofs[0]), list(proofs[1])
+        )
+        receipt = self.client.transact(fn)
+        return receipt.one(GameCreated).game_id, receipt
+
+    def dissect(
+        self, game_id: GameId, hashes: Sequence[bytes], proofs: Sequence[Sequence[bytes]] = ()
+    ) -> Receipt:
+        fn = self._c.functions.dissect(game_id, list(hashes), [list(p) for p in proofs])
+        return self.client.transact(fn)
+
+    def select(self, game_id: GameId, part: int, hashes: Sequence[bytes]) -> Receipt:
+        return self.client.transact(self._c.functions.select(game_id, part, list(hashes)))
+
+    def open_op_level(self, game_id: GameId, op_count: int, last_op_hash: bytes) -> Receipt:
+        fn = self._c.functions.openOpLevel(game_id, op_count, last_op_hash)
+        return self.client.transact(fn)
+
+    def post_bundle(self, game_id: GameId, bundle_cid: Cid) -> Receipt:
+        return self.client.transact(self._c.functions.postBundle(game_id, bundle_cid))
+
+    def timeout(self, game_id: GameId) -> Receipt:
+        return self.client.transact(self._c.functions.timeout(game_id))
+
+    # ----------------------------------------------------------------- reads
+
+    def get_game(self, game_id: GameId) -> GameRecord:
+        raw = self.client.call(self._c.functions.getGame(game_id).call)
+        return GameRecord.from_tuple(game_id, tuple(raw))
+
+    def pending_dissection(self, game: GameRecord) -> tuple[bytes, ...] | None:
+        """The hashes of the solver's dissection awaiting the challenger's selection."""
+        if game.round_hash == bytes(32):
+            return None
+        logs = self.client.w3.eth.get_logs(
+            {
+                "address": self.client.w3.to_checksum_address(self.address),
+                "fromBlock": 0,
+                "toBlock": "latest",
+                "topics": [
+                    "0x" + Dissected.topic.hex(),
+                    "0x" + game.game_id.to_bytes(32, "big").hex(),
+                ],
+            }
+        )
+        events = [e.event for e in decode_logs(logs) if isinstance(e.event, Dissected)]
+        if not events:
+            return None
+        return tuple(bytes(h) for h in events[-1].hashes)
+
+    def boundaries(self, game_id: GameId) -> list[int]:
+        return [int(p) for p in self.client.call(self._c.functions.boundaries(game_id).call)]
+
+    def game_count(self) -> int:
+        return int(self.client.call(self._c.functions.gameCount().call))
+
+    def clock_budget(self) -> int:
+        return int(self.client.call(self._c.functions.CLOCK_BUDGET().call))
+
+    def level_extension(self) -> int:
+        return int(self.client.call(self._c.functions.LEVEL_EXTENSION().call))
+
+
+class ArbiterRefereeClient:
+    """The arbiter committee: registry, rulings, expiry."""
+
+    NAME = "ArbiterReferee"
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = Address(client.w3.to_checksum_address(address))
+        self._c = client.contract(self.NAME, address)
+
+    def as_account(self, account: LocalAccount) -> ArbiterRefereeClient:
+        return ArbiterRefereeClient(self.client.with_account(account), self.address)
+
+    def set_game(self, game: str) -> Receipt:
+        return self.client.transact(self._c.functions.setGame(game))
+
+    def register_arbiter(self, arbiter: str) -> Receipt:
+        return self.client.transact(self._c.functions.registerArbiter(arbiter))
+
+    def remove_arbiter(self, arbiter: str) -> Receipt:
+        return self.client.transact(self._c.functions.removeArbiter(arbiter))
+
+    def rule(self, game_id: GameId, solver_won: bool, computed_hash: bytes) -> Receipt:
+        return self.client.transact(self._c.functions.rule(game_id, solver_won, computed_hash))
+
+    def expire_ruling(self, game_id: GameId) -> Receipt:
+        return self.client.transact(self._c.functions.expireRuling(game_id))
+
+    def is_arbiter(self, account: str) -> bool:
+        return bool(self.client.call(self._c.functions.isArbiter(account).call))
+
+    def ruling_deadline(self, game_id: GameId) -> int:
+        return int(self.client.call(self._c.functions.rulingDeadline(game_id).call))
+
+    def ruling_window(self) -> int:
+        return int(self.client.call(self._c.functions.RULING_WINDOW().call))

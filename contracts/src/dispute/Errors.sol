@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {GameStatus, Level, Party} from "./DisputeTypes.sol";
+
+/// @title DisputeGame and ArbiterReferee errors
+/// @notice chain/errors.py turns each into a Python exception of the same name.
+
+/// @notice `gameId` does not name a game.
+error UnknownGame(uint256 gameId);
+/// @notice The game is in `actual`; the call needs `expected`.
+error WrongGameStatus(uint256 gameId, GameStatus expected, GameStatus actual);
+/// @notice The game is at `actual`; the call needs `expected`.
+error WrongLevel(uint256 gameId, Level expected, Level actual);
+/// @notice It is `expected`'s turn; `caller` may not move.
+error NotYourTurn(uint256 gameId, Party expected, address caller);
+/// @notice `party`'s clock ran out; the game can only be ended by timeout.
+error ClockExpired(uint256 gameId, Party party);
+/// @notice `party` still has `remaining` seconds: no timeout yet.
+error ClockNotExpired(uint256 gameId, Party party, uint64 remaining);
+/// @notice Arity must be within [min, max].
+error InvalidArity(uint8 arity, uint8 min, uint8 max);
+/// @notice A dissection must post `expected` hashes (and proofs at CHECKPOINT level).
+error WrongHashCount(uint256 gameId, uint256 expected, uint256 actual);
+/// @notice The hashes passed to select are not the ones the solver posted.
+error RoundMismatch(uint256 gameId);
+/// @notice The chosen part is not below the number of parts.
+error InvalidPart(uint256 gameId, uint256 part, uint256 parts);
+/// @notice A Merkle proof for checkpoint `index` does not match the trace root.
+error InvalidProof(uint256 gameId, uint256 index);
+/// @notice A targeted opening must name adjacent committed checkpoints.
+error InvalidCheckpointIndex(uint256 jobId, uint256 index, uint256 count);
+/// @notice A dissection point's hash contradicts a value the solver already committed to.
+error InconsistentHash(uint256 gameId, uint64 position);
+/// @notice The operator count must be between 1 and MAX_OPS.
+error InvalidOpCount(uint64 opCount, uint64 maxOps);
+/// @notice The OP level was already opened (opCount is set).
+error OpLevelAlreadyOpen(uint256 gameId);
+/// @notice The OP level must be opened (opCount set) before dissecting it.
+error OpLevelNotOpen(uint256 gameId);
+/// @notice The operand bundle CID must not be empty.
+error EmptyBundle(uint256 gameId);
+/// @notice Only the referee may report a ruling.
+error NotReferee(address caller);
+/// @notice A challenger may not challenge its own result.
+error SelfChallenge(uint256 jobId, address solver);
+/// @notice Only the owner may do this.
+error NotOwner(address caller);
+/// @notice `account` is not a registered arbiter.
+error NotArbiter(address account);
+/// @notice No ruling was requested for the game, or it was already given.
+error NoPendingRuling(uint256 gameId);
+/// @notice The ruling deadline `deadline` has not passed yet.
+error RulingWindowOpen(uint256 gameId, uint64 deadline);
+/// @notice The ruling deadline `deadline` has passed.
+error RulingWindowClosed(uint256 gameId, uint64 deadline);
+/// @notice The referee was already bound to a game contract.
+error GameAlreadySet(address game);
+/// @notice Each party's clock budget must be positive.
+error ZeroClockBudget();
+/// @notice Only the bound game may request rulings.
+error NotGame(address caller);

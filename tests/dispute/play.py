@@ -1,0 +1,76 @@
+"""Drive a dispute game on anvil between two actors and the referee until it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from arbiter.actor import GameActor
+from arbiter.dissection import TraceView
+from arbiter.referee import Referee, TraceOracle
+from arbiter.strategy import Move, PostBundle
+from arbiter.synthetic import SyntheticTrace
+from chain.dispute import GameId, GameRecord
+from chain.generated import Party
+from chain.types import Cid
+from tests.fixtures.dispute import DisputeEnv
+
+SYNTHETIC_BUNDLE = Cid("bafkreisyntheticbundle")
+
+
+def synthetic_bundle(game: GameRecord, move: PostBundle) -> Cid:
+    return SYNTHETIC_BUNDLE
+
+
+@dataclass
+class Transcript:
+    moves: list[tuple[Party, Move]] = field(default_factory=list)
+    final: GameRecord | None = None
+
+
+def actors(
+    env: DisputeEnv,
+    solver_trace: TraceView,
+    challenger_trace: TraceView,
+    solver_index: int = 0,
+    challenger_index: int = 0,
+) -> tuple[GameActor, GameActor]:
+    solver = GameActor(
+        env.game.as_account(env.solver(solver_index)),
+        Party.Solver,
+        lambda _g: solver_trace,
+        synthetic_bundle,
+    )
+    challenger = GameActor(
+        env.game.as_account(env.challenger(challenger_index)),
+        Party.Challenger,
+        lambda _g: challenger_trace,
+    )
+    return solver, challenger
+
+
+def play(
+    env: DisputeEnv,
+    game_id: GameId,
+    solver: GameActor | Callable[[GameId], Move | None],
+    challenger: GameActor | Callable[[GameId], Move | None],
+    honest: SyntheticTrace,
+    max_moves: int = 400,
+) -> Transcript:
+    """Alternate the two sides and the referee until the game is over."""
+    referee = Referee(env.referee.as_account(env.arbiter), env.game, TraceOracle(honest))
+    transcript = Transcript()
+    for _ in range(max_moves):
+        game = env.game.get_game(game_id)
+        if game.finished:
+            transcript.final = game
+            return transcript
+        if referee.rule_if_pending(game_id) is not None:
+            continue
+        side = solver if game.turn == Party.Solver else challenger
+        step = side.step if isinstance(side, GameActor) else side
+        move = step(game_id)
+        if move is None:
+            raise AssertionError(f"game {game_id}: {game.turn.name} had no move in {game}")
+        transcript.moves.append((game.turn, move))
+    raise AssertionError(f"game {game_id} did not end in {max_moves} moves")
