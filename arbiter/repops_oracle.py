@@ -1,0 +1,113 @@
+"""The real referee oracle: rebuild the tape from the job spec, re-execute ONE link on CPU.
+
+For a game narrowed to [p, p + 1] this computes the honest value at p + 1 from the agreed
+value at p, using only public data: the spec and dataset (by CID, verified), and for an
+operator link the solver's operand bundle.  Links by level (DisputeTypes.sol positions):
+
+- CHECKPOINT [0, 1]: the initial state's hash, rebuilt from the spec's seed;
+- OP [0, 1]: h_0 = sha256(stateHash_t ‖ batchHash_t); the batch of step t is a function
+  of (dataset, data seed, t) alone, so no bundle is needed;
+- OP [j, j + 1], 1 <= j <= M + 1: link j re-executed by `repops.trace.reexecute` from the
+  bundle, which must reproduce the agreed h_{j-1}.
+
+A bundle that is missing, malformed or inconsistent raises BundleRejected (the solver
+loses); the referee's own trouble (store unreachable) raises ArbiterError (rule later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from arbiter.referee import ArbiterError, BundleRejected
+from chain.contracts import JobMarketClient
+from chain.dispute import GameRecord
+from chain.generated import Level
+from chain.types import Cid, JobId
+from market.store import ArtifactNotFound, ArtifactStore, IntegrityError, StoreError
+from repops import data as data_mod
+from repops import hashing
+from repops.errors import BundleInvalid, RepopsError
+from repops.program import Program, batch_for, batch_hash, build_program, init_state
+from repops.trace import MAX_BUNDLE_BYTES, OperandBundle, chain_start, reexecute
+
+log = logging.getLogger(__name__)
+
+MAX_SPEC_BYTES = 1 << 20
+
+
+@dataclass
+class _Job:
+    program: Program
+    dataset: data_mod.Dataset
+
+
+class RepopsOracle:
+    """Honest link values for real jobs (see the module docstring)."""
+
+    def __init__(self, store: ArtifactStore, market: JobMarketClient) -> None:
+        self.store = store
+        self.market = market
+        self._jobs: dict[JobId, _Job] = {}
+
+    def value_after(self, game: GameRecord) -> bytes | None:
+        job = self._job(game.job_id)
+        if game.level == Level.CHECKPOINT:
+            if game.lo != 0:
+                raise ArbiterError(f"game {game.game_id}: CHECKPOINT ruling at position {game.lo}")
+            return hashing.state_hash(init_state(job.program))
+        if game.level != Level.OP:
+            raise ArbiterError(f"game {game.game_id}: no ruling at level {game.level.name}")
+        if game.lo == 0:
+            batch = batch_for(job.program, job.dataset, game.base)
+            return chain_start(game.hash_lo, batch_hash(batch))
+        link = game.lo
+        if link > job.program.tape.num_ops + 1:
+            return None
+        bundle = self._bundle(game)
+        if bundle.op_index != link:
+            raise BundleRejected(f"bundle is for link {bundle.op_index}, the game is at {link}")
+        try:
+            return reexecute(job.program, bundle, game.hash_lo).h
+        except BundleInvalid as exc:
+            raise BundleRejected(str(exc)) from exc
+
+    def _bundle(self, game: GameRecord) -> OperandBundle:
+        try:
+            raw = self.store.get_bytes(game.bundle_cid, max_size=MAX_BUNDLE_BYTES)
+        except (ArtifactNotFound, IntegrityError) as exc:
+            raise BundleRejected(f"bundle {game.bundle_cid} unavailable: {exc}") from exc
+        except StoreError as exc:
+            raise ArbiterError(f"cannot fetch bundle {game.bundle_cid}: {exc}") from exc
+        try:
+            return OperandBundle.from_bytes(raw)
+        except RepopsError as exc:
+            raise BundleRejected(f"bundle {game.bundle_cid} malformed: {exc}") from exc
+
+    def _job(self, job_id: JobId) -> _Job:
+        cached = self._jobs.get(job_id)
+        if cached is not None:
+            return cached
+        record = self.market.get_job(job_id)
+        spec_bytes = self._fetch(record.spec_cid, MAX_SPEC_BYTES)
+        if hashlib.sha256(spec_bytes).digest() != record.spec_hash:
+            raise ArbiterError(f"job {job_id}: spec {record.spec_cid} does not match specHash")
+        try:
+            spec = json.loads(spec_bytes)
+            program = build_program(spec)
+            dataset = data_mod.Dataset.from_bytes(
+                self._fetch(Cid(spec["data"]["cid"]), MAX_BUNDLE_BYTES)
+            )
+        except (RepopsError, ValueError, KeyError, TypeError) as exc:
+            raise ArbiterError(f"job {job_id}: spec or dataset unusable: {exc}") from exc
+        job = _Job(program, dataset)
+        self._jobs[job_id] = job
+        return job
+
+    def _fetch(self, cid: Cid, max_size: int) -> bytes:
+        try:
+            return self.store.get_bytes(cid, max_size=max_size)
+        except StoreError as exc:
+            raise ArbiterError(f"cannot fetch {cid}: {exc}") from exc

@@ -1,0 +1,94 @@
+"""The referee's real work for one dispute: re-execute the GPT's largest matmul on CPU.
+
+Builds the GPT program of a demo-sized spec, replays one step up to its largest MATMUL
+(by multiply-adds), packages that operator's operand bundle as the solver would, and
+times `repops.trace.reexecute` on it (bundle checks included): the whole CPU cost of a
+ruling once a game has been bisected down to that operator.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import cache
+from typing import Any
+
+from repops import data as data_mod
+from repops.ops import Op
+from repops.program import Program, batch_for, build_program, init_state
+from repops.trace import OperandBundle, chain_link, extract_bundle, reexecute
+
+GPT_SPEC: dict[str, Any] = {
+    "repops_version": "repops-1",
+    "program": {
+        "model": {
+            "name": "gpt",
+            "config": {"vocab": 128, "block": 64, "n_layer": 2, "n_head": 4, "n_embd": 128},
+        },
+        "loss": "cross_entropy",
+        "optimizer": {
+            "name": "adamw",
+            "lr": 1e-3,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.01,
+        },
+        "lr_schedule": {"name": "constant"},
+    },
+    "data": {"dataset": "stdlib_chars", "format": "repops-chars-v1", "batch_size": 16, "seed": 1},
+    "steps": 10,
+    "checkpoint_interval": 5,
+    "seed": 0,
+}
+
+
+def largest_matmul(program: Program) -> int:
+    """1-based chain index of the MATMUL with the most multiply-adds (first if tied)."""
+    tape = program.tape
+    best, best_cost = 0, -1
+    for j, node_id in enumerate(tape.chain, start=1):
+        node = tape.nodes[node_id]
+        if node.op is not Op.MATMUL:
+            continue
+        a = tape.nodes[node.inputs[0]].shape
+        cost = math.prod(node.shape) * a[-1]
+        if cost > best_cost:
+            best, best_cost = j, cost
+    if best == 0:
+        raise RuntimeError("the GPT tape has no MATMUL")
+    return best
+
+
+@cache
+def _prepared() -> tuple[Program, OperandBundle, bytes]:
+    program = build_program(GPT_SPEC)
+    dataset = data_mod.Dataset.from_bytes(data_mod.build_stdlib_chars())
+    state = init_state(program)
+    batch = batch_for(program, dataset, 0)
+    j = largest_matmul(program)
+    bundle = extract_bundle(program, state, batch, j)
+    h = chain_link_prefix(bundle)
+    return program, bundle, h
+
+
+def chain_link_prefix(bundle: OperandBundle) -> bytes:
+    """The agreed h_{j-1} the bundle's manifests and prefix reproduce."""
+    from repops.hashing import state_hash_from_manifest
+    from repops.trace import chain_start
+
+    h = chain_start(
+        state_hash_from_manifest(bundle.state_manifest),
+        state_hash_from_manifest(bundle.batch_manifest),
+    )
+    for i, out_hash in enumerate(bundle.prefix, start=1):
+        h = chain_link(h, i, out_hash)
+    return h
+
+
+def time_largest_matmul() -> float:
+    """CPU seconds of one ruling on the GPT's largest matmul (bundle checks + re-execution)."""
+    program, bundle, agreed = _prepared()
+    started = time.process_time()
+    reexecute(program, bundle, agreed)
+    return time.process_time() - started
