@@ -1,0 +1,165 @@
+"""The `assay` command: `assay deploy ...` here, and `assay job ...` from frontend_api.cli.
+
+    assay deploy --rpc https://rpc.example --key deployer.key --chain-id 11155111 \
+                 --out var/deployment.json [--arbiter 0x...] [--yes]
+
+`deploy` connects to any EVM chain, checks its chain id (against --chain-id when given),
+shows what it is about to do and asks for confirmation unless --yes, deploys the
+contracts (chain.deploy), then verifies every deployed contract's runtime bytecode
+against the compiled artifact (immutables masked) before writing the deployment JSON
+that the API, worker, indexer and roles read.  The key file is read locally and never
+leaves this process.  Errors are one red line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.prompt import Confirm
+from rich.table import Table
+
+from chain.client import ChainClient, load_artifact
+from chain.deploy import Deployment, deploy
+from chain.errors import ChainError
+from frontend_api.cli import add_job_commands, run_job_command
+
+PUSH32 = 0x7F
+PUSH1 = 0x60
+
+
+class DeployError(Exception):
+    """A deployment the CLI refuses or could not verify (one line for the user)."""
+
+
+def immutable_mask(code: bytes) -> list[bool]:
+    """For each byte of compiled runtime code: may it differ once deployed?
+
+    solc leaves every immutable as a zero-filled PUSH32 immediate in the runtime code and
+    fills it in the constructor; those 32-byte windows are the only bytes allowed to move.
+    """
+    mask = [False] * len(code)
+    i = 0
+    while i < len(code):
+        op = code[i]
+        if PUSH1 <= op <= PUSH32:
+            width = op - PUSH1 + 1
+            if op == PUSH32 and not any(code[i + 1 : i + 1 + width]):
+                for j in range(i + 1, min(len(code), i + 1 + width)):
+                    mask[j] = True
+            i += 1 + width
+        else:
+            i += 1
+    return mask
+
+
+def runtime_matches(expected: bytes, actual: bytes) -> bool:
+    """Whether deployed `actual` is compiled `expected` with only immutables filled in."""
+    if len(expected) != len(actual):
+        return False
+    mask = immutable_mask(expected)
+    return all(m or e == a for e, a, m in zip(expected, actual, mask, strict=True))
+
+
+def verify_deployment(client: ChainClient, deployment: Deployment) -> list[str]:
+    """Problems with the deployed code (empty when every contract matches its artifact)."""
+    problems: list[str] = []
+    for name, address in sorted(deployment.addresses.items()):
+        try:
+            artifact = load_artifact(name)
+        except ChainError:
+            problems.append(f"{name}: no compiled artifact to verify against")
+            continue
+        expected = bytes.fromhex(artifact.deployed_bytecode.removeprefix("0x"))
+        actual = bytes(client.w3.eth.get_code(address))  # type: ignore[arg-type]
+        if not actual:
+            problems.append(f"{name} at {address}: no code")
+        elif not runtime_matches(expected, actual):
+            problems.append(f"{name} at {address}: runtime bytecode differs from the artifact")
+    return problems
+
+
+def _load_key(path: Path) -> LocalAccount:
+    try:
+        account: LocalAccount = Account.from_key(path.read_text().strip())
+    except OSError as exc:
+        raise DeployError(f"cannot read key file {path}: {exc.strerror}") from None
+    except (ValueError, TypeError):
+        raise DeployError(f"{path} does not hold a hex private key") from None
+    return account
+
+
+def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
+    account = _load_key(Path(args.key))
+    client = ChainClient.connect(args.rpc, account)
+    chain_id = int(client.w3.eth.chain_id)
+    if args.chain_id is not None and args.chain_id != chain_id:
+        raise DeployError(f"the node at {args.rpc} is chain {chain_id}, not {args.chain_id}")
+    out = Path(args.out)
+    balance = int(client.w3.eth.get_balance(account.address))
+    table = Table(title="deploy Assay", show_header=False)
+    table.add_row("rpc", args.rpc)
+    table.add_row("chain id", str(chain_id))
+    table.add_row("deployer", f"{account.address} ({balance / 10**18:.4f} native)")
+    game = "" if args.no_game else ", ArbiterReferee, DisputeGame"
+    table.add_row("contracts", "WorkToken, JobMarket" + game)
+    table.add_row("output", str(out))
+    console.print(table)
+    if out.exists() and not args.force:
+        raise DeployError(f"{out} exists: pass --force to replace it")
+    if not args.yes and not Confirm.ask("deploy now?", console=console, default=False):
+        console.print("aborted: nothing was deployed")
+        return 1
+    with console.status("deploying..."):
+        deployment = deploy(
+            client,
+            with_dispute_game=not args.no_game,
+            arbiters=tuple(args.arbiter or ()),
+        )
+    problems = verify_deployment(client, deployment)
+    if problems:
+        raise DeployError("verification failed: " + "; ".join(problems))
+    deployment.write(out)
+    for name, address in sorted(deployment.addresses.items()):
+        console.print(f"[green]verified[/] {name} at {address}")
+    console.print(f"wrote {out} (chain {deployment.chain_id}, block {deployment.block})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assay", description="Assay: verifiable ML training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dep = sub.add_parser("deploy", help="deploy the contracts to an EVM chain")
+    dep.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain")
+    dep.add_argument("--key", required=True, help="file with the deployer's hex private key")
+    dep.add_argument("--chain-id", type=int, help="refuse unless the node reports this id")
+    dep.add_argument("--out", default="var/deployment.json", help="deployment JSON to write")
+    dep.add_argument("--arbiter", action="append", help="register an arbiter (repeatable)")
+    dep.add_argument("--no-game", action="store_true", help="JobMarket and WorkToken only")
+    dep.add_argument("--force", action="store_true", help="replace an existing output file")
+    dep.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    dep.set_defaults(func=cmd_deploy)
+    add_job_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    if args.command == "job":
+        return run_job_command(args, console)
+    try:
+        code: int = args.func(args, console)
+        return code
+    except (DeployError, ChainError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

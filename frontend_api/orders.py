@@ -1,0 +1,202 @@
+"""Signed job orders: the EIP-712 JobOrder and the EIP-2612 permit a submitter signs.
+
+A submitter never gives its key to anyone: the `assay` CLI signs two messages locally,
+the API checks both signatures off-chain (this module) before anything is queued, and
+the relayer passes them to `JobMarket.postJobFor`, which checks them again on-chain.
+The typed data here must stay byte-identical to the contract's: domain
+("Assay JobMarket", "1", chainId, JobMarket) and the JobOrder type below
+(tests compare our digest with the contract's `orderDigest`).
+
+Signatures are accepted exactly as OpenZeppelin's ECDSA accepts them: 65 bytes,
+v in {27, 28}, s in the lower half of the curve order; anything else is refused here,
+so an order the contract would refuse never reaches the chain.  This module must never
+hold or load a private key except in `sign_*` helpers called with the caller's own
+account (the CLI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from chain.types import Address
+
+ORDER_DOMAIN_NAME: Final = "Assay JobMarket"
+ORDER_DOMAIN_VERSION: Final = "1"
+PERMIT_DOMAIN_VERSION: Final = "1"
+
+SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+_DOMAIN_TYPE: Final = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+JOB_ORDER_TYPE: Final = [
+    {"name": "specHash", "type": "bytes32"},
+    {"name": "specCid", "type": "string"},
+    {"name": "reward", "type": "uint256"},
+    {"name": "solverStake", "type": "uint256"},
+    {"name": "challengerBond", "type": "uint256"},
+    {"name": "claimDeadline", "type": "uint64"},
+    {"name": "submitWindow", "type": "uint64"},
+    {"name": "challengeWindow", "type": "uint64"},
+    {"name": "stepsPerCheckpoint", "type": "uint32"},
+    {"name": "checkpointCount", "type": "uint32"},
+    {"name": "submitter", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+PERMIT_TYPE: Final = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+class SignatureInvalid(ValueError):
+    """A signature is malformed or was not made by the expected account."""
+
+
+@dataclass(frozen=True)
+class OrderTerms:
+    """The terms a JobOrder signs (JobTerms plus who, which nonce, until when)."""
+
+    spec_hash: bytes
+    spec_cid: str
+    reward: int
+    solver_stake: int
+    challenger_bond: int
+    claim_deadline: int
+    submit_window: int
+    challenge_window: int
+    steps_per_checkpoint: int
+    checkpoint_count: int
+    submitter: Address
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "specHash": self.spec_hash,
+            "specCid": self.spec_cid,
+            "reward": self.reward,
+            "solverStake": self.solver_stake,
+            "challengerBond": self.challenger_bond,
+            "claimDeadline": self.claim_deadline,
+            "submitWindow": self.submit_window,
+            "challengeWindow": self.challenge_window,
+            "stepsPerCheckpoint": self.steps_per_checkpoint,
+            "checkpointCount": self.checkpoint_count,
+            "submitter": self.submitter,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class Permit:
+    """An EIP-2612 permit: `owner` lets `spender` take `value` until `deadline`."""
+
+    owner: Address
+    spender: Address
+    value: int
+    nonce: int
+    deadline: int
+
+
+def job_order_typed_data(chain_id: int, market: str, order: OrderTerms) -> dict[str, Any]:
+    """The EIP-712 typed data of `order` for the JobMarket at `market` on `chain_id`."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "JobOrder": JOB_ORDER_TYPE},
+        "primaryType": "JobOrder",
+        "domain": {
+            "name": ORDER_DOMAIN_NAME,
+            "version": ORDER_DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": market,
+        },
+        "message": order.message(),
+    }
+
+
+def permit_typed_data(chain_id: int, token: str, token_name: str, permit: Permit) -> dict[str, Any]:
+    """The EIP-712 typed data of an ERC-2612 permit on `token` (domain name = token name)."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "Permit": PERMIT_TYPE},
+        "primaryType": "Permit",
+        "domain": {
+            "name": token_name,
+            "version": PERMIT_DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": token,
+        },
+        "message": {
+            "owner": permit.owner,
+            "spender": permit.spender,
+            "value": permit.value,
+            "nonce": permit.nonce,
+            "deadline": permit.deadline,
+        },
+    }
+
+
+def _signable(typed: dict[str, Any]) -> SignableMessage:
+    return encode_typed_data(full_message=typed)
+
+
+def digest(typed: dict[str, Any]) -> bytes:
+    """The 32-byte EIP-712 digest (what `ecrecover` checks, and `orderDigest` returns)."""
+    signable = _signable(typed)
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def split_signature(signature: bytes) -> tuple[int, bytes, bytes]:
+    """(v, r, s) of a 65-byte signature, refusing what OpenZeppelin's ECDSA refuses."""
+    if len(signature) != 65:
+        raise SignatureInvalid(f"a signature is 65 bytes, got {len(signature)}")
+    r, s, v = signature[:32], signature[32:64], signature[64]
+    if v not in (27, 28):
+        raise SignatureInvalid(f"v must be 27 or 28, got {v}")
+    s_int = int.from_bytes(s, "big")
+    if s_int == 0 or s_int > SECP256K1_N // 2:
+        raise SignatureInvalid("s is not in the lower half of the curve order (malleable)")
+    if int.from_bytes(r, "big") == 0:
+        raise SignatureInvalid("r is zero")
+    return v, r, s
+
+
+def join_signature(v: int, r: bytes, s: bytes) -> bytes:
+    return r.rjust(32, b"\0") + s.rjust(32, b"\0") + bytes([v])
+
+
+def recover(typed: dict[str, Any], signature: bytes) -> Address:
+    """The address that signed `typed` (raises `SignatureInvalid` for malformed signatures)."""
+    split_signature(signature)
+    try:
+        return Address(Account.recover_message(_signable(typed), signature=signature))
+    except Exception as exc:  # eth_keys raises several types for unrecoverable points
+        raise SignatureInvalid(f"signature does not recover: {exc}") from None
+
+
+def require_signer(typed: dict[str, Any], signature: bytes, expected: str) -> None:
+    """Raise `SignatureInvalid` unless `expected` signed `typed`."""
+    signer = recover(typed, signature)
+    if signer.lower() != expected.lower():
+        raise SignatureInvalid(f"signed by {signer}, not by {expected}")
+
+
+def sign_typed(account: LocalAccount, typed: dict[str, Any]) -> bytes:
+    """Sign `typed` with the caller's own account (the CLI); returns 65 bytes r‖s‖v."""
+    signed = account.sign_message(_signable(typed))
+    return join_signature(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))

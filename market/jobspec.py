@@ -1,0 +1,370 @@
+"""The job spec: its schema, its validation and its canonical bytes (DESIGN.md section 3).
+
+A job spec is a JSON object that fixes every bit of a training run; the training engine
+(`repops.program`) reads it, and the market must refuse a spec the engine would refuse,
+*before* any transaction, naming the bad field and why.  This module is that gate, on the
+market side of the import wall: it mirrors repops' rules with pydantic models and is
+cross-tested against `repops.program.spec_errors` on the same good and bad specs
+(tests/api/test_jobspec.py), so the two cannot drift apart silently.
+
+The shape (keys repops ignores are allowed and kept; a model's config is closed)::
+
+    {"repops_version": "repops-1",
+     "program": {"model": {"name": "mlp", "config": {"in_features": 64, "hidden": [64],
+                                                     "classes": 10}},
+                 "loss": "cross_entropy",
+                 "optimizer": {"name": "adamw", "lr": 0.001, ...},
+                 "lr_schedule": {"name": "constant"} | {"name": "linear", "warmup_steps": 10}},
+     "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 32, "seed": 1,
+              "cid": "bafk..."},
+     "steps": 100, "checkpoint_interval": 10, "seed": 0}
+
+``data.cid`` names the dataset file in the artifact store; the API fills it when the
+dataset is uploaded with the spec.  The canonical bytes of a spec are
+``json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8,
+``specHash = sha256(bytes)`` and ``specCid`` is the artifact store's CID of those bytes.
+
+This module must never import torch or repops (an import-linter contract enforces it),
+and never normalise a spec it hashes: the bytes hashed are the bytes the solver reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chain.types import Cid, Hash32
+from market.store.cid import normalize_cid
+from market.store.dag import compute_cid
+from market.store.errors import InvalidCid
+
+REPOPS_VERSION: Final = "repops-1"
+"""The operator-set version this market accepts (repops.version.REPOPS_VERSION)."""
+
+MAX_STEPS: Final = 1 << 24
+"""Bound on step counts (repops keeps the step counter exact in float32 below it)."""
+
+DATASET_FORMATS: Final[dict[str, str]] = {
+    "digits": "repops-digits-v1",
+    "stdlib_chars": "repops-chars-v1",
+}
+"""Dataset name -> the file format its dataset file has."""
+
+MODEL_FORMATS: Final[dict[str, tuple[str, ...]]] = {
+    "mlp": ("repops-digits-v1",),
+    "gpt": ("repops-chars-v1",),
+}
+"""Model name -> the dataset formats it can train on."""
+
+U63: Final = (1 << 63) - 1
+
+
+class JobSpecError(Exception):
+    """Root of the errors this module raises."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with a spec: the dotted field path and why it is wrong."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class SpecInvalid(JobSpecError, ValueError):
+    """The spec would be refused by the training engine; `errors` names each bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors) or "invalid spec")
+
+
+class _Open(BaseModel):
+    """A spec object: strict JSON types, unknown keys kept (repops ignores them)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, allow_inf_nan=False)
+
+
+class _Closed(BaseModel):
+    """A model config: strict JSON types and no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class MlpConfig(_Closed):
+    """repops.models.mlp.Config: an MLP over 8x8 digits."""
+
+    in_features: Annotated[int, Field(ge=1, le=1 << 16)]
+    hidden: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(max_length=8)] = []
+    classes: Annotated[int, Field(ge=2, le=1 << 16)]
+
+    @field_validator("in_features")
+    @classmethod
+    def _pixels(cls, value: int) -> int:
+        if value != 64:
+            raise ValueError("digits images have 64 pixels")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: int) -> int:
+        if value != 10:
+            raise ValueError("digits has 10 classes")
+        return value
+
+
+class GptConfig(_Closed):
+    """repops.models.gpt.Config: a character-level GPT."""
+
+    vocab: Annotated[int, Field(ge=2, le=1 << 16)]
+    block: Annotated[int, Field(ge=1, le=4096)]
+    n_layer: Annotated[int, Field(ge=1, le=64)]
+    n_head: Annotated[int, Field(ge=1, le=256)]
+    n_embd: Annotated[int, Field(ge=1, le=8192)]
+
+    @field_validator("vocab")
+    @classmethod
+    def _vocab(cls, value: int) -> int:
+        if value != 128:
+            raise ValueError("the character corpus has 128 symbols")
+        return value
+
+
+class MlpModel(_Open):
+    name: Literal["mlp"]
+    config: MlpConfig
+
+
+class GptModel(_Open):
+    name: Literal["gpt"]
+    config: GptConfig
+
+
+class Optimizer(_Open):
+    """AdamW hyper-parameters (decoupled weight decay)."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: Annotated[float, Field(ge=0.0, le=10.0)]
+    beta1: Annotated[float, Field(ge=0.0, le=0.999999)] = 0.9
+    beta2: Annotated[float, Field(ge=0.0, le=0.999999999)] = 0.999
+    eps: Annotated[float, Field(ge=1e-30, le=1.0)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+
+
+class ConstantSchedule(_Open):
+    name: Literal["constant"]
+
+
+class LinearSchedule(_Open):
+    """Linear warm-up to `lr` over `warmup_steps`, then linear decay to zero."""
+
+    name: Literal["linear"]
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)]
+
+
+class Program(_Open):
+    """What is trained and how."""
+
+    model: Annotated[MlpModel | GptModel, Field(discriminator="name")]
+    loss: Literal["cross_entropy"] = "cross_entropy"
+    optimizer: Optimizer
+    lr_schedule: Annotated[ConstantSchedule | LinearSchedule, Field(discriminator="name")] = (
+        ConstantSchedule(name="constant")
+    )
+
+
+class Data(_Open):
+    """Which dataset, in which deterministic order, and where its file is."""
+
+    dataset: Literal["digits", "stdlib_chars"]
+    format: Literal["repops-digits-v1", "repops-chars-v1"] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=1 << 16)]
+    seed: Annotated[int, Field(ge=0, le=U63)]
+    cid: str | None = None
+
+    @field_validator("cid")
+    @classmethod
+    def _cid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            normalize_cid(value)
+        except InvalidCid as exc:
+            raise ValueError(f"not a CID: {exc.reason}") from None
+        return value
+
+
+class JobSpec(_Open):
+    """A validated job spec (build with `parse_spec`; hash the raw dict, not this model)."""
+
+    repops_version: Literal["repops-1"]
+    program: Program
+    data: Data
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS - 1)]
+    checkpoint_interval: Annotated[int, Field(ge=1, le=MAX_STEPS - 1)]
+    seed: Annotated[int, Field(ge=0, le=U63)]
+
+    @property
+    def checkpoint_count(self) -> int:
+        """States a result commits to: the initial one plus one per checkpoint (m + 1)."""
+        return self.steps // self.checkpoint_interval + 1
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+_TAGS: Final = {"mlp", "gpt", "constant", "linear"}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _TAGS)]
+    return ".".join(parts) or "$"
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return f"unknown value {ctx.get('tag')!r} (expected one of: {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return "missing or not an object with a 'name'"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _from_pydantic(exc: ValidationError) -> list[FieldError]:
+    out: list[FieldError] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        path = _path(loc)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = f"{path}.name"
+        out.append(FieldError(path, _reason(error)))
+    return out
+
+
+def _cross_field(spec: JobSpec) -> list[FieldError]:
+    """The rules that tie fields together (each names the field a user should change)."""
+    errs: list[FieldError] = []
+    if spec.steps % spec.checkpoint_interval:
+        errs.append(
+            FieldError(
+                "checkpoint_interval",
+                f"steps {spec.steps} is not divisible by checkpoint_interval "
+                f"{spec.checkpoint_interval}",
+            )
+        )
+    schedule = spec.program.lr_schedule
+    if isinstance(schedule, LinearSchedule) and schedule.warmup_steps >= spec.steps:
+        errs.append(FieldError("program.lr_schedule.warmup_steps", "must be < steps"))
+    model = spec.program.model
+    if isinstance(model, GptModel) and model.config.n_embd % model.config.n_head:
+        errs.append(
+            FieldError(
+                "program.model.config.n_embd",
+                f"{model.config.n_embd} is not divisible by n_head",
+            )
+        )
+    expected_format = DATASET_FORMATS[spec.data.dataset]
+    if spec.data.format is not None and spec.data.format != expected_format:
+        errs.append(FieldError("data.format", f"{spec.data.dataset} files are {expected_format}"))
+    if expected_format not in MODEL_FORMATS[model.name]:
+        errs.append(
+            FieldError("data.dataset", f"model {model.name} cannot train on {spec.data.dataset}")
+        )
+    return errs
+
+
+def spec_errors(raw: Any) -> list[FieldError]:
+    """Every problem of `raw` as (field path, reason); empty when the spec is valid."""
+    if not isinstance(raw, dict):
+        return [FieldError("$", "spec must be a JSON object")]
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        return _from_pydantic(exc)
+    return _cross_field(spec)
+
+
+def parse_spec(raw: Any) -> JobSpec:
+    """Validate `raw` (a dict from JSON); raise `SpecInvalid` naming every bad field."""
+    errs = spec_errors(raw)
+    if errs:
+        raise SpecInvalid(errs)
+    return JobSpec.model_validate(raw)
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+def canonical_bytes(raw: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8 (DESIGN.md section 3).
+
+    Refuses NaN and infinities (JSON has no spelling for them).
+    """
+    try:
+        return json.dumps(
+            raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise SpecInvalid([FieldError("$", f"not representable as JSON: {exc}")]) from None
+
+
+def spec_hash(data: bytes) -> Hash32:
+    """specHash: sha256 of the canonical bytes."""
+    return Hash32(hashlib.sha256(data).digest())
+
+
+def spec_cid(data: bytes) -> Cid:
+    """specCid: the CID the artifact store gives `data` (computed, nothing stored)."""
+    return compute_cid(data).cid
+
+
+def with_data_cid(raw: Mapping[str, Any], cid: str) -> dict[str, Any]:
+    """A copy of `raw` whose ``data.cid`` is `cid` (other keys untouched)."""
+    out = dict(raw)
+    data = out.get("data")
+    out["data"] = {**(data if isinstance(data, dict) else {}), "cid": cid}
+    return out
+
+
+@dataclass(frozen=True)
+class SealedSpec:
+    """A validated spec with the bytes, hash and CID that go on-chain."""
+
+    raw: dict[str, Any]
+    spec: JobSpec
+    data: bytes
+    hash: Hash32
+    cid: Cid
+
+    @property
+    def steps_per_checkpoint(self) -> int:
+        return self.spec.checkpoint_interval
+
+    @property
+    def checkpoint_count(self) -> int:
+        return self.spec.checkpoint_count
+
+    @property
+    def dataset_cid(self) -> Cid | None:
+        return None if self.spec.data.cid is None else Cid(self.spec.data.cid)
+
+
+def seal(raw: Any) -> SealedSpec:
+    """Validate `raw` and compute its canonical bytes, specHash and specCid."""
+    spec = parse_spec(raw)
+    data = canonical_bytes(raw)
+    return SealedSpec(raw=dict(raw), spec=spec, data=data, hash=spec_hash(data), cid=spec_cid(data))

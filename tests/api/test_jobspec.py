@@ -1,0 +1,167 @@
+"""market.jobspec against repops' own validator: same verdict on the same specs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from market.jobspec import (
+    SpecInvalid,
+    canonical_bytes,
+    parse_spec,
+    seal,
+    spec_errors,
+    with_data_cid,
+)
+from market.store import compute_cid
+from repops.program import canonical_json
+from repops.program import spec_errors as repops_errors
+from tests.api.conftest import base_spec
+
+GPT = {
+    "repops_version": "repops-1",
+    "program": {
+        "model": {
+            "name": "gpt",
+            "config": {"vocab": 128, "block": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
+        },
+        "optimizer": {"name": "adamw", "lr": 0.001, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8},
+        "lr_schedule": {"name": "linear", "warmup_steps": 2},
+    },
+    "data": {"dataset": "stdlib_chars", "batch_size": 4, "seed": 7},
+    "steps": 8,
+    "checkpoint_interval": 4,
+    "seed": 3,
+}
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = spec
+        for p in parents:
+            node = node[p]
+        node[last] = value
+
+    return edit
+
+
+def _del(path: str) -> Callable[[dict[str, Any]], None]:
+    def edit(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = spec
+        for p in parents:
+            node = node[p]
+        del node[last]
+
+    return edit
+
+
+GOOD: list[dict[str, Any]] = [
+    base_spec(),
+    GPT,
+    {**base_spec(), "note": "extra keys are kept and ignored"},
+    {**base_spec(), "steps": 16777215, "checkpoint_interval": 16777215},
+]
+
+BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "version": _set("repops_version", "repops-2"),
+    "unknown model": _set("program.model.name", "cnn"),
+    "mlp pixels": _set("program.model.config.in_features", 32),
+    "mlp classes": _set("program.model.config.classes", 3),
+    "mlp hidden type": _set("program.model.config.hidden", [0]),
+    "mlp hidden many": _set("program.model.config.hidden", [4] * 9),
+    "mlp unknown field": _set("program.model.config.dropout", 1),
+    "config missing": _del("program.model.config"),
+    "loss": _set("program.loss", "mse"),
+    "optimizer name": _set("program.optimizer.name", "sgd"),
+    "lr missing": _del("program.optimizer.lr"),
+    "lr too big": _set("program.optimizer.lr", 11.0),
+    "lr bool": _set("program.optimizer.lr", True),
+    "lr string": _set("program.optimizer.lr", "0.1"),
+    "eps zero": _set("program.optimizer.eps", 0.0),
+    "schedule name": _set("program.lr_schedule", {"name": "cosine"}),
+    "schedule type": _set("program.lr_schedule", "constant"),
+    "warmup too long": _set("program.lr_schedule", {"name": "linear", "warmup_steps": 20}),
+    "steps zero": _set("steps", 0),
+    "steps float": _set("steps", 20.0),
+    "steps too many": _set("steps", 1 << 24),
+    "not divisible": _set("checkpoint_interval", 3),
+    "seed negative": _set("seed", -1),
+    "data missing": _del("data"),
+    "dataset unknown": _set("data.dataset", "mnist"),
+    "format wrong": _set("data.format", "repops-chars-v1"),
+    "model cannot train on data": _set("data.dataset", "stdlib_chars"),
+    "batch zero": _set("data.batch_size", 0),
+    "data seed missing": _del("data.seed"),
+    "program not object": _set("program", []),
+}
+
+
+@pytest.mark.parametrize("spec", GOOD, ids=range(len(GOOD)))
+def test_jobspec_good_specs_pass_both_validators(spec: dict[str, Any]) -> None:
+    assert repops_errors(spec) == []
+    assert spec_errors(spec) == []
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EDITS))
+def test_jobspec_bad_specs_fail_both_validators_on_the_same_field(name: str) -> None:
+    spec = base_spec()
+    BAD_EDITS[name](spec)
+    theirs = {e.path for e in repops_errors(spec)}
+    ours = {e.path for e in spec_errors(spec)}
+    assert theirs, f"repops accepted {name}"
+    assert ours, f"market accepted {name}"
+    # Every field we blame, repops blames too (or a parent or child of it, where one of
+    # the two is more specific): no invented faults.
+    for path in ours:
+        assert any(
+            t == path or t.startswith(path + ".") or path.startswith(t + ".") for t in theirs
+        ), (path, theirs)
+
+
+def test_jobspec_gpt_n_embd_not_divisible_by_heads_is_refused() -> None:
+    spec = copy.deepcopy(GPT)
+    spec["program"]["model"]["config"]["n_head"] = 3
+    assert repops_errors(spec)
+    assert [e.path for e in spec_errors(spec)] == ["program.model.config.n_embd"]
+
+
+def test_jobspec_non_object_is_refused_at_root() -> None:
+    assert [e.path for e in spec_errors([1, 2])] == ["$"]
+    assert repops_errors([1, 2])
+
+
+def test_jobspec_errors_say_why() -> None:
+    spec = base_spec()
+    spec["program"]["model"]["name"] = "cnn"
+    (error,) = spec_errors(spec)
+    assert error.path == "program.model.name"
+    assert "'cnn'" in error.reason and "mlp" in error.reason
+    with pytest.raises(SpecInvalid, match=r"program\.model\.name"):
+        parse_spec(spec)
+
+
+def test_jobspec_canonical_bytes_match_repops_and_hash_and_cid() -> None:
+    spec = with_data_cid(GPT, "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    sealed = seal(spec)
+    assert sealed.data == canonical_json(spec)
+    assert sealed.data == json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    assert sealed.hash == hashlib.sha256(sealed.data).digest()
+    assert sealed.cid == compute_cid(sealed.data).cid
+    assert sealed.checkpoint_count == 3 and sealed.steps_per_checkpoint == 4
+
+
+def test_jobspec_bad_data_cid_is_refused() -> None:
+    spec = with_data_cid(base_spec(), "not-a-cid")
+    assert [e.path for e in spec_errors(spec)] == ["data.cid"]
+
+
+def test_jobspec_nan_cannot_be_canonicalized() -> None:
+    with pytest.raises(SpecInvalid):
+        canonical_bytes({"x": float("nan")})
