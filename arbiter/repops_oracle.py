@@ -16,32 +16,21 @@ loses); the referee's own trouble (store unreachable) raises ArbiterError (rule 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import dataclass
 
+from arbiter.jobcontext import JobContext, JobUnusable, load_job
 from arbiter.referee import ArbiterError, BundleRejected
 from chain.contracts import JobMarketClient
 from chain.dispute import GameRecord
 from chain.generated import Level
-from chain.types import Cid, JobId
+from chain.types import JobId
 from market.store import ArtifactNotFound, ArtifactStore, IntegrityError, StoreError
-from repops import data as data_mod
 from repops import hashing
 from repops.errors import BundleInvalid, RepopsError
-from repops.program import Program, batch_for, batch_hash, build_program, init_state
+from repops.program import batch_for, batch_hash, init_state
 from repops.trace import MAX_BUNDLE_BYTES, OperandBundle, chain_start, reexecute
 
 log = logging.getLogger(__name__)
-
-MAX_SPEC_BYTES = 1 << 20
-
-
-@dataclass
-class _Job:
-    program: Program
-    dataset: data_mod.Dataset
 
 
 class RepopsOracle:
@@ -50,7 +39,7 @@ class RepopsOracle:
     def __init__(self, store: ArtifactStore, market: JobMarketClient) -> None:
         self.store = store
         self.market = market
-        self._jobs: dict[JobId, _Job] = {}
+        self._jobs: dict[JobId, JobContext] = {}
 
     def value_after(self, game: GameRecord) -> bytes | None:
         job = self._job(game.job_id)
@@ -86,28 +75,12 @@ class RepopsOracle:
         except RepopsError as exc:
             raise BundleRejected(f"bundle {game.bundle_cid} malformed: {exc}") from exc
 
-    def _job(self, job_id: JobId) -> _Job:
+    def _job(self, job_id: JobId) -> JobContext:
         cached = self._jobs.get(job_id)
-        if cached is not None:
-            return cached
-        record = self.market.get_job(job_id)
-        spec_bytes = self._fetch(record.spec_cid, MAX_SPEC_BYTES)
-        if hashlib.sha256(spec_bytes).digest() != record.spec_hash:
-            raise ArbiterError(f"job {job_id}: spec {record.spec_cid} does not match specHash")
-        try:
-            spec = json.loads(spec_bytes)
-            program = build_program(spec)
-            dataset = data_mod.Dataset.from_bytes(
-                self._fetch(Cid(spec["data"]["cid"]), MAX_BUNDLE_BYTES)
-            )
-        except (RepopsError, ValueError, KeyError, TypeError) as exc:
-            raise ArbiterError(f"job {job_id}: spec or dataset unusable: {exc}") from exc
-        job = _Job(program, dataset)
-        self._jobs[job_id] = job
-        return job
-
-    def _fetch(self, cid: Cid, max_size: int) -> bytes:
-        try:
-            return self.store.get_bytes(cid, max_size=max_size)
-        except StoreError as exc:
-            raise ArbiterError(f"cannot fetch {cid}: {exc}") from exc
+        if cached is None:
+            try:
+                cached = load_job(self.market, self.store, job_id)
+            except JobUnusable as exc:
+                raise ArbiterError(str(exc)) from exc
+            self._jobs[job_id] = cached
+        return cached

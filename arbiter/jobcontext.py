@@ -1,0 +1,80 @@
+"""Load what every role needs to reason about a job: its record, spec, program and data.
+
+The spec is fetched by CID and checked against the on-chain specHash; the dataset is
+fetched by the CID the spec names and parsed by repops.  Nothing here trusts the bytes it
+fetches: a mismatch is a JobUnusable saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chain.contracts import JobMarketClient, JobRecord
+from chain.types import Cid, JobId
+from market.store import ArtifactStore, StoreError
+from repops import data as data_mod
+from repops.errors import RepopsError
+from repops.program import Program, build_program
+
+MAX_SPEC_BYTES = 1 << 20
+MAX_DATASET_BYTES = 1 << 31
+
+
+class JobUnusable(Exception):
+    """The job's spec or dataset cannot be fetched, does not match, or does not build."""
+
+
+class StoreTrouble(JobUnusable):
+    """The artifact store could not be reached (try again later; not the job's fault)."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    record: JobRecord
+    spec: dict[str, Any]
+    program: Program
+    dataset: data_mod.Dataset
+
+
+def fetch(store: ArtifactStore, cid: Cid, max_size: int) -> bytes:
+    """Verified bytes of `cid`; StoreTrouble when the store itself fails."""
+    try:
+        return store.get_bytes(cid, max_size=max_size)
+    except StoreError as exc:
+        raise StoreTrouble(f"cannot fetch {cid}: {exc}") from exc
+
+
+def load_spec(store: ArtifactStore, record: JobRecord) -> dict[str, Any]:
+    raw = fetch(store, record.spec_cid, MAX_SPEC_BYTES)
+    if hashlib.sha256(raw).digest() != record.spec_hash:
+        raise JobUnusable(f"job {record.job_id}: spec {record.spec_cid} does not match specHash")
+    try:
+        spec = json.loads(raw)
+    except ValueError as exc:
+        raise JobUnusable(f"job {record.job_id}: spec is not JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise JobUnusable(f"job {record.job_id}: spec is not a JSON object")
+    return spec
+
+
+def load_job(market: JobMarketClient, store: ArtifactStore, job_id: JobId) -> JobContext:
+    """The job's record, verified spec, built program and parsed dataset."""
+    record = market.get_job(job_id)
+    spec = load_spec(store, record)
+    try:
+        program = build_program(spec)
+        data_cid = Cid(str(spec["data"]["cid"]))
+    except (RepopsError, KeyError, TypeError) as exc:
+        raise JobUnusable(f"job {job_id}: spec does not build: {exc}") from exc
+    if program.checkpoint_interval != record.steps_per_checkpoint or (
+        program.steps // program.checkpoint_interval + 1 != record.checkpoint_count
+    ):
+        raise JobUnusable(f"job {job_id}: on-chain checkpoint terms disagree with the spec")
+    try:
+        dataset = data_mod.Dataset.from_bytes(fetch(store, data_cid, MAX_DATASET_BYTES))
+    except RepopsError as exc:
+        raise JobUnusable(f"job {job_id}: dataset unusable: {exc}") from exc
+    return JobContext(record, spec, program, dataset)

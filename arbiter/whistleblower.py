@@ -1,0 +1,293 @@
+"""The whistleblower: re-execute committed segments, challenge a mismatch, play it out.
+
+For every submitted result still inside its challenge window it fetches the manifest,
+checks it against the on-chain trace root, rebuilds the initial state from the spec, and
+re-executes the K steps of each checked segment from the solver's checkpoint (verified
+against its leaf).  The first segment whose end differs from the committed leaf is
+challenged directly at STEP level with Merkle proofs (a wrong initial state is challenged
+from the top); the game is then played with the honest strategy from this party's own
+re-execution, and winnings are withdrawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from arbiter.actor import GameActor
+from arbiter.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
+from arbiter.realtrace import HonestStepper, RealTrace, Stepper
+from chain.client import ChainClient
+from chain.deploy import Deployment
+from chain.dispute import GameRecord
+from chain.errors import ContractRevert
+from chain.events import decode_logs
+from chain.generated import JobStatus, Party, ResultSubmitted
+from chain.types import JobId
+from market.manifest import Manifest, ManifestInvalid
+from market.store import ArtifactStore
+from repops import hashing, merkle
+from repops.errors import RepopsError
+from repops.program import State, init_state, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check concluded about one result."""
+
+    job_id: int
+    checked: tuple[int, ...]
+    mismatch: int | None  # first bad leaf index (0 = initial state), None if all agreed
+    reason: str
+
+
+class Whistleblower:
+    """Checks results and challenges the wrong ones."""
+
+    def __init__(
+        self,
+        client: ChainClient,
+        deployment: Deployment,
+        store: ArtifactStore,
+        *,
+        check_fraction: float = 1.0,
+        arity: int = 4,
+        seed: int = 0,
+        stepper: Stepper | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        if not 0 < check_fraction <= 1:
+            raise ValueError("check_fraction must be in (0, 1]")
+        self.client = client
+        self.market = deployment.market(client)
+        self.token = deployment.token(client)
+        self.games = deployment.game(client)
+        self.store = store
+        self.check_fraction = check_fraction
+        self.arity = arity
+        self.seed = seed
+        self.stepper: Stepper = stepper or HonestStepper()
+        self.report = report or (lambda line: log.info("%s", line))
+        self.actor = GameActor(self.games, Party.Challenger, self._trace_for)
+        self._next_block = deployment.block
+        self._queue: list[JobId] = []
+        self._seen: set[JobId] = set()
+        self._traces: dict[JobId, RealTrace] = {}
+        self._games: dict[int, JobId] = {}
+        self.findings: list[Finding] = []
+
+    # -------------------------------------------------------------- the loop
+
+    def tick(self) -> None:
+        self._scan()
+        while self._queue:
+            job_id = self._queue.pop(0)
+            try:
+                self.check(job_id)
+            except StoreTrouble as exc:
+                log.warning("job %d: store trouble, will retry: %s", job_id, exc)
+                self._queue.append(job_id)
+                break
+        self._play()
+        credit = self.market.credits(self.client.address)
+        if credit > 0:
+            self.market.withdraw()
+            self.report(f"withdrew {credit / 1e18:g} WORK")
+
+    @property
+    def active_games(self) -> int:
+        return len(self._games)
+
+    def _scan(self) -> None:
+        latest = int(self.client.w3.eth.block_number)
+        if latest < self._next_block:
+            return
+        logs = self.client.w3.eth.get_logs(
+            {
+                "address": self.client.w3.to_checksum_address(self.market.address),
+                "fromBlock": self._next_block,
+                "toBlock": latest,
+                "topics": ["0x" + ResultSubmitted.topic.hex()],
+            }
+        )
+        for entry in decode_logs(logs):
+            if isinstance(entry.event, ResultSubmitted):
+                job_id = JobId(entry.event.job_id)
+                if job_id not in self._seen:
+                    self._seen.add(job_id)
+                    self._queue.append(job_id)
+        self._next_block = latest + 1
+
+    # ----------------------------------------------------------------- check
+
+    def check(self, job_id: JobId) -> Finding | None:
+        """Verify one submitted result; challenge it if a checked segment is wrong."""
+        record = self.market.get_job(job_id)
+        if record.status != JobStatus.Submitted or self._now() > record.challenge_deadline:
+            return None
+        try:
+            ctx = load_job(self.market, self.store, job_id)
+            manifest = Manifest.from_bytes(fetch(self.store, record.manifest_cid, 1 << 26))
+        except StoreTrouble:
+            raise
+        except (JobUnusable, ManifestInvalid) as exc:
+            self.report(f"job {job_id}: cannot verify: {exc}")
+            return None
+        leaves = manifest.leaves
+        if len(leaves) != record.checkpoint_count or (
+            merkle.merkle_root(leaves) != record.trace_root
+        ):
+            self.report(f"job {job_id}: manifest does not match the committed trace root")
+            return None
+        finding = self._verify(ctx, manifest)
+        self.findings.append(finding)
+        if finding.mismatch is None:
+            self.report(
+                f"job {job_id}: checked segments {list(finding.checked)} of {len(leaves) - 1}: "
+                "all match"
+            )
+            return finding
+        self.report(f"job {job_id}: {finding.reason}; challenging")
+        self._challenge(ctx, manifest, finding.mismatch)
+        return finding
+
+    def _segments(self, job_id: JobId, count: int) -> list[int]:
+        if self.check_fraction >= 1:
+            return list(range(count))
+        rng = random.Random(f"{self.seed}/{job_id}")
+        picked = rng.sample(range(count), max(1, math.ceil(self.check_fraction * count)))
+        return sorted(picked)
+
+    def _verify(self, ctx: JobContext, manifest: Manifest) -> Finding:
+        job_id = ctx.record.job_id
+        program, leaves = ctx.program, manifest.leaves
+        k = program.checkpoint_interval
+        own = init_state(program)
+        if hashing.state_hash(own) != leaves[0]:
+            return Finding(job_id, (), 0, "the committed initial state is not the spec's")
+        segments = self._segments(job_id, len(leaves) - 1)
+        checked: list[int] = []
+        carried: tuple[int, State] | None = (0, own)
+        for i in segments:
+            start = carried[1] if carried is not None and carried[0] == i else None
+            if start is None:
+                start = self._solver_checkpoint(ctx, manifest, i)
+            if start is None:
+                self.report(f"job {job_id}: checkpoint {i} unavailable; segment skipped")
+                carried = None
+                continue
+            state = start
+            state = self._run_segment(ctx, state)
+            checked.append(i)
+            if hashing.state_hash(state) != leaves[i + 1]:
+                reason = f"segment {i} (steps {i * k}..{(i + 1) * k}) ends in a different state"
+                return Finding(job_id, tuple(checked), i + 1, reason)
+            carried = (i + 1, state)
+        return Finding(job_id, tuple(checked), None, "all checked segments match")
+
+    def _run_segment(self, ctx: JobContext, state: State) -> State:
+        for _ in range(ctx.program.checkpoint_interval):
+            state, _ = self.stepper.step(ctx.program, state, ctx.dataset)
+        return state
+
+    def _solver_checkpoint(self, ctx: JobContext, manifest: Manifest, index: int) -> State | None:
+        entry = manifest.checkpoints[index]
+        try:
+            state = load_checkpoint(ctx.program, fetch(self.store, entry.cid, 1 << 34))
+        except (JobUnusable, RepopsError) as exc:
+            log.info("job %d: checkpoint %d unusable: %s", ctx.record.job_id, index, exc)
+            return None
+        if hashing.state_hash(state) != entry.state_hash:
+            return None
+        return state
+
+    # ------------------------------------------------------------- challenge
+
+    def _challenge(self, ctx: JobContext, manifest: Manifest, bad_leaf: int) -> None:
+        job_id = ctx.record.job_id
+        leaves = manifest.leaves
+        self.token.approve(self.market.address, ctx.record.challenger_bond)
+        if bad_leaf == 0:
+            own = self._own_trace(ctx)
+            game_id, _ = self.games.challenge(
+                job_id, self.arity, leaves[-1], merkle.merkle_proof(leaves, len(leaves) - 1)
+            )
+        else:
+            start = bad_leaf - 1
+            start_state = self._solver_checkpoint(ctx, manifest, start)
+            if start_state is None:  # only reachable when the segment began at our own state
+                start_state = self._own_state_at(ctx, start)
+            agreed = start_state
+            own = RealTrace(
+                ctx.program,
+                ctx.dataset,
+                ctx.record.spec_hash,
+                list(leaves),
+                lambda i: agreed if i == start else self._own_state_at(ctx, i),
+                stepper=self.stepper,
+            )
+            game_id, _ = self.games.challenge_at(
+                job_id,
+                self.arity,
+                start,
+                (leaves[start], leaves[bad_leaf]),
+                (merkle.merkle_proof(leaves, start), merkle.merkle_proof(leaves, bad_leaf)),
+            )
+        self._traces[job_id] = own
+        self._games[game_id] = job_id
+        self.report(
+            f"job {job_id}: opened game {game_id} (bond {ctx.record.challenger_bond / 1e18:g} WORK)"
+        )
+
+    def _own_state_at(self, ctx: JobContext, index: int) -> State:
+        state = init_state(ctx.program)
+        for _ in range(index * ctx.program.checkpoint_interval):
+            state, _ = self.stepper.step(ctx.program, state, ctx.dataset)
+        return state
+
+    def _own_trace(self, ctx: JobContext) -> RealTrace:
+        """This party's whole trace (needed when the very first state is disputed)."""
+        program = ctx.program
+        states = [init_state(program)]
+        for _ in range(program.steps // program.checkpoint_interval):
+            state = states[-1]
+            for _ in range(program.checkpoint_interval):
+                state, _ = self.stepper.step(program, state, ctx.dataset)
+            states.append(state)
+        leaves = [hashing.state_hash(s) for s in states]
+        return RealTrace(
+            program,
+            ctx.dataset,
+            ctx.record.spec_hash,
+            leaves,
+            lambda i: states[i],
+            stepper=self.stepper,
+        )
+
+    # ------------------------------------------------------------------ play
+
+    def _trace_for(self, game: GameRecord) -> RealTrace:
+        return self._traces[game.job_id]
+
+    def _play(self) -> None:
+        for game_id in sorted(self._games):
+            for _ in range(64):
+                try:
+                    move = self.actor.step(game_id)
+                except ContractRevert as exc:
+                    log.warning("game %d: move refused: %s", game_id, exc)
+                    break
+                if move is None:
+                    break
+            game = self.games.get_game(game_id)
+            if game.finished:
+                job_id = self._games.pop(game_id)
+                self.report(f"job {job_id}: game {game_id} ended: {game.status.name}")
+
+    def _now(self) -> int:
+        return int(self.client.w3.eth.get_block("latest")["timestamp"])

@@ -1,0 +1,1 @@
+"""The `solver` role: claim jobs, train them with repops, publish, defend, get paid."""

@@ -1,0 +1,181 @@
+"""`solver`: earn WorkTokens by training jobs with reproducible operators.
+
+    solver run       stake on and train posted jobs, publish, defend disputes, get paid
+    solver status    this solver's jobs, their on-chain status, balance and credits
+
+Settings come from ASSAY_* environment variables, overridden by flags.  The solver keeps
+its state under --state-dir; killed at any point and restarted, it resumes from its last
+checkpoint with identical bits and never submits a result twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from arbiter.jobcontext import JobUnusable
+from chain.client import ChainClient
+from chain.deploy import Deployment
+from chain.errors import ChainError
+from chain.keys import load_key
+from chain.types import JobId
+from market.store import StoreError, open_store
+from solver.journal import Journal
+from solver.node import Event, SolverNode
+from solver.settings import SolverSettings
+from solver.trainer import TrainingError
+
+log = logging.getLogger("solver")
+
+
+class RichProgress:
+    """Step, loss, tokens/s and ETA of the job being trained."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]job {task.fields[job]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} tok/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+
+    def start(self, job_id: JobId, total_steps: int, done: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=done, job=job_id, loss="-", rate="-"
+        )
+
+    def advance(self, step: int, loss: float, tokens_per_s: float) -> None:
+        if self.task is not None:
+            self.progress.update(
+                self.task, completed=step, loss=f"{loss:.4f}", rate=f"{tokens_per_s:,.0f}"
+            )
+
+    def finish(self) -> None:
+        self.progress.stop()
+        self.task = None
+
+
+def _settings(args: argparse.Namespace) -> SolverSettings:
+    overrides = {
+        "rpc_url": args.rpc_url,
+        "deployment": args.deployment,
+        "key_file": args.key_file,
+        "store": args.store,
+        "state_dir": args.state_dir,
+        "device": getattr(args, "device", None),
+        "max_jobs": getattr(args, "max_jobs", None),
+    }
+    return SolverSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_run(settings: SolverSettings, console: Console) -> int:
+    account = load_key(settings.key_file)
+    client = ChainClient.connect(settings.rpc_url, account)
+    deployment = Deployment.load(settings.deployment)
+    deployment.check(client)
+    store = open_store(settings.store)
+
+    def report(event: Event) -> None:
+        prefix = f"job {event.job_id}: " if event.job_id else ""
+        console.print(f"[cyan]solver {account.address[:10]}[/] {prefix}{event.what}")
+
+    node = SolverNode(
+        client, deployment, store, settings, progress=RichProgress(console), report=report
+    )
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    console.print(f"solver {account.address} on {settings.rpc_url}, state in {settings.state_dir}")
+    node.run(lambda: stopping)
+    console.print(f"solver stopped; {node.settled_count()} job(s) settled")
+    return 0
+
+
+def cmd_status(settings: SolverSettings, console: Console) -> int:
+    account = load_key(settings.key_file)
+    client = ChainClient.connect(settings.rpc_url, account)
+    deployment = Deployment.load(settings.deployment)
+    deployment.check(client)
+    market, token = deployment.market(client), deployment.token(client)
+    journal = Journal(settings.state_dir / account.address)
+    table = Table(title=f"solver {account.address}")
+    for column in ("job", "local phase", "chain status", "checkpoints", "stake", "reward", "note"):
+        table.add_column(column)
+    for entry in journal.all():
+        record = market.get_job(JobId(entry.job_id))
+        table.add_row(
+            str(entry.job_id),
+            entry.phase.value,
+            record.status.name,
+            str(len(entry.checkpoints)),
+            f"{record.solver_stake / 1e18:g}",
+            f"{record.reward / 1e18:g}",
+            entry.note,
+        )
+    console.print(table)
+    console.print(
+        f"balance {token.balance_of(account.address) / 1e18:,.4f} WORK, "
+        f"withdrawable credit {market.credits(account.address) / 1e18:,.4f} WORK"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="solver", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (ASSAY_RPC_URL)")
+    parser.add_argument("--deployment", type=Path, help="deployment JSON (ASSAY_DEPLOYMENT)")
+    parser.add_argument("--key-file", type=Path, help="solver key file (ASSAY_KEY_FILE)")
+    parser.add_argument("--store", help="embedded:DIR or http://host:port (ASSAY_STORE)")
+    parser.add_argument("--state-dir", type=Path, help="journal + checkpoints (ASSAY_STATE_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="work the market until stopped")
+    run.add_argument("--device", help="auto, cpu or cuda (ASSAY_DEVICE)")
+    run.add_argument("--max-jobs", type=int, help="exit after settling this many jobs")
+    sub.add_parser("status", help="jobs, stakes and earnings of this solver")
+    args = parser.parse_args(argv)
+    console = Console()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    try:
+        settings = _settings(args)
+        if args.command == "status":
+            return cmd_status(settings, console)
+        return cmd_run(settings, console)
+    except (ChainError, StoreError, JobUnusable, TrainingError) as exc:
+        console.print(f"[red]solver:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

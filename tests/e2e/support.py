@@ -1,0 +1,134 @@
+"""End-to-end helpers: publish real jobs (spec + dataset on the store), run the roles
+in-process against the session anvil, and step the chain clock when everyone is idle."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from arbiter.realtrace import Stepper
+from arbiter.referee import Referee
+from arbiter.repops_oracle import RepopsOracle
+from arbiter.whistleblower import Whistleblower
+from chain.contracts import JobTerms
+from chain.types import Cid, Hash32, JobId, Wei
+from market.store import ArtifactStore
+from repops import data as data_mod
+from solver.node import SolverNode
+from solver.settings import SolverSettings
+from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
+
+MLP_SPEC: dict[str, Any] = {
+    "repops_version": "repops-1",
+    "program": {
+        "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
+        "loss": "cross_entropy",
+        "optimizer": {
+            "name": "adamw",
+            "lr": 0.01,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.01,
+        },
+        "lr_schedule": {"name": "constant"},
+    },
+    "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 16, "seed": 7},
+    "steps": 8,
+    "checkpoint_interval": 2,
+    "seed": 3,
+}
+WINDOW_S = 600
+
+
+@cache
+def digits_bytes() -> bytes:
+    return data_mod.build_digits()
+
+
+def canonical(spec: dict[str, Any]) -> bytes:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobId:
+    """Pin the digits dataset and an MLP spec, post the job; returns its id."""
+    spec = copy.deepcopy(MLP_SPEC)
+    spec.update(
+        {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_interval", "seed")}
+    )
+    spec["data"]["cid"] = str(store.add_bytes(digits_bytes()))
+    raw = canonical(spec)
+    spec_cid = store.add_bytes(raw)
+    terms = JobTerms(
+        spec_hash=Hash32(hashlib.sha256(raw).digest()),
+        spec_cid=Cid(spec_cid),
+        reward=Wei(REWARD),
+        solver_stake=Wei(STAKE),
+        challenger_bond=Wei(BOND),
+        claim_deadline=env.devnet.timestamp() + 3_600,
+        submit_window=3_600,
+        challenge_window=WINDOW_S,
+        steps_per_checkpoint=spec["checkpoint_interval"],
+        checkpoint_count=spec["steps"] // spec["checkpoint_interval"] + 1,
+    )
+    job_id, _ = env.market.as_account(env.submitter).post_job(terms)
+    return job_id
+
+
+def solver_node(
+    env: DisputeEnv,
+    store: ArtifactStore,
+    state_dir: Path,
+    index: int = 0,
+    stepper: Stepper | None = None,
+) -> SolverNode:
+    client = env.client.with_account(env.solver(index))
+    settings = SolverSettings(state_dir=state_dir, device="cpu", poll_interval=0.0)
+    return SolverNode(client, env.deployment, store, settings, stepper=stepper)
+
+
+def whistleblower(
+    env: DisputeEnv, store: ArtifactStore, index: int = 0, stepper: Stepper | None = None
+) -> Whistleblower:
+    client = env.client.with_account(env.challenger(index))
+    return Whistleblower(client, env.deployment, store, stepper=stepper, arity=4)
+
+
+def referee(env: DisputeEnv, store: ArtifactStore) -> Referee:
+    client = env.client.with_account(env.arbiter)
+    oracle = RepopsOracle(store, env.deployment.market(client))
+    return Referee(env.deployment.referee(client), env.deployment.game(client), oracle)
+
+
+def rule_all(env: DisputeEnv, ref: Referee) -> int:
+    ruled = 0
+    for game_id in range(1, env.game.game_count() + 1):
+        if ref.rule_if_pending(game_id) is not None:
+            ruled += 1
+    return ruled
+
+
+def run_market(
+    env: DisputeEnv,
+    ticks: Iterable[Callable[[], None]],
+    ref: Referee,
+    done: Callable[[], bool],
+    max_rounds: int = 60,
+) -> int:
+    """Tick every role until `done()`; when a round changes nothing, move time forward."""
+    actions = list(ticks)
+    for rounds in range(1, max_rounds + 1):
+        block_before = env.devnet.web3().eth.block_number
+        for tick in actions:
+            tick()
+        rule_all(env, ref)
+        if done():
+            return rounds
+        if env.devnet.web3().eth.block_number == block_before:
+            env.devnet.increase_time(WINDOW_S // 2)
+    raise AssertionError(f"market did not settle in {max_rounds} rounds")

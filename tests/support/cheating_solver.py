@@ -1,0 +1,95 @@
+"""A cheating solver process for the demo and end-to-end tests (NOT shipped: the `solver`
+console script has no way to cheat).
+
+    python -m tests.support.cheating_solver --kind ulp --at-step 3 [solver flags...] run
+
+It is the real SolverNode with one dishonest stepper from tests/support/cheaters.py, so
+it claims, trains, submits and defends its false trace exactly like a real cheater.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from rich.console import Console
+
+from arbiter.realtrace import Stepper
+from chain.client import ChainClient
+from chain.deploy import Deployment
+from chain.keys import load_key
+from market.store import open_store
+from solver.cli import RichProgress, _settings
+from solver.node import Event, SolverNode
+from tests.support.cheaters import (
+    DataOrderCheater,
+    PlainTorchCheater,
+    SkipCheater,
+    StopEarlyCheater,
+    UlpCheater,
+)
+
+KINDS = ("ulp", "skip", "stop-early", "plain-torch", "data-order")
+
+
+def make_stepper(kind: str, at_step: int) -> Stepper:
+    if kind == "ulp":
+        return UlpCheater(at_step=at_step)
+    if kind == "skip":
+        return SkipCheater(at_step=at_step)
+    if kind == "stop-early":
+        return StopEarlyCheater(at_step=at_step)
+    if kind == "plain-torch":
+        return PlainTorchCheater(at_step=at_step)
+    return DataOrderCheater()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cheating_solver")
+    parser.add_argument("--kind", choices=KINDS, default="ulp")
+    parser.add_argument("--at-step", type=int, default=3)
+    parser.add_argument("--rpc-url")
+    parser.add_argument("--deployment")
+    parser.add_argument("--key-file")
+    parser.add_argument("--store")
+    parser.add_argument("--state-dir")
+    parser.add_argument("--device")
+    parser.add_argument("--max-jobs", type=int)
+    parser.add_argument("command", choices=["run"])
+    args = parser.parse_args(argv)
+    settings = _settings(args)
+    console = Console()
+    account = load_key(settings.key_file)
+    client = ChainClient.connect(settings.rpc_url, account)
+    deployment = Deployment.load(settings.deployment)
+    store = open_store(settings.store)
+
+    def report(event: Event) -> None:
+        prefix = f"job {event.job_id}: " if event.job_id else ""
+        console.print(f"[red]cheater {account.address[:10]}[/] {prefix}{event.what}")
+
+    node = SolverNode(
+        client,
+        deployment,
+        store,
+        settings,
+        stepper=make_stepper(args.kind, args.at_step),
+        progress=RichProgress(console),
+        report=report,
+    )
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    console.print(f"cheating solver ({args.kind} at step {args.at_step}) {account.address}")
+    node.run(lambda: stopping)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
