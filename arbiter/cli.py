@@ -113,7 +113,7 @@ def cmd_run(settings: ArbiterSettings, console: Console) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("arbiter %s watching %s", client.address, settings.rpc_url)
+    console.print(f"arbiter {client.address} watching {settings.rpc_url}")
     ruled = 0
     while not stopping:
         for game_id in sorted(watcher.poll()):
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=False)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )

@@ -1,120 +1,407 @@
-"""`make demo`: a whole job's life on a local devnet, with real transactions.
+"""`make demo`: a whole market on one machine, every role its own process.
 
-Starts anvil, deploys WorkToken and JobMarket, funds a submitter and a solver, posts a
-job, claims it, submits a result, lets the challenge window pass, finalizes, withdraws,
-and prints every step and the final balances.  Leaves no process behind.
+Starts an anvil devnet (a block a second), deploys the contracts, starts Redis, the REST
+API (uvicorn), a Celery worker (the relayer), the indexer, two solvers — one honest, one
+cheating (the cheater is test-support code: the shipped `solver` cannot cheat) —, a
+whistleblower and an arbiter.  A submitter signs two MLP-on-digits jobs locally and posts
+them through the REST API.  The demo streams every process's log, waits until both jobs
+are settled (one paid, one slashed after a dispute bisected to a single operator and
+re-executed by the arbiter), prints a table of jobs, outcomes and balances, stops every
+process it started and exits 0.  Everything lives in one work directory (--workdir).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from chain.client import ChainClient
-from chain.contracts import JobTerms
-from chain.deploy import deploy
-from chain.devnet import running_devnet
+from chain.deploy import Deployment, deploy
+from chain.devnet import Devnet, free_port, start_devnet
 from chain.errors import ChainError
-from chain.types import Cid, Hash32, Wei
+from chain.generated import JobStatus
+from chain.keys import write_key
+from chain.types import JobId
+from frontend_api.client import ApiClient, MarketTerms, prepare_spec, sign_submission
+from frontend_api.redis_server import RedisServer
+from repops import data as data_mod
 
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
 ONE = 10**18
-CHALLENGE_WINDOW_S = 3600
+TIMEOUT_S = 480
+CHALLENGE_WINDOW_S = 40
+ROLE_COLOURS = {
+    "api": "blue",
+    "worker": "blue",
+    "indexer": "blue",
+    "solver": "green",
+    "cheater": "red",
+    "whistleblower": "magenta",
+    "arbiter": "yellow",
+}
+QUIET_ROLES = ("api", "worker", "indexer")
 
 
-def _fmt(amount: int) -> str:
-    return f"{amount / ONE:,.2f} WORK"
+def job_spec(seed: int) -> dict[str, Any]:
+    return {
+        "repops_version": "repops-1",
+        "program": {
+            "model": {
+                "name": "mlp",
+                "config": {"in_features": 64, "hidden": [32], "classes": 10},
+            },
+            "loss": "cross_entropy",
+            "optimizer": {
+                "name": "adamw",
+                "lr": 0.01,
+                "beta1": 0.9,
+                "beta2": 0.999,
+                "eps": 1e-8,
+                "weight_decay": 0.01,
+            },
+            "lr_schedule": {"name": "constant"},
+        },
+        "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 32, "seed": 7},
+        "steps": 40,
+        "checkpoint_interval": 8,
+        "seed": seed,
+    }
 
 
-def run(console: Console, workdir: Path) -> None:
-    with running_devnet(log_path=workdir / "anvil.log") as devnet:
-        console.print(f"[bold]devnet[/] anvil on {devnet.rpc_url} (chain {devnet.chain_id})")
-        deployer, submitter, solver = devnet.accounts[:3]
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    pump: threading.Thread
+
+
+@dataclass
+class Stack:
+    console: Console
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+    devnet: Devnet | None = None
+    redis: RedisServer | None = None
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
+        log_file = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
+        process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        pump = threading.Thread(target=self._pump, args=(name, process, log_file), daemon=True)
+        pump.start()
+        proc = Proc(name, process, log_file, pump)
+        self.procs.append(proc)
+        return proc
+
+    def _pump(self, name: str, process: subprocess.Popen[bytes], log_file: IO[bytes]) -> None:
+        assert process.stdout is not None
+        colour = ROLE_COLOURS.get(name, "white")
+        for raw in process.stdout:
+            log_file.write(raw)
+            log_file.flush()
+            line = raw.decode(errors="replace").rstrip()
+            if line and name not in QUIET_ROLES:
+                self.console.print(
+                    f"[{colour}]{name:>13}[/] │ {line}", highlight=False, soft_wrap=True
+                )
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.process.pid, signal.SIGKILL)
+                proc.process.wait(timeout=5)
+            proc.pump.join(timeout=2)
+            proc.log.close()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.devnet is not None:
+            self.devnet.stop()
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not come up in {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def market_stack(console: Console, workdir: Path) -> Iterator[Stack]:
+    stack = Stack(console, workdir)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def run(console: Console, workdir: Path) -> int:
+    with market_stack(console, workdir) as stack:
+        devnet = stack.devnet = start_devnet(log_path=workdir / "anvil.log", block_time=1)
+        accounts = devnet.accounts
+        deployer, submitter, honest, cheater, whistle = accounts[:5]
+        relayer, arbiter = accounts[5], accounts[7]
         client = ChainClient(devnet.web3(), deployer)
-        deployment = deploy(client)
-        deployment.write(workdir / "deployment.json")
-        console.print(f"[bold]deployed[/] {json.dumps(deployment.addresses)}")
-        token = deployment.token(client)
-        market = deployment.market(client)
-        for account in (submitter, solver):
+        deployment = deploy(client, arbiters=[arbiter.address])
+        deployment_path = workdir / "deployment.json"
+        deployment.write(deployment_path)
+        token, market = deployment.token(client), deployment.market(client)
+        for account in (submitter, honest, cheater, whistle):
             token.mint(account.address, 100 * ONE)
-        names = {deployer.address: "deployer", submitter.address: "submitter"}
-        names[solver.address] = "solver"
-
-        # A stand-in spec until the training engine joins the demo: its hash and CID are
-        # computed the way the real ones are (sha256 of canonical JSON; CID of the bytes).
-        spec = json.dumps({"demo": "foundation"}, sort_keys=True, separators=(",", ":"))
-        spec_hash = Hash32(hashlib.sha256(spec.encode()).digest())
-        terms = JobTerms(
-            spec_hash=spec_hash,
-            spec_cid=Cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"),
-            reward=Wei(10 * ONE),
-            solver_stake=Wei(5 * ONE),
-            challenger_bond=Wei(2 * ONE),
-            claim_deadline=devnet.timestamp() + 3600,
-            submit_window=3600,
-            challenge_window=CHALLENGE_WINDOW_S,
-            steps_per_checkpoint=1,
-            checkpoint_count=3,
-        )
-        token.as_account(submitter).approve(market.address, terms.reward)
-        job_id, _ = market.as_account(submitter).post_job(terms)
-        console.print(f"[bold]posted[/] job {job_id}, reward {_fmt(terms.reward)} escrowed")
-
-        token.as_account(solver).approve(market.address, terms.solver_stake)
-        market.as_account(solver).claim(job_id)
-        console.print(f"[bold]claimed[/] by the solver, stake {_fmt(terms.solver_stake)} locked")
-
-        states = [hashlib.sha256(f"state-{i}".encode()).digest() for i in range(3)]
-        trace_root = Hash32(hashlib.sha256(b"".join(states)).digest())
-        market.as_account(solver).submit_result(
-            job_id, trace_root, len(states), Cid("bafkreidemo"), Hash32(states[-1])
-        )
-        console.print(f"[bold]submitted[/] trace root 0x{trace_root.hex()[:16]}...")
-
-        devnet.increase_time(CHALLENGE_WINDOW_S + 1)
-        market.as_account(solver).finalize(job_id)
-        market.as_account(solver).withdraw()
-        console.print("[bold]finalized[/] no challenge in the window; solver withdrew")
-
-        table = Table(title=f"Balances after job {job_id}")
-        table.add_column("account")
-        table.add_column("address")
-        table.add_column("WORK", justify="right")
-        for address, name in names.items():
-            table.add_row(name, address, _fmt(token.balance_of(address)))
-        table.add_row("JobMarket", market.address, _fmt(token.balance_of(market.address)))
-        console.print(table)
+        keys = workdir / "keys"
+        roles = {
+            "submitter": submitter,
+            "solver": honest,
+            "cheater": cheater,
+            "whistleblower": whistle,
+            "relayer": relayer,
+            "arbiter": arbiter,
+        }
+        for role, account in roles.items():
+            write_key(keys / f"{role}.key", account)
         console.print(
-            f"status: {market.status_of(job_id).name}; "
-            f"supply {_fmt(token.total_supply())}, burned {_fmt(market.total_burned())}"
+            f"[bold]devnet[/] {devnet.rpc_url}; contracts {json.dumps(deployment.addresses)}"
         )
+
+        stack.redis = RedisServer(str(workdir / "redis")).start()
+        api_port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "ASSAY_RPC_URL": devnet.rpc_url,
+            "ASSAY_DEPLOYMENT": str(deployment_path),
+            "ASSAY_STORE": f"embedded:{workdir / 'ipfs'}",
+            "ASSAY_REDIS_URL": stack.redis.url,
+            "ASSAY_DATABASE_URL": f"sqlite:///{workdir / 'assay.db'}",
+            "ASSAY_RELAYER_KEY_FILE": str(keys / "relayer.key"),
+            "ASSAY_API_URL": f"http://127.0.0.1:{api_port}",
+            "ASSAY_POLL_INTERVAL": "0.5",
+            "COLUMNS": "150",
+        }
+        py = str(VENV_BIN / "python")
+        stack.start(
+            "api",
+            [
+                *(str(VENV_BIN / "uvicorn"), "--factory", "frontend_api.app:create_app"),
+                *("--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"),
+            ],
+            env,
+        )
+        stack.start(
+            "worker",
+            [
+                *(str(VENV_BIN / "celery"), "-A", "frontend_api.worker", "worker", "-Q", "assay"),
+                *("--pool", "solo", "--loglevel", "WARNING"),
+            ],
+            env,
+        )
+        stack.start("indexer", [py, "-m", "market.indexer", "--poll", "0.5"], env)
+        state = workdir / "state"
+        solver_flags = ["--state-dir", str(state), "run", "--max-jobs", "1", "--device", "cpu"]
+        stack.start(
+            "solver",
+            [str(VENV_BIN / "solver"), "--key-file", str(keys / "solver.key"), *solver_flags],
+            env,
+        )
+        stack.start(
+            "cheater",
+            [
+                *(py, "-m", "tests.support.cheating_solver", "--kind", "ulp", "--at-step", "13"),
+                *("--key-file", str(keys / "cheater.key"), *solver_flags),
+            ],
+            env,
+        )
+        stack.start(
+            "whistleblower",
+            [
+                *(str(VENV_BIN / "whistleblower"), "--key-file", str(keys / "whistleblower.key")),
+                *("run", "--check", "all", "--arity", "4"),
+            ],
+            env,
+        )
+        stack.start(
+            "arbiter",
+            [str(VENV_BIN / "arbiter"), "--key-file", str(keys / "arbiter.key"), "run"],
+            env,
+        )
+        _wait_http(f"http://127.0.0.1:{api_port}/health", 60)
+        console.print(f"[bold]api[/] http://127.0.0.1:{api_port} (OpenAPI docs at /docs)")
+
+        api = ApiClient(f"http://127.0.0.1:{api_port}")
+        dataset = data_mod.build_digits()
+        terms = MarketTerms(
+            reward=10 * ONE,
+            solver_stake=5 * ONE,
+            challenger_bond=2 * ONE,
+            claim_ttl_s=600,
+            submit_window_s=600,
+            challenge_window_s=CHALLENGE_WINDOW_S,
+        )
+        job_ids: list[JobId] = []
+        for seed in (1, 2):
+            sealed = prepare_spec(job_spec(seed), dataset)
+            chain_info = api.chain()
+            nonces = api.nonces(submitter.address)
+            body = sign_submission(
+                submitter,
+                sealed,
+                terms,
+                chain_info,
+                int(nonces["order_nonce"]),
+                int(nonces["permit_nonce"]),
+            )
+            accepted = api.submit(body, dataset=dataset, idempotency_key=f"demo-{seed}")
+            posted = api.wait_posted(accepted["id"], timeout_s=120)
+            if posted["state"] != "posted":
+                console.print(f"[red]submission failed:[/] {posted}")
+                return 1
+            job_ids.append(JobId(int(posted["job_id"])))
+            console.print(f"[bold]submitted[/] job {posted['job_id']} through the REST API")
+
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            records = [market.get_job(j) for j in job_ids]
+            settled = all(
+                r.status in (JobStatus.Finalized, JobStatus.Slashed) and r.open_disputes == 0
+                for r in records
+            )
+            roles_done = all(
+                p.process.poll() is not None for p in stack.procs if p.name in ("solver", "cheater")
+            )
+            if settled and roles_done:
+                break
+            if time.monotonic() > deadline:
+                console.print("[red]the market did not settle in time[/]")
+                return 1
+            time.sleep(1)
+        refund = market.credits(submitter.address)
+        if refund:
+            market.as_account(submitter).withdraw()
+            console.print(
+                f"[bold]submitter[/] withdrew its refunded reward ({refund / ONE:g} WORK)"
+            )
+        time.sleep(3)  # let the whistleblower withdraw and the indexer catch up
+        _summary(console, api, deployment, client, job_ids, roles)
+    return 0
+
+
+def _dispute_outcome(dispute: dict[str, Any]) -> str:
+    if not dispute["resolved"]:
+        return "open"
+    return "solver won" if dispute["solver_won"] else "challenger won"
+
+
+def _summary(
+    console: Console,
+    api: ApiClient,
+    deployment: Deployment,
+    client: ChainClient,
+    job_ids: list[JobId],
+    roles: dict[str, Any],
+) -> None:
+    token, market = deployment.token(client), deployment.market(client)
+    names = {account.address: role for role, account in roles.items()}
+    jobs = Table(title="Jobs")
+    for column in ("job", "solver", "status", "disputes", "final loss", "outcome"):
+        jobs.add_column(column)
+    for job_id in job_ids:
+        record = market.get_job(job_id)
+        view = api.job(job_id)
+        losses = view.get("loss_curve") or []
+        outcome = {
+            JobStatus.Finalized: "[green]paid[/]",
+            JobStatus.Slashed: "[red]slashed[/]",
+        }.get(record.status, record.status.name)
+        disputes = [
+            f"game {d.get('game_id')}: "
+            + (
+                "open"
+                if not d["resolved"]
+                else "solver won"
+                if d["solver_won"]
+                else "challenger won"
+            )
+            for d in view.get("disputes") or []
+        ]
+        jobs.add_row(
+            str(job_id),
+            names.get(record.solver, record.solver),
+            record.status.name,
+            ", ".join(disputes) or "-",
+            f"{losses[-1]['loss']:.4f}" if losses else "-",
+            outcome,
+        )
+    console.print(jobs)
+    balances = Table(title="Balances (WORK)")
+    balances.add_column("account")
+    balances.add_column("address")
+    balances.add_column("balance", justify="right")
+    for role in ("submitter", "solver", "cheater", "whistleblower"):
+        address = roles[role].address
+        balances.add_row(role, address, f"{token.balance_of(address) / ONE:,.2f}")
+    balances.add_row("JobMarket", market.address, f"{token.balance_of(market.address) / ONE:,.2f}")
+    console.print(balances)
+    console.print(
+        f"supply {token.total_supply() / ONE:,.2f} WORK, minted {token.total_minted() / ONE:,.2f},"
+        f" burned {market.total_burned() / ONE:,.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.demo", description=__doc__)
-    parser.add_argument("--workdir", type=Path, help="keep logs and deployment.json here")
+    parser.add_argument("--workdir", type=Path, help="keep logs, keys, state and the database here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     console = Console()
+    started = time.monotonic()
     try:
         if args.workdir:
             args.workdir.mkdir(parents=True, exist_ok=True)
-            run(console, args.workdir)
+            code = run(console, args.workdir.resolve())
         else:
             with tempfile.TemporaryDirectory(prefix="assay-demo-") as tmp:
-                run(console, Path(tmp))
-    except ChainError as exc:
+                code = run(console, Path(tmp))
+    except (ChainError, RuntimeError, OSError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
-    return 0
+    console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+    return code
 
 
 if __name__ == "__main__":
