@@ -23,7 +23,9 @@ def harness(devnet: Devnet) -> Iterator[Contract]:
     yield client.contract("MerkleHarness", address)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(leaves=leaves_strategy, data=st.data())
 def test_merkle_python_and_solidity_agree_on_root_and_proofs(
     harness: Contract, leaves: list[bytes], data: st.DataObject
@@ -36,7 +38,9 @@ def test_merkle_python_and_solidity_agree_on_root_and_proofs(
     assert harness.functions.verify(root, len(leaves), leaves[index], index, proof).call()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(leaves=leaves_strategy, data=st.data())
 def test_merkle_tampered_proof_rejected_by_both(
     harness: Contract, leaves: list[bytes], data: st.DataObject

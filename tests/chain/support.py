@@ -1,0 +1,266 @@
+"""Helpers shared by the on-chain tests: job terms, exact block timestamps, batched reads.
+
+Nothing here mocks the chain: every helper talks JSON-RPC to the session's real anvil.
+The batched reader exists because the state machine checks the whole market after every
+step, and one JSON-RPC batch of `eth_call`s is ~30x cheaper than web3's per-call path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from chain.contracts import JobTerms
+from chain.devnet import Devnet
+from chain.generated import JobStatus
+from chain.types import Cid, Hash32, Wei
+
+MAX_UINT256 = 2**256 - 1
+BPS = 10_000
+MAX_WINDOW = 365 * 24 * 3600
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+MINTER_ROLE = keccak(text="MINTER_ROLE")
+
+SPEC_HASH = Hash32(bytes.fromhex("5e" * 32))
+SPEC_CID = Cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+TRACE_ROOT = Hash32(bytes.fromhex("a1" * 32))
+FINAL_STATE = Hash32(bytes.fromhex("f5" * 32))
+MANIFEST_CID = Cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+ZERO_HASH = Hash32(bytes(32))
+STEPS_PER_CHECKPOINT = 25  # K: training steps between two committed checkpoints
+CHECKPOINTS = 5  # m + 1 committed states (initial state included)
+MAX_UINT32 = 2**32 - 1
+
+# Every state change of a job that JobTypes.sol allows; anything else is a bug.
+LEGAL_TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
+    {
+        (JobStatus.Absent, JobStatus.Open),
+        (JobStatus.Open, JobStatus.Claimed),
+        (JobStatus.Open, JobStatus.Cancelled),
+        (JobStatus.Open, JobStatus.Expired),
+        (JobStatus.Claimed, JobStatus.Submitted),
+        (JobStatus.Claimed, JobStatus.Open),
+        (JobStatus.Claimed, JobStatus.Expired),
+        (JobStatus.Submitted, JobStatus.Finalized),
+        (JobStatus.Submitted, JobStatus.Slashed),
+    }
+)
+
+
+def make_terms(
+    now: int,
+    *,
+    reward: int = 10**21,
+    solver_stake: int = 3 * 10**20 + 1,
+    challenger_bond: int = 10**20 + 1,
+    claim_in: int = 3_600,
+    submit_window: int = 600,
+    challenge_window: int = 900,
+    spec_hash: bytes = SPEC_HASH,
+    spec_cid: str = SPEC_CID,
+    claim_deadline: int | None = None,
+    steps_per_checkpoint: int = STEPS_PER_CHECKPOINT,
+    checkpoint_count: int = CHECKPOINTS,
+) -> JobTerms:
+    """Job terms with deadlines relative to `now` (the chain clock)."""
+    return JobTerms(
+        spec_hash=Hash32(spec_hash),
+        spec_cid=Cid(spec_cid),
+        reward=Wei(reward),
+        solver_stake=Wei(solver_stake),
+        challenger_bond=Wei(challenger_bond),
+        claim_deadline=now + claim_in if claim_deadline is None else claim_deadline,
+        submit_window=submit_window,
+        challenge_window=challenge_window,
+        steps_per_checkpoint=steps_per_checkpoint,
+        checkpoint_count=checkpoint_count,
+    )
+
+
+def rpc(devnet: Devnet, method: str, params: list[Any]) -> Any:
+    return devnet._rpc(method, params)
+
+
+def set_next_block_timestamp(devnet: Devnet, timestamp: int) -> None:
+    """The next mined block (and the pending block every simulation runs on) gets `timestamp`."""
+    rpc(devnet, "evm_setNextBlockTimestamp", [timestamp])
+
+
+def mine_at(devnet: Devnet, timestamp: int) -> None:
+    """Mine an empty block stamped exactly `timestamp`."""
+    set_next_block_timestamp(devnet, timestamp)
+    rpc(devnet, "evm_mine", [])
+
+
+def pin_time(devnet: Devnet, timestamp: int) -> None:
+    """Make the latest block AND the next one carry `timestamp`.
+
+    ChainClient simulates every write on the latest block and then mines it in the next
+    one; pinning both to one timestamp makes a deadline check see the same clock in the
+    simulation and in the mined transaction, so boundaries can be tested to the second.
+    """
+    mine_at(devnet, timestamp)
+    set_next_block_timestamp(devnet, timestamp)
+
+
+def selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()) -> str:
+    return "0x" + (selector(signature) + abi_encode(list(types), list(args))).hex()
+
+
+JOB_TUPLE = (
+    "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
+    "uint256,uint256,uint256,bytes32,bytes32,bytes32,string,string)"
+)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The fields of a stored job the invariants need."""
+
+    submitter: str
+    status: JobStatus
+    open_disputes: int
+    checkpoint_count: int
+    steps_per_checkpoint: int
+    solver: str
+    claim_deadline: int
+    submit_deadline: int
+    challenge_deadline: int
+    reward: int
+    solver_stake: int
+    challenger_bond: int
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """Everything the state machine's invariants read, taken at one block."""
+
+    timestamp: int
+    balances: dict[str, int]
+    market_balance: int
+    total_supply: int
+    total_minted: int
+    token_burned: int
+    market_burned: int
+    total_credits: int
+    credits: dict[str, int]
+    order_nonces: dict[str, int]
+    jobs: dict[int, JobView]
+
+
+class BatchReader:
+    """Reads the token, the market and every job in one JSON-RPC batch."""
+
+    def __init__(self, devnet: Devnet, token: str, market: str, holders: Sequence[str]) -> None:
+        self._http = httpx.Client(base_url=devnet.rpc_url, timeout=60)
+        self._token = token
+        self._market = market
+        self._holders = list(holders)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def read(self, job_count: int) -> MarketSnapshot:
+        calls: list[tuple[str, str]] = []
+        for holder in [*self._holders, self._market]:
+            calls.append((self._token, calldata("balanceOf(address)", ["address"], [holder])))
+        calls.append((self._token, calldata("totalSupply()")))
+        calls.append((self._token, calldata("totalMinted()")))
+        calls.append((self._token, calldata("totalBurned()")))
+        calls.append((self._market, calldata("totalBurned()")))
+        calls.append((self._market, calldata("totalCredits()")))
+        for holder in self._holders:
+            calls.append((self._market, calldata("credits(address)", ["address"], [holder])))
+        for holder in self._holders:
+            calls.append((self._market, calldata("orderNonces(address)", ["address"], [holder])))
+        for job_id in range(1, job_count + 1):
+            calls.append((self._market, calldata("getJob(uint256)", ["uint256"], [job_id])))
+        payload: list[dict[str, Any]] = [
+            {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "eth_call",
+                "params": [{"to": to, "data": data}, "latest"],
+            }
+            for i, (to, data) in enumerate(calls)
+        ]
+        payload.append(
+            {
+                "jsonrpc": "2.0",
+                "id": len(calls),
+                "method": "eth_getBlockByNumber",
+                "params": ["latest", False],
+            }
+        )
+        response = self._http.post("/", json=payload)
+        response.raise_for_status()
+        by_id = {item["id"]: item for item in response.json()}
+        results: list[bytes] = []
+        for i in range(len(calls)):
+            item = by_id[i]
+            if "error" in item:
+                raise AssertionError(f"read {i} failed: {item['error']}")
+            results.append(bytes.fromhex(item["result"][2:]))
+        timestamp = int(by_id[len(calls)]["result"]["timestamp"], 16)
+
+        def uint(raw: bytes) -> int:
+            return int.from_bytes(raw, "big")
+
+        n = len(self._holders)
+        balances = {h: uint(results[i]) for i, h in enumerate(self._holders)}
+        market_balance = uint(results[n])
+        base = n + 1
+        total_supply, total_minted, token_burned, market_burned, total_credits = (
+            uint(r) for r in results[base : base + 5]
+        )
+        base += 5
+        credits = {h: uint(results[base + i]) for i, h in enumerate(self._holders)}
+        base += n
+        order_nonces = {h: uint(results[base + i]) for i, h in enumerate(self._holders)}
+        base += n
+        jobs: dict[int, JobView] = {}
+        for offset, raw in enumerate(results[base:]):
+            (job,) = abi_decode([JOB_TUPLE], raw)
+            jobs[offset + 1] = JobView(
+                submitter=to_checksum_address(job[0]),
+                status=JobStatus(job[1]),
+                open_disputes=int(job[2]),
+                checkpoint_count=int(job[3]),
+                steps_per_checkpoint=int(job[4]),
+                solver=to_checksum_address(job[5]),
+                claim_deadline=int(job[6]),
+                submit_deadline=int(job[7]),
+                challenge_deadline=int(job[8]),
+                reward=int(job[11]),
+                solver_stake=int(job[12]),
+                challenger_bond=int(job[13]),
+            )
+        return MarketSnapshot(
+            timestamp=timestamp,
+            balances=balances,
+            market_balance=market_balance,
+            total_supply=total_supply,
+            total_minted=total_minted,
+            token_burned=token_burned,
+            market_burned=market_burned,
+            total_credits=total_credits,
+            credits=credits,
+            order_nonces=order_nonces,
+            jobs=jobs,
+        )
+
+
+def addresses(accounts: Sequence[LocalAccount]) -> list[str]:
+    return [str(a.address) for a in accounts]
