@@ -1,0 +1,243 @@
+"""The closed operator vocabulary of repops and the one kernel that implements each op.
+
+`Op` is the complete list of things a training tape may do.  Each member's docstring is
+its semantics: exact math plus one specified rounding, so that any correct implementation
+on any device gives identical bits.  Common rules:
+
+* float32 elementwise ops broadcast like numpy; each output element is ONE IEEE-754
+  binary32 operation, round-to-nearest-even, no FMA contraction, subnormals kept.
+* Reductions use the fixed halving tree of `numerics.tree_sum`; matmul is the exact
+  slicing scheme of `numerics.matmul`; transcendentals are the fixed float64 sequences of
+  `numerics.exp/log/tanh`.
+* NaN payloads are unspecified (hashing canonicalizes them); the sign of every zero is
+  specified.
+
+This module must never use a torch op whose rounding is unspecified (fused ops, float
+reductions, libm transcendentals, torch softmax/layer_norm/gelu/var).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from repops import numerics
+
+Kernel = Callable[..., torch.Tensor]
+
+
+class Op(enum.Enum):
+    """Every operator a tape may contain (the value is the stable wire name).
+
+    Each member's docstring (``Op.X.__doc__``) is its exact semantics.
+    """
+
+    def __new__(cls, value: str, doc: str) -> Op:
+        obj = object.__new__(cls)
+        obj._value_ = value
+        obj.__doc__ = doc
+        return obj
+
+    INPUT = (
+        "input",
+        "A state or batch tensor named by `arg`; not an operator of the chain.",
+    )
+    CONST = (
+        "const",
+        "A constant tensor fixed by the program (`arg` indexes the tape's constants).",
+    )
+
+    ADD = (
+        "add",
+        "a + b (float32, one IEEE add; or int64, exact two's complement).",
+    )
+    SUB = (
+        "sub",
+        "a - b (float32, one IEEE subtraction).",
+    )
+    MUL = (
+        "mul",
+        "a * b (float32, one IEEE multiplication).",
+    )
+    DIV = (
+        "div",
+        "a / b (float32, one IEEE division).",
+    )
+    NEG = (
+        "neg",
+        "-a (exact sign flip, NaN stays NaN).",
+    )
+    SQRT = (
+        "sqrt",
+        "sqrt(a) (float32, correctly rounded IEEE square root).",
+    )
+    MAXIMUM = (
+        "maximum",
+        "a if (a > b or a is NaN) else b (elementwise, exact).",
+    )
+    MINIMUM = (
+        "minimum",
+        "a if (a < b or a is NaN) else b (elementwise, exact).",
+    )
+    RELU = (
+        "relu",
+        "+0 if a <= 0 else a (so relu(-0) = +0 and relu(NaN) = NaN).",
+    )
+    RELU_GRAD = (
+        "relu_grad",
+        "(x, g) -> g if x > 0 else +0: the derivative of RELU applied to g.",
+    )
+    EXP = (
+        "exp",
+        "e**a: float64 Cody-Waite reduction + degree-12 polynomial, rounded once.",
+    )
+    LOG = (
+        "log",
+        "ln a: float64 frexp + atanh series, rounded once; log 0 = -inf, log(<0) = NaN.",
+    )
+    TANH = (
+        "tanh",
+        "tanh a: float64 expm1-based sequence, rounded once; odd, tanh(+-0) = +-0.",
+    )
+
+    SUM = (
+        "sum",
+        "Sum over axis `arg` (kept as size 1) by the fixed halving tree of float32 adds.",
+    )
+    MAX = (
+        "max",
+        "Maximum over axis `arg` (kept), exact; NaN if any NaN; +0 for a zero maximum. "
+        "Not differentiable: used only as the stabilising shift of softmax/logsumexp.",
+    )
+
+    MATMUL = (
+        "matmul",
+        "a @ b: exact sum of the kept 21-bit slice products, rounded once (numerics).",
+    )
+
+    RESHAPE = (
+        "reshape",
+        "Same elements in row-major order with shape `arg` (exact).",
+    )
+    PERMUTE = (
+        "permute",
+        "Axes permuted by `arg` (exact).",
+    )
+    EXPAND = (
+        "expand",
+        "Broadcast size-1 axes to shape `arg` (exact copies).",
+    )
+
+    ONEHOT = (
+        "onehot",
+        "int64 indices -> float32 one-hot over `arg` classes (+1 at the index, +0 elsewhere).",
+    )
+    GATHER_ROWS = (
+        "gather_rows",
+        "(table (V, C), idx int64 (...)) -> table[idx] of shape (..., C), exact copies.",
+    )
+    TO_F32 = (
+        "to_f32",
+        "int64 -> float32, round-to-nearest-even (exact below 2**24).",
+    )
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for INPUT and CONST: values proven by the state, batch or program."""
+        return self in (Op.INPUT, Op.CONST)
+
+    @property
+    def is_elementwise(self) -> bool:
+        return self in _ELEMENTWISE
+
+    @property
+    def is_reduction(self) -> bool:
+        return self in (Op.SUM, Op.MAX)
+
+    @property
+    def is_matmul(self) -> bool:
+        return self is Op.MATMUL
+
+
+_ELEMENTWISE = frozenset(
+    {
+        Op.ADD,
+        Op.SUB,
+        Op.MUL,
+        Op.DIV,
+        Op.NEG,
+        Op.SQRT,
+        Op.MAXIMUM,
+        Op.MINIMUM,
+        Op.RELU,
+        Op.RELU_GRAD,
+        Op.EXP,
+        Op.LOG,
+        Op.TANH,
+        Op.TO_F32,
+    }
+)
+
+
+def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where((a > b) | torch.isnan(a), a, b)
+
+
+def _minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where((a < b) | torch.isnan(a), a, b)
+
+
+def _relu(a: torch.Tensor) -> torch.Tensor:
+    return torch.where(a <= 0, torch.zeros((), dtype=a.dtype, device=a.device), a)
+
+
+def _relu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, g, torch.zeros((), dtype=g.dtype, device=g.device))
+
+
+def _max(a: torch.Tensor, axis: int) -> torch.Tensor:
+    # amax is exact; "+ 0.0" makes a zero maximum +0 whichever zero the kernel picked.
+    return torch.amax(a, dim=axis, keepdim=True) + 0.0
+
+
+def _onehot(idx: torch.Tensor, classes: int) -> torch.Tensor:
+    ar = torch.arange(classes, device=idx.device, dtype=idx.dtype)
+    return (idx.unsqueeze(-1) == ar).to(torch.float32)
+
+
+def _gather_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return table.index_select(0, idx.reshape(-1)).reshape(*idx.shape, table.shape[1])
+
+
+KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
+    Op.ADD: lambda arg, x: torch.add(x[0], x[1]),
+    Op.SUB: lambda arg, x: torch.sub(x[0], x[1]),
+    Op.MUL: lambda arg, x: torch.mul(x[0], x[1]),
+    Op.DIV: lambda arg, x: torch.div(x[0], x[1]),
+    Op.NEG: lambda arg, x: torch.neg(x[0]),
+    Op.SQRT: lambda arg, x: torch.sqrt(x[0]),
+    Op.MAXIMUM: lambda arg, x: _maximum(x[0], x[1]),
+    Op.MINIMUM: lambda arg, x: _minimum(x[0], x[1]),
+    Op.RELU: lambda arg, x: _relu(x[0]),
+    Op.RELU_GRAD: lambda arg, x: _relu_grad(x[0], x[1]),
+    Op.EXP: lambda arg, x: numerics.exp(x[0]),
+    Op.LOG: lambda arg, x: numerics.log(x[0]),
+    Op.TANH: lambda arg, x: numerics.tanh(x[0]),
+    Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
+    Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.MATMUL: lambda arg, x: numerics.matmul(x[0], x[1]),
+    Op.RESHAPE: lambda arg, x: x[0].reshape(arg),
+    Op.PERMUTE: lambda arg, x: x[0].permute(arg),
+    Op.EXPAND: lambda arg, x: x[0].expand(arg),
+    Op.ONEHOT: lambda arg, x: _onehot(x[0], arg),
+    Op.GATHER_ROWS: lambda arg, x: _gather_rows(x[0], x[1]),
+    Op.TO_F32: lambda arg, x: x[0].to(torch.float32),
+}
+
+
+def execute(op: Op, arg: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """Run one non-leaf op on its input tensors."""
+    return KERNELS[op](arg, inputs)

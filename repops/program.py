@@ -1,0 +1,576 @@
+"""From a job spec to a training program: validation, tape, state, training, checkpoints.
+
+Spec shape (the parts repops reads; other keys are ignored)::
+
+    {"repops_version": "repops-1",
+     "program": {"model": {"name": "mlp" | "gpt", "config": {...}},
+                 "loss": "cross_entropy",
+                 "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
+                               "eps": 1e-8, "weight_decay": 0.01},
+                 "lr_schedule": {"name": "constant"}
+                              | {"name": "linear", "warmup_steps": 10}},
+     "data": {"dataset": "digits" | "stdlib_chars", "format": "repops-digits-v1" | ...,
+              "batch_size": 32, "seed": 1, "cid": "..."},
+     (either "dataset" or "format" names the dataset; "cid" does not change the bits)
+     "steps": 100, "checkpoint_interval": 10, "seed": 0}
+
+A training state maps names to tensors: ``param.<p>``, ``adam.m.<p>``, ``adam.v.<p>``,
+``adam.beta1_pow``/``adam.beta2_pow`` (float32 scalars: beta**t), ``meta.step`` and
+``meta.data_cursor`` (int64 scalars).  One step is one execution of the tape: forward,
+loss, backward, LR schedule, AdamW, counter increments, all as repops ops.
+
+AdamW (decoupled decay, only on matrices), each line one op per element:
+m' = b1*m + (1-b1)*g;  v' = b2*v + (1-b2)*(g*g);  p1' = p1*b1;  p2' = p2*b2;
+mhat = m' / (1 - p1');  vhat = v' / (1 - p2');  u = mhat / (sqrt(vhat) + eps) [+ wd*p];
+p' = p - lr*u.  Schedule "linear": lr * min((t+1)/W, (N-t)/(N-W)) with t = step.
+
+This module must never read the clock, the environment or global random state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from repops import data as data_mod
+from repops import hashing, rng, stio
+from repops.errors import CheckpointInvalid, FieldError, SpecInvalid
+from repops.models import MODELS, ParamSpec
+from repops.tape import DTYPES, Executor, Graph, Tape, backward
+from repops.version import REPOPS_VERSION
+
+log = logging.getLogger(__name__)
+
+State = dict[str, torch.Tensor]
+DATASETS = {"digits": data_mod.DIGITS_FORMAT, "stdlib_chars": data_mod.CHARS_FORMAT}
+MAX_STEPS = 1 << 24  # the step counter converts to float32 exactly below 2**24
+
+
+@dataclass(frozen=True)
+class Optim:
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    warmup_steps: int = 0
+
+
+@dataclass(eq=False)
+class Program:
+    """A validated job spec with its tape (build with `build_program`)."""
+
+    spec: dict[str, Any]
+    model_name: str
+    config: Any
+    optim: Optim
+    schedule: Schedule
+    dataset: str
+    batch_size: int
+    data_seed: int
+    steps: int
+    checkpoint_interval: int
+    seed: int
+    params: dict[str, ParamSpec]
+    tape: Tape
+    state_specs: dict[str, tuple[tuple[int, ...], str]]
+    batch_specs: dict[str, tuple[tuple[int, ...], str]]
+    _executors: dict[str, Executor] = field(default_factory=dict)
+
+    @property
+    def program_hash(self) -> bytes:
+        """sha256 of the canonical JSON of the spec's deterministic part."""
+        return hashlib.sha256(canonical_json(self.spec)).digest()
+
+    def executor(self, device: torch.device) -> Executor:
+        key = str(device)
+        ex = self._executors.get(key)
+        if ex is None:
+            ex = Executor(self.tape, device)
+            self._executors[key] = ex
+        return ex
+
+    @property
+    def block(self) -> int:
+        return int(getattr(self.config, "block", 0))
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8 (DESIGN.md section 3)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ----------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------
+
+
+def _num(
+    d: Mapping[str, Any],
+    key: str,
+    path: str,
+    errs: list[FieldError],
+    lo: float,
+    hi: float,
+    default: float | None = None,
+) -> float:
+    v = d.get(key, default)
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or not math.isfinite(v)
+        or not (lo <= v <= hi)
+    ):
+        errs.append(FieldError(f"{path}.{key}", f"must be a number in [{lo}, {hi}]"))
+        return lo
+    return float(v)
+
+
+def _int(
+    d: Mapping[str, Any], key: str, path: str, errs: list[FieldError], lo: int, hi: int
+) -> int:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        errs.append(
+            FieldError(f"{path}.{key}" if path else key, f"must be an integer in [{lo}, {hi}]")
+        )
+        return lo
+    return v
+
+
+def _obj(d: Mapping[str, Any], key: str, path: str, errs: list[FieldError]) -> dict[str, Any]:
+    v = d.get(key)
+    if not isinstance(v, dict):
+        errs.append(FieldError(f"{path}.{key}" if path else key, "missing or not an object"))
+        return {}
+    return v
+
+
+def spec_errors(spec: Any) -> list[FieldError]:
+    """Every problem of `spec` as (field path, reason); empty when the spec is valid."""
+    errs: list[FieldError] = []
+    _parse(spec, errs)
+    return errs
+
+
+def validate_spec(spec: Any) -> None:
+    """Raise `SpecInvalid` naming every bad field, or return None."""
+    errs = spec_errors(spec)
+    if errs:
+        raise SpecInvalid(errs)
+
+
+def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
+    if not isinstance(spec, dict):
+        errs.append(FieldError("$", "spec must be a JSON object"))
+        return None
+    ver = spec.get("repops_version")
+    if ver != REPOPS_VERSION:
+        errs.append(FieldError("repops_version", f"unsupported {ver!r}; this is {REPOPS_VERSION}"))
+    prog = _obj(spec, "program", "", errs)
+    dat = _obj(spec, "data", "", errs)
+    model = _obj(prog, "model", "program", errs) if prog else {}
+    name = model.get("name")
+    mod = MODELS.get(name) if isinstance(name, str) else None
+    config: Any = None
+    if model and mod is None:
+        errs.append(
+            FieldError(
+                "program.model.name", f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})"
+            )
+        )
+    elif mod is not None:
+        cfg = model.get("config", {})
+        if not isinstance(cfg, dict):
+            errs.append(FieldError("program.model.config", "must be an object"))
+        else:
+            config = mod.Config.from_dict(cfg, "program.model.config", errs)
+    if prog and prog.get("loss", "cross_entropy") != "cross_entropy":
+        errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
+    opt = _obj(prog, "optimizer", "program", errs) if prog else {}
+    optim = None
+    if opt:
+        if opt.get("name", "adamw") != "adamw":
+            errs.append(FieldError("program.optimizer.name", "only 'adamw' is supported"))
+        p = "program.optimizer"
+        optim = Optim(
+            lr=_num(opt, "lr", p, errs, 0.0, 10.0),
+            beta1=_num(opt, "beta1", p, errs, 0.0, 0.999999, 0.9),
+            beta2=_num(opt, "beta2", p, errs, 0.0, 0.999999999, 0.999),
+            eps=_num(opt, "eps", p, errs, 1e-30, 1.0, 1e-8),
+            weight_decay=_num(opt, "weight_decay", p, errs, 0.0, 10.0, 0.0),
+        )
+    steps = _int(spec, "steps", "", errs, 1, MAX_STEPS - 1)
+    kint = _int(spec, "checkpoint_interval", "", errs, 1, MAX_STEPS - 1)
+    if steps and kint and steps % kint:
+        errs.append(
+            FieldError(
+                "checkpoint_interval",
+                f"steps {steps} is not divisible by checkpoint_interval {kint}",
+            )
+        )
+    seed = _int(spec, "seed", "", errs, 0, (1 << 63) - 1)
+    sch = prog.get("lr_schedule", {"name": "constant"}) if prog else {}
+    schedule = None
+    if not isinstance(sch, dict) or sch.get("name") not in ("constant", "linear"):
+        errs.append(FieldError("program.lr_schedule.name", "must be 'constant' or 'linear'"))
+    elif sch["name"] == "linear":
+        w = _int(sch, "warmup_steps", "program.lr_schedule", errs, 0, steps)
+        if w >= steps:
+            errs.append(FieldError("program.lr_schedule.warmup_steps", "must be < steps"))
+        schedule = Schedule("linear", w)
+    else:
+        schedule = Schedule("constant")
+    dataset = dat.get("dataset") if dat else None
+    if dat and dataset is None and dat.get("format") in DATASETS.values():
+        dataset = {v: k for k, v in DATASETS.items()}[dat["format"]]
+    if dat and dataset not in DATASETS:
+        errs.append(
+            FieldError(
+                "data.dataset",
+                f"unknown dataset {dataset!r} (known: {', '.join(sorted(DATASETS))})",
+            )
+        )
+    elif dat and "format" in dat and dat["format"] != DATASETS[str(dataset)]:
+        errs.append(FieldError("data.format", f"{dataset} files are {DATASETS[str(dataset)]}"))
+    if (
+        mod is not None
+        and dataset in DATASETS
+        and DATASETS[str(dataset)] not in (mod.DATASET_FORMATS)
+    ):
+        errs.append(FieldError("data.dataset", f"model {name} cannot train on {dataset}"))
+    batch_size = _int(dat, "batch_size", "data", errs, 1, 1 << 16) if dat else 1
+    data_seed = _int(dat, "seed", "data", errs, 0, (1 << 63) - 1) if dat else 0
+    if errs:
+        return None
+    return {
+        "model_name": name,
+        "config": config,
+        "optim": optim,
+        "schedule": schedule,
+        "dataset": dataset,
+        "batch_size": batch_size,
+        "data_seed": data_seed,
+        "steps": steps,
+        "checkpoint_interval": kint,
+        "seed": seed,
+        "module": mod,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Tape construction
+# ----------------------------------------------------------------------------------------
+
+
+def build_program(spec: Mapping[str, Any]) -> Program:
+    """Validate `spec` and build its program (raises `SpecInvalid`)."""
+    errs: list[FieldError] = []
+    parsed = _parse(dict(spec), errs)
+    if parsed is None:
+        raise SpecInvalid(errs)
+    mod = parsed.pop("module")
+    cfg = parsed["config"]
+    params: dict[str, ParamSpec] = mod.param_specs(cfg)
+    bspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(cfg, parsed["batch_size"])
+    det = {
+        k: spec[k]
+        for k in ("repops_version", "program", "data", "steps", "checkpoint_interval", "seed")
+    }
+    det = json.loads(canonical_json(det))
+    det["data"].pop("cid", None)  # where the file lives does not change the bits
+    tape, sspecs = _build_tape(
+        mod, cfg, params, bspecs, parsed["optim"], parsed["schedule"], parsed["steps"]
+    )
+    return Program(
+        spec=det, params=params, tape=tape, state_specs=sspecs, batch_specs=bspecs, **parsed
+    )
+
+
+def _build_tape(
+    mod: Any,
+    cfg: Any,
+    params: Mapping[str, ParamSpec],
+    bspecs: Mapping[str, tuple[tuple[int, ...], str]],
+    opt: Optim,
+    sch: Schedule,
+    steps: int,
+) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]]]:
+    g = Graph()
+    sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def inp(name: str, shape: tuple[int, ...], dtype: str = "float32") -> int:
+        sspecs[name] = (shape, dtype)
+        return g.input(name, shape, dtype)
+
+    pid = {n: inp(f"param.{n}", s.shape) for n, s in params.items()}
+    mid = {n: inp(f"adam.m.{n}", s.shape) for n, s in params.items()}
+    vid = {n: inp(f"adam.v.{n}", s.shape) for n, s in params.items()}
+    p1 = inp("adam.beta1_pow", ())
+    p2 = inp("adam.beta2_pow", ())
+    step = inp("meta.step", (), "int64")
+    cursor = inp("meta.data_cursor", (), "int64")
+    batch = {k: g.input(f"batch.{k}", shape, dt) for k, (shape, dt) in bspecs.items()}
+
+    loss = mod.forward(g, cfg, pid, batch)
+    grads = backward(g, loss, list(pid.values()))
+
+    # LR schedule from the step counter.
+    lr = g.const(opt.lr)
+    if sch.name == "linear":
+        t = g.to_f32(step)
+        up = g.div(g.add(t, g.const(1.0)), g.const(float(sch.warmup_steps)))
+        down = g.div(g.sub(g.const(float(steps)), t), g.const(float(steps - sch.warmup_steps)))
+        lr = g.mul(lr, g.minimum(up, down))
+
+    b1, b2 = g.const(opt.beta1), g.const(opt.beta2)
+    c1, c2 = g.const(1.0 - opt.beta1), g.const(1.0 - opt.beta2)
+    one = g.const(1.0)
+    p1n = g.mul(p1, b1)
+    p2n = g.mul(p2, b2)
+    bc1 = g.sub(one, p1n)
+    bc2 = g.sub(one, p2n)
+    eps = g.const(opt.eps)
+    wd = g.const(opt.weight_decay)
+    outputs: dict[str, int] = {}
+    for n, spec in params.items():
+        gr = grads.get(pid[n])
+        if gr is None:
+            gr = g.const(torch.zeros(spec.shape, dtype=torch.float32))
+        m = g.add(g.mul(b1, mid[n]), g.mul(c1, gr))
+        v = g.add(g.mul(b2, vid[n]), g.mul(c2, g.mul(gr, gr)))
+        u = g.div(g.div(m, bc1), g.add(g.sqrt(g.div(v, bc2)), eps))
+        if spec.decay and opt.weight_decay > 0.0:
+            u = g.add(u, g.mul(wd, pid[n]))
+        outputs[f"param.{n}"] = g.sub(pid[n], g.mul(lr, u))
+        outputs[f"adam.m.{n}"] = m
+        outputs[f"adam.v.{n}"] = v
+    outputs["adam.beta1_pow"] = p1n
+    outputs["adam.beta2_pow"] = p2n
+    one_i = g.const(1, "int64")
+    outputs["meta.step"] = g.add(step, one_i)
+    outputs["meta.data_cursor"] = g.add(cursor, one_i)
+    return Tape.from_graph(g, outputs, loss), sspecs
+
+
+# ----------------------------------------------------------------------------------------
+# State, batches, training
+# ----------------------------------------------------------------------------------------
+
+
+def init_state(program: Program, device: torch.device | str = "cpu") -> State:
+    """The step-0 state from the spec's seed (counter-based RNG, computed on CPU)."""
+    dev = torch.device(device)
+    cpu = torch.device("cpu")
+    state: State = {}
+    for n, spec in program.params.items():
+        numel = math.prod(spec.shape)
+        if spec.init == "uniform":
+            u = rng.uniform_sym(program.seed, rng.stream_id(f"init.{n}"), numel, cpu)
+            t = u * torch.tensor(spec.scale, dtype=torch.float32)
+        elif spec.init == "ones":
+            t = torch.ones(numel, dtype=torch.float32)
+        else:
+            t = torch.zeros(numel, dtype=torch.float32)
+        state[f"param.{n}"] = t.reshape(spec.shape)
+        state[f"adam.m.{n}"] = torch.zeros(spec.shape, dtype=torch.float32)
+        state[f"adam.v.{n}"] = torch.zeros(spec.shape, dtype=torch.float32)
+    state["adam.beta1_pow"] = torch.tensor(1.0, dtype=torch.float32)
+    state["adam.beta2_pow"] = torch.tensor(1.0, dtype=torch.float32)
+    state["meta.step"] = torch.tensor(0, dtype=torch.int64)
+    state["meta.data_cursor"] = torch.tensor(0, dtype=torch.int64)
+    return {k: v.to(dev) for k, v in state.items()}
+
+
+def step_of(state: Mapping[str, torch.Tensor]) -> int:
+    return int(state["meta.step"].item())
+
+
+def batch_for(program: Program, ds: data_mod.Dataset, cursor: int) -> State:
+    """The batch consumed at data cursor `cursor`, named "batch.x"/"batch.y" (CPU)."""
+    if ds.format != DATASETS[program.dataset]:
+        raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
+    b = data_mod.batch(ds, program.data_seed, cursor, program.batch_size, program.block)
+    return {f"batch.{k}": v for k, v in b.items()}
+
+
+def batch_hash(batch: Mapping[str, torch.Tensor]) -> bytes:
+    """batchHash: the stateHash construction over the batch tensors."""
+    return hashing.state_hash(batch)
+
+
+def check_state(program: Program, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise CheckpointInvalid unless `state` has exactly the program's names/shapes/dtypes."""
+    names = set(state)
+    want = set(program.state_specs)
+    if names != want:
+        missing = sorted(want - names)[:3]
+        extra = sorted(names - want)[:3]
+        raise CheckpointInvalid(f"state names differ: missing {missing}, unexpected {extra}")
+    for n, (shape, dt) in program.state_specs.items():
+        t = state[n]
+        if tuple(t.shape) != shape or t.dtype != DTYPES[dt]:
+            raise CheckpointInvalid(
+                f"{n}: expected {dt}{list(shape)}, got {t.dtype}{list(t.shape)}"
+            )
+
+
+def train_step(
+    program: Program,
+    state: Mapping[str, torch.Tensor],
+    ds: data_mod.Dataset,
+    device: torch.device | str = "cpu",
+) -> tuple[State, float]:
+    """One step: returns (new state, loss)."""
+    dev = torch.device(device)
+    cursor = int(state["meta.data_cursor"].item())
+    feeds = {k: v.to(dev) for k, v in state.items()}
+    feeds.update({k: v.to(dev) for k, v in batch_for(program, ds, cursor).items()})
+    vals = program.executor(dev).run(feeds)
+    tape = program.tape
+    new: State = {}
+    for name, nid in tape.outputs.items():
+        v = vals[nid]
+        assert v is not None
+        new[name] = v
+    loss = vals[tape.loss]
+    assert loss is not None
+    return new, float(loss.item())
+
+
+def train(
+    program: Program,
+    state: Mapping[str, torch.Tensor],
+    ds: data_mod.Dataset,
+    steps: int,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[State, list[float]]:
+    """Run `steps` steps from `state`; returns the new state and the losses."""
+    cur: State = dict(state)
+    losses: list[float] = []
+    for _ in range(steps):
+        cur, loss = train_step(program, cur, ds, device)
+        losses.append(loss)
+        if on_step is not None:
+            on_step(step_of(cur), loss)
+    return cur, losses
+
+
+def train_checkpoints(
+    program: Program,
+    ds: data_mod.Dataset,
+    device: torch.device | str = "cpu",
+    state: Mapping[str, torch.Tensor] | None = None,
+    on_checkpoint: Callable[[int, State], None] | None = None,
+) -> list[bytes]:
+    """Train the whole job from `state` (default: init); returns stateHash_0..stateHash_m.
+
+    `on_checkpoint(i, state)` is called for each checkpoint i (e.g. to save it).
+    """
+    cur: State = dict(state) if state is not None else init_state(program, device)
+    k = program.checkpoint_interval
+    first = step_of(cur)
+    if first % k:
+        raise CheckpointInvalid(f"start step {first} is not a checkpoint boundary")
+    hashes = [hashing.state_hash(cur)]
+    if on_checkpoint is not None:
+        on_checkpoint(first // k, cur)
+    while step_of(cur) < program.steps:
+        cur, losses = train(program, cur, ds, k, device)
+        hashes.append(hashing.state_hash(cur))
+        log.info("step %d loss %.4f", step_of(cur), losses[-1])
+        if on_checkpoint is not None:
+            on_checkpoint(step_of(cur) // k, cur)
+    return hashes
+
+
+# ----------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------
+
+
+def save_checkpoint(program: Program, state: Mapping[str, torch.Tensor]) -> bytes:
+    """Canonical safetensors bytes of `state`; metadata binds version and program hash."""
+    check_state(program, state)
+    meta = {
+        "repops_version": REPOPS_VERSION,
+        "program_hash": program.program_hash.hex(),
+        "state_hash": hashing.state_hash(state).hex(),
+    }
+    return stio.dumps(state, meta)
+
+
+def load_checkpoint(program: Program, data: bytes, device: torch.device | str = "cpu") -> State:
+    """Load and check a checkpoint; its stateHash equals the saved one exactly."""
+    tensors, meta = stio.loads(data)
+    if meta.get("repops_version") != REPOPS_VERSION:
+        raise CheckpointInvalid(f"checkpoint version {meta.get('repops_version')!r}")
+    if meta.get("program_hash") != program.program_hash.hex():
+        raise CheckpointInvalid("checkpoint belongs to another program")
+    check_state(program, tensors)
+    if hashing.state_hash(tensors).hex() != meta.get("state_hash"):
+        raise CheckpointInvalid("checkpoint tensors do not match its recorded state_hash")
+    dev = torch.device(device)
+    return {k: v.to(dev) for k, v in tensors.items()}
+
+
+def eval_loss(
+    program: Program,
+    state: Mapping[str, torch.Tensor],
+    batches: list[State],
+    device: torch.device | str = "cpu",
+) -> float:
+    """Mean loss of the current parameters over fixed batches (runs the forward only)."""
+    dev = torch.device(device)
+    tape = program.tape
+    ex = program.executor(dev)
+    total = 0.0
+    for b in batches:
+        feeds = {k: v.to(dev) for k, v in state.items()}
+        feeds.update(
+            {f"batch.{k}" if not k.startswith("batch.") else k: v.to(dev) for k, v in b.items()}
+        )
+        vals = ex.run(feeds, stop_after=tape.loss)
+        loss = vals[tape.loss]
+        assert loss is not None
+        total += float(loss.item())
+    return total / max(len(batches), 1)
+
+
+def digits_accuracy(
+    program: Program,
+    state: Mapping[str, torch.Tensor],
+    ds: data_mod.Dataset,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Test-set accuracy of an MLP state on the digits test split (repops forward)."""
+    if program.model_name != "mlp":
+        raise SpecInvalid([FieldError("program.model.name", "accuracy is defined for mlp")])
+    mod = MODELS["mlp"]
+    x = data_mod.digits_features(ds.tensors["test_x"])
+    y = ds.tensors["test_y"].to(torch.int64)
+    g = Graph()
+    pid = {n: g.input(f"param.{n}", s.shape) for n, s in program.params.items()}
+    xi = g.input("x", tuple(x.shape))
+    out = mod.logits(g, program.config, pid, xi)
+    tape = Tape.from_graph(g, {"logits": out}, out)
+    dev = torch.device(device)
+    feeds = {f"param.{n}": state[f"param.{n}"].to(dev) for n in program.params}
+    feeds["x"] = x.to(dev)
+    logits = Executor(tape, dev).run(feeds)[out]
+    assert logits is not None
+    pred = logits.argmax(dim=1).cpu()
+    return float((pred == y).to(torch.float64).mean())

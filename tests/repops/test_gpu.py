@@ -1,0 +1,64 @@
+"""CUDA vs CPU: the same program gives the same hash for every op (skipped without CUDA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from repops import data, numerics
+from repops.hashing import tensor_hash
+from repops.program import build_program, init_state, train
+from repops.trace import replay_step, step_batch
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_gpu_matmul_and_transcendentals_equal_cpu(tf32: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(300, 700, generator=g) * torch.exp(4 * torch.randn(300, 700, generator=g))
+    b = torch.randn(700, 130, generator=g)
+    assert tensor_hash(numerics.matmul(a.to(CUDA), b.to(CUDA))) == tensor_hash(
+        numerics.matmul(a, b)
+    )
+    x = torch.randn(100000, generator=g) * 20
+    for fn in (numerics.exp, numerics.tanh):
+        assert tensor_hash(fn(x.to(CUDA))) == tensor_hash(fn(x))
+    assert tensor_hash(numerics.log(x.abs().to(CUDA))) == tensor_hash(numerics.log(x.abs()))
+    assert tensor_hash(numerics.tree_sum(x.to(CUDA), 0)) == tensor_hash(numerics.tree_sum(x, 0))
+
+
+@pytest.mark.parametrize("which", ["mlp", "gpt"])
+def test_gpu_every_op_hash_equals_cpu(
+    which: str,
+    mlp_spec: dict[str, Any],
+    gpt_spec: dict[str, Any],
+    digits: data.Dataset,
+    chars: data.Dataset,
+) -> None:
+    spec, ds = (mlp_spec, digits) if which == "mlp" else (gpt_spec, chars)
+    prog = build_program(spec)
+    st, _ = train(prog, init_state(prog), ds, 1)
+    batch = step_batch(prog, st, ds)
+    cpu = replay_step(prog, st, batch, "cpu")
+    gpu = replay_step(prog, st, batch, CUDA)
+    for j, (x, y) in enumerate(zip(cpu.out_hashes, gpu.out_hashes, strict=True), 1):
+        assert x == y, f"op {j} ({prog.tape.nodes[prog.tape.chain[j - 1]].op.value}) differs"
+    assert cpu.chain == gpu.chain
+
+
+def test_gpu_training_run_equals_cpu(gpt_spec: dict[str, Any], chars: data.Dataset) -> None:
+    from repops.hashing import state_hash
+
+    prog = build_program(gpt_spec)
+    st = init_state(prog)
+    a, _ = train(prog, st, chars, 3, "cpu")
+    b, _ = train(prog, init_state(prog, CUDA), chars, 3, CUDA)
+    assert state_hash(a) == state_hash(b)
