@@ -1,0 +1,205 @@
+"""The real referee: re-executing one link of a real repops trace from public data.
+
+A real job (MLP on digits) is trained for a few steps; games are reduced by hand to each
+kind of single link (initial state, h_0, an operator, the end link, a link past the
+solver's tape) and `RepopsOracle` + `decide` must rule for the honest side, reject a
+bundle that is missing or does not match the agreed chain, and never blame the solver for
+the referee's own store trouble.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from arbiter.realtrace import HonestStepper
+from arbiter.referee import ArbiterError, BundleRejected, decide
+from arbiter.repops_oracle import RepopsOracle
+from chain.dispute import GameRecord
+from chain.generated import GameStatus, Level, Party
+from chain.types import Address, Cid, Hash32, JobId
+from market.store import ArtifactStore, compute_cid, open_store
+from repops import data as data_mod
+from repops import hashing
+from repops.program import Program, State, build_program, init_state
+from repops.trace import OperandBundle, StepTrace, chain_final
+from tests.e2e.support import MLP_SPEC, digits_bytes, publish_job
+from tests.fixtures.dispute import DisputeEnv
+
+STEP = 3  # the disputed step t
+
+
+@dataclasses.dataclass
+class Job:
+    env: DisputeEnv
+    store: ArtifactStore
+    job_id: JobId
+    program: Program
+    dataset: data_mod.Dataset
+    state_t: State
+    trace: StepTrace
+
+
+@pytest.fixture
+def job(dispute_env: DisputeEnv, tmp_path: Path) -> Job:
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    job_id = publish_job(dispute_env, store)
+    spec: dict[str, Any] = dict(MLP_SPEC)
+    program = build_program(spec)
+    dataset = data_mod.Dataset.from_bytes(digits_bytes())
+    stepper = HonestStepper()
+    state = init_state(program)
+    for _ in range(STEP):
+        state, _ = stepper.step(program, state, dataset)
+    return Job(
+        dispute_env, store, job_id, program, dataset, state, stepper.replay(program, state, dataset)
+    )
+
+
+def game(
+    job: Job, level: Level, lo: int, hash_lo: bytes, hash_hi: bytes, bundle: str = ""
+) -> GameRecord:
+    """A game awaiting a ruling on [lo, lo + 1], as the contract would hold it."""
+    zero = Hash32(bytes(32))
+    return GameRecord(
+        game_id=1,
+        job_id=job.job_id,
+        solver=Address("0x" + "11" * 20),
+        challenger=Address("0x" + "22" * 20),
+        status=GameStatus.AwaitingRuling,
+        level=level,
+        turn=Party.Solver,
+        arity=4,
+        base=STEP if level == Level.OP else 0,
+        lo=lo,
+        hi=lo + 1,
+        op_count=job.program.tape.num_ops,
+        solver_clock=0,
+        challenger_clock=0,
+        turn_started_at=0,
+        rounds=0,
+        hash_lo=Hash32(hash_lo),
+        hash_hi=Hash32(hash_hi),
+        last_op_hash=zero,
+        round_hash=zero,
+        bundle_cid=Cid(bundle),
+    )
+
+
+def pin_bundle(job: Job, link: int) -> str:
+    return str(
+        job.store.add_bytes(HonestStepper().bundle(job.program, job.state_t, job.dataset, link))
+    )
+
+
+def oracle(job: Job) -> RepopsOracle:
+    return RepopsOracle(job.store, job.env.market)
+
+
+def test_referee_initial_state_honest_leaf_solver_wins(job: Job) -> None:
+    leaf0 = hashing.state_hash(init_state(job.program))
+    ruling = decide(game(job, Level.CHECKPOINT, 0, job.program.program_hash, leaf0), oracle(job))
+    assert ruling.solver_won and ruling.computed == leaf0
+
+
+def test_referee_initial_state_forged_leaf_challenger_wins(job: Job) -> None:
+    ruling = decide(game(job, Level.CHECKPOINT, 0, bytes(32), b"\x01" * 32), oracle(job))
+    assert not ruling.solver_won
+    assert ruling.computed == hashing.state_hash(init_state(job.program))
+
+
+def test_referee_batch_link_needs_no_bundle_and_rules_both_ways(job: Job) -> None:
+    h0 = job.trace.chain[0]
+    assert decide(game(job, Level.OP, 0, job.trace.state_hash, h0), oracle(job)).solver_won
+    wrong = decide(game(job, Level.OP, 0, job.trace.state_hash, b"\x02" * 32), oracle(job))
+    assert not wrong.solver_won and wrong.computed == h0
+
+
+@pytest.mark.parametrize("link", [1, 7, "last_op"])
+def test_referee_operator_link_reexecuted_from_bundle(job: Job, link: int | str) -> None:
+    j = job.program.tape.num_ops if link == "last_op" else int(link)
+    cid = pin_bundle(job, j)
+    honest = game(job, Level.OP, j, job.trace.chain[j - 1], job.trace.chain[j], cid)
+    assert decide(honest, oracle(job)).solver_won
+    lying = dataclasses.replace(honest, hash_hi=Hash32(b"\x03" * 32))
+    ruling = decide(lying, oracle(job))
+    assert not ruling.solver_won and ruling.computed == job.trace.chain[j]
+
+
+def test_referee_end_link_catches_a_corrupted_state(job: Job) -> None:
+    m = job.program.tape.num_ops
+    cid = pin_bundle(job, m + 1)
+    honest_end = job.trace.chain[m + 1]
+    assert decide(
+        game(job, Level.OP, m + 1, job.trace.chain[m], honest_end, cid), oracle(job)
+    ).solver_won
+    corrupted = {k: v.clone() for k, v in job.trace.new_state.items()}
+    name = sorted(k for k in corrupted if k.startswith("param."))[0]
+    corrupted[name].view(-1)[0] = torch.nextafter(corrupted[name].view(-1)[0], torch.tensor(1.0))
+    forged_end = chain_final(job.trace.chain[m], hashing.state_hash(corrupted))
+    ruling = decide(game(job, Level.OP, m + 1, job.trace.chain[m], forged_end, cid), oracle(job))
+    assert not ruling.solver_won and ruling.computed == honest_end
+
+
+def test_referee_bundle_with_a_tampered_input_rejected(job: Job) -> None:
+    j = 5
+    bundle = OperandBundle.from_bytes(
+        HonestStepper().bundle(job.program, job.state_t, job.dataset, j)
+    )
+    name = sorted(bundle.tensors)[0]
+    tensors = dict(bundle.tensors)
+    tampered = tensors[name].clone()
+    tampered.view(-1)[0] += 1
+    tensors[name] = tampered
+    cid = job.store.add_bytes(dataclasses.replace(bundle, tensors=tensors).to_bytes())
+    g = game(job, Level.OP, j, job.trace.chain[j - 1], job.trace.chain[j], str(cid))
+    with pytest.raises(BundleRejected):
+        oracle(job).value_after(g)
+    assert not decide(g, oracle(job)).solver_won
+
+
+def test_referee_bundle_for_another_link_rejected(job: Job) -> None:
+    cid = pin_bundle(job, 4)
+    g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], cid)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and "link 4" in ruling.reason
+
+
+def test_referee_bundle_not_matching_the_agreed_prefix_rejected(job: Job) -> None:
+    j = 6
+    cid = pin_bundle(job, j)
+    g = game(job, Level.OP, j, b"\x04" * 32, job.trace.chain[j], cid)  # a different h_{j-1}
+    with pytest.raises(BundleRejected, match="agreed"):
+        oracle(job).value_after(g)
+
+
+def test_referee_missing_bundle_rules_against_the_solver(job: Job) -> None:
+    never_pinned = str(compute_cid(b"a bundle nobody published").cid)
+    g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], never_pinned)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and "unavailable" in ruling.reason
+
+
+def test_referee_malformed_bundle_rules_against_the_solver(job: Job) -> None:
+    garbage = str(job.store.add_bytes(b"not a safetensors bundle"))
+    g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], garbage)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and "malformed" in ruling.reason
+
+
+def test_referee_link_past_the_tape_rules_against_the_solver(job: Job) -> None:
+    m = job.program.tape.num_ops
+    g = game(job, Level.OP, m + 2, b"\x05" * 32, b"\x06" * 32)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and "does not exist" in ruling.reason
+
+
+def test_referee_store_unreachable_is_the_referees_problem(job: Job) -> None:
+    dead = RepopsOracle(open_store("http://127.0.0.1:9"), job.env.market)
+    g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], pin_bundle(job, 5))
+    with pytest.raises(ArbiterError):
+        dead.value_after(g)
