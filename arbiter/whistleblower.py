@@ -25,7 +25,7 @@ from chain.deploy import Deployment
 from chain.dispute import GameRecord
 from chain.errors import ContractRevert
 from chain.events import decode_logs
-from chain.generated import JobStatus, Party, ResultSubmitted
+from chain.generated import GameCreated, JobStatus, Level, Party, ResultSubmitted
 from chain.types import JobId
 from market.manifest import Manifest, ManifestInvalid
 from market.store import ArtifactStore
@@ -79,12 +79,22 @@ class Whistleblower:
         self._seen: set[JobId] = set()
         self._traces: dict[JobId, RealTrace] = {}
         self._games: dict[int, JobId] = {}
+        self._challenged: set[JobId] = set()
+        self._to_resume: list[GameCreated] = []
         self.findings: list[Finding] = []
 
     # -------------------------------------------------------------- the loop
 
     def tick(self) -> None:
         self._scan()
+        while self._to_resume:
+            created = self._to_resume[0]
+            try:
+                self._resume(created)
+            except StoreTrouble as exc:
+                log.warning("game %d: store trouble, will retry: %s", created.game_id, exc)
+                break
+            self._to_resume.pop(0)
         while self._queue:
             job_id = self._queue.pop(0)
             try:
@@ -109,19 +119,39 @@ class Whistleblower:
             return
         logs = self.client.w3.eth.get_logs(
             {
-                "address": self.client.w3.to_checksum_address(self.market.address),
+                "address": [
+                    self.client.w3.to_checksum_address(self.market.address),
+                    self.client.w3.to_checksum_address(self.games.address),
+                ],
                 "fromBlock": self._next_block,
                 "toBlock": latest,
-                "topics": ["0x" + ResultSubmitted.topic.hex()],
             }
         )
+        me = self.client.address
         for entry in decode_logs(logs):
-            if isinstance(entry.event, ResultSubmitted):
-                job_id = JobId(entry.event.job_id)
+            event = entry.event
+            if isinstance(event, ResultSubmitted):
+                job_id = JobId(event.job_id)
                 if job_id not in self._seen:
                     self._seen.add(job_id)
                     self._queue.append(job_id)
+            elif isinstance(event, GameCreated) and event.challenger == me:
+                # Ours, perhaps from before a restart: play it, never open a second one.
+                self._challenged.add(JobId(event.job_id))
+                if event.game_id not in self._games:
+                    self._to_resume.append(event)
         self._next_block = latest + 1
+
+    def _resume(self, created: GameCreated) -> None:
+        job_id = JobId(created.job_id)
+        if self.games.get_game(created.game_id).finished:
+            return
+        ctx = load_job(self.market, self.store, job_id)
+        manifest = Manifest.from_bytes(fetch(self.store, ctx.record.manifest_cid, 1 << 26))
+        start = int(created.base) if created.level == Level.STEP else None
+        self._traces[job_id] = self._trace_from(ctx, manifest, start)
+        self._games[created.game_id] = job_id
+        self.report(f"job {job_id}: resumed game {created.game_id}")
 
     # ----------------------------------------------------------------- check
 
@@ -129,6 +159,8 @@ class Whistleblower:
         """Verify one submitted result; challenge it if a checked segment is wrong."""
         record = self.market.get_job(job_id)
         if record.status != JobStatus.Submitted or self._now() > record.challenge_deadline:
+            return None
+        if job_id in self._challenged:
             return None
         try:
             ctx = load_job(self.market, self.store, job_id)
@@ -211,26 +243,14 @@ class Whistleblower:
     def _challenge(self, ctx: JobContext, manifest: Manifest, bad_leaf: int) -> None:
         job_id = ctx.record.job_id
         leaves = manifest.leaves
+        start = None if bad_leaf == 0 else bad_leaf - 1
+        trace = self._trace_from(ctx, manifest, start)
         self.token.approve(self.market.address, ctx.record.challenger_bond)
-        if bad_leaf == 0:
-            own = self._own_trace(ctx)
+        if start is None:
             game_id, _ = self.games.challenge(
                 job_id, self.arity, leaves[-1], merkle.merkle_proof(leaves, len(leaves) - 1)
             )
         else:
-            start = bad_leaf - 1
-            start_state = self._solver_checkpoint(ctx, manifest, start)
-            if start_state is None:  # only reachable when the segment began at our own state
-                start_state = self._own_state_at(ctx, start)
-            agreed = start_state
-            own = RealTrace(
-                ctx.program,
-                ctx.dataset,
-                ctx.record.spec_hash,
-                list(leaves),
-                lambda i: agreed if i == start else self._own_state_at(ctx, i),
-                stepper=self.stepper,
-            )
             game_id, _ = self.games.challenge_at(
                 job_id,
                 self.arity,
@@ -238,10 +258,27 @@ class Whistleblower:
                 (leaves[start], leaves[bad_leaf]),
                 (merkle.merkle_proof(leaves, start), merkle.merkle_proof(leaves, bad_leaf)),
             )
-        self._traces[job_id] = own
+        self._challenged.add(job_id)
+        self._traces[job_id] = trace
         self._games[game_id] = job_id
-        self.report(
-            f"job {job_id}: opened game {game_id} (bond {ctx.record.challenger_bond / 1e18:g} WORK)"
+        bond = ctx.record.challenger_bond / 1e18
+        self.report(f"job {job_id}: opened game {game_id} (bond {bond:g} WORK)")
+
+    def _trace_from(self, ctx: JobContext, manifest: Manifest, start: int | None) -> RealTrace:
+        """Our trace for a game opened at checkpoint pair (start, start + 1), or from the top."""
+        if start is None:
+            return self._own_trace(ctx)
+        agreed = self._solver_checkpoint(ctx, manifest, start)
+        if agreed is None:  # only reachable when the segment began at our own state
+            agreed = self._own_state_at(ctx, start)
+        first = agreed
+        return RealTrace(
+            ctx.program,
+            ctx.dataset,
+            ctx.record.spec_hash,
+            list(manifest.leaves),
+            lambda i: first if i == start else self._own_state_at(ctx, i),
+            stepper=self.stepper,
         )
 
     def _own_state_at(self, ctx: JobContext, index: int) -> State:

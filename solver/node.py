@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from arbiter.actor import GameActor
-from arbiter.jobcontext import JobContext, JobUnusable, StoreTrouble, load_job
+from arbiter.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
 from arbiter.realtrace import RealTrace, Stepper
 from arbiter.strategy import PostBundle
 from chain.client import ChainClient
@@ -25,13 +25,13 @@ from chain.deploy import Deployment
 from chain.dispute import GameRecord
 from chain.errors import ContractRevert
 from chain.events import decode_logs
-from chain.generated import GameCreated, JobPosted, JobStatus, Party
+from chain.generated import GameCreated, JobClaimed, JobPosted, JobStatus, Party
 from chain.types import Address, Cid, Hash32, JobId
-from market.manifest import build_manifest
+from market.manifest import Manifest, ManifestInvalid, build_manifest
 from market.store import ArtifactStore
 from repops.trace import trace_root
 from repops.version import REPOPS_VERSION
-from solver.journal import JobJournal, Journal, Phase, checkpoint_cids
+from solver.journal import Checkpoint, JobJournal, Journal, Phase, checkpoint_cids
 from solver.settings import SolverSettings
 from solver.trainer import ProgressSink, Trainer, pick_device, state_bytes_estimate
 
@@ -133,10 +133,41 @@ class SolverNode:
             event = entry.event
             if isinstance(event, JobPosted):
                 self._posted.append(JobId(event.job_id))
+            elif isinstance(event, JobClaimed) and event.solver == self.address:
+                if JobId(event.job_id) not in mine and self._adopt(JobId(event.job_id)):
+                    mine.add(JobId(event.job_id))
             elif isinstance(event, GameCreated) and JobId(event.job_id) in mine:
                 self._games.add(event.game_id)
                 self.report(Event(event.job_id, f"challenged: game {event.game_id}"))
         self._next_block = latest + 1
+
+    def _adopt(self, job_id: JobId) -> bool:
+        """Journal a job the chain says we hold but the journal lost (a crash right after the
+        claim transaction): training it beats losing the stake at the submit deadline."""
+        record = self.market.get_job(job_id)
+        if record.solver != self.address or record.status not in (
+            JobStatus.Claimed,
+            JobStatus.Submitted,
+        ):
+            return False
+        entry = JobJournal(job_id=job_id)
+        if record.status == JobStatus.Submitted:
+            # Our own manifest says which checkpoints we committed: enough to defend them.
+            try:
+                manifest = Manifest.from_bytes(fetch(self.store, record.manifest_cid, 1 << 26))
+            except (JobUnusable, ManifestInvalid) as exc:
+                log.warning("job %d: cannot adopt the submitted result: %s", job_id, exc)
+                return False
+            entry.checkpoints = [
+                Checkpoint(c.index, str(c.cid), c.state_hash.hex()) for c in manifest.checkpoints
+            ]
+            entry.losses = list(manifest.losses)
+            entry.manifest_cid = str(record.manifest_cid)
+            entry.phase = Phase.SUBMITTED
+            entry.note = "adopted after a restart; submitted before the journal knew"
+        self.journal.save(entry)
+        self.report(Event(job_id, "adopted a claim the journal had lost"))
+        return True
 
     # ---------------------------------------------------------------- claim
 
