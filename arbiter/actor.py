@@ -13,6 +13,7 @@ from arbiter.dissection import TraceView
 from arbiter.strategy import Dissect, Move, OpenOpLevel, PostBundle, Select, Timeout, honest_move
 from chain.client import Receipt
 from chain.dispute import DisputeGameClient, GameId, GameRecord
+from chain.errors import ContractRevert
 from chain.generated import Party
 from chain.types import Cid
 
@@ -52,6 +53,21 @@ class GameActor:
         self.receipts.append(self.send(game, move, round_hashes))
         log.info("game %d: %s played %s", game_id, self.role.name, type(move).__name__)
         return move
+
+    def play(self, game_id: GameId, max_moves: int = 64) -> GameRecord:
+        """Make every move that is this side's now; returns the game as it then stands.
+
+        A refused move (the opponent moved first, a clock ran out) is logged and ends the
+        turn: the next call reads the game afresh.
+        """
+        for _ in range(max_moves):
+            try:
+                if self.step(game_id) is None:
+                    break
+            except ContractRevert as exc:
+                log.warning("game %d: move refused: %s", game_id, exc)
+                break
+        return self.games.get_game(game_id)
 
     def send(self, game: GameRecord, move: Move, round_hashes: tuple[bytes, ...] | None) -> Receipt:
         """Turn one move into its transaction."""

@@ -11,40 +11,37 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
-from rich.logging import RichHandler
 
 from arbiter.referee import ArbiterError, Referee, Ruling
 from arbiter.repops_oracle import RepopsOracle
+from arbiter.roles import (
+    RoleSettings,
+    add_common_flags,
+    connect,
+    overrides,
+    setup_logging,
+    stop_flag,
+)
 from chain.client import ChainClient
 from chain.deploy import Deployment
 from chain.errors import ChainError, ContractRevert
 from chain.events import decode_logs
 from chain.generated import RulingPending
-from chain.keys import load_key
-from market.store import StoreError, open_store
+from market.store import StoreError
 
 log = logging.getLogger("arbiter")
 
 
-class ArbiterSettings(BaseSettings):
+class ArbiterSettings(RoleSettings):
     """Where the arbiter finds the chain, its key and the artifact store."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSAY_")
-
-    rpc_url: str = "http://127.0.0.1:8545"
-    deployment: Path = Path("var/deployment.json")
     key_file: Path = Path("var/keys/arbiter.key")
-    store: str = "embedded:var/ipfs"
-    poll_interval: float = 1.0
 
 
 @dataclass
@@ -75,15 +72,12 @@ class Watcher:
 
 
 def _referee(settings: ArbiterSettings) -> tuple[Referee, Deployment, ChainClient]:
-    account = load_key(settings.key_file)
-    client = ChainClient.connect(settings.rpc_url, account)
-    deployment = Deployment.load(settings.deployment)
-    deployment.check(client)
-    store = open_store(settings.store)
-    oracle = RepopsOracle(store, deployment.market(client))
+    role = connect(settings)
+    client, deployment = role.client, role.deployment
+    oracle = RepopsOracle(role.store, deployment.market(client))
     referee = Referee(deployment.referee(client), deployment.game(client), oracle)
-    if not referee.referee.is_arbiter(account.address):
-        raise ArbiterError(f"{account.address} is not a registered arbiter")
+    if not referee.referee.is_arbiter(role.account.address):
+        raise ArbiterError(f"{role.account.address} is not a registered arbiter")
     return referee, deployment, client
 
 
@@ -105,17 +99,10 @@ def cmd_rule(settings: ArbiterSettings, game_id: int, console: Console) -> int:
 def cmd_run(settings: ArbiterSettings, console: Console) -> int:
     referee, deployment, client = _referee(settings)
     watcher = Watcher(client, deployment.addresses["ArbiterReferee"], deployment.block)
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    should_stop = stop_flag()
     console.print(f"arbiter {client.address} watching {settings.rpc_url}")
     ruled = 0
-    while not stopping:
+    while not should_stop():
         for game_id in sorted(watcher.poll()):
             try:
                 ruling = referee.rule_if_pending(game_id)
@@ -137,33 +124,15 @@ def cmd_run(settings: ArbiterSettings, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arbiter", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (ASSAY_RPC_URL)")
-    parser.add_argument("--deployment", type=Path, help="deployment JSON (ASSAY_DEPLOYMENT)")
-    parser.add_argument("--key-file", type=Path, help="arbiter key file (ASSAY_KEY_FILE)")
-    parser.add_argument("--store", help="embedded:DIR or http://host:port (ASSAY_STORE)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_common_flags(parser, "arbiter")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="watch the chain and rule on every pending game")
     rule = sub.add_parser("rule", help="rule on one game awaiting a ruling")
     rule.add_argument("game_id", type=int)
     args = parser.parse_args(argv)
-    console = Console(stderr=False)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-    )
-    overrides = {
-        k: v
-        for k, v in {
-            "rpc_url": args.rpc_url,
-            "deployment": args.deployment,
-            "key_file": args.key_file,
-            "store": args.store,
-        }.items()
-        if v is not None
-    }
-    settings = ArbiterSettings(**overrides)
+    console = Console()
+    setup_logging(args.verbose)
+    settings = ArbiterSettings(**overrides(args))
     try:
         if args.command == "rule":
             return cmd_rule(settings, args.game_id, console)

@@ -41,7 +41,9 @@ class TraceView(Protocol):
 
 
 def parts(lo: int, hi: int, arity: int) -> int:
-    """DissectionLib.parts: how many parts [lo, hi] splits into."""
+    """DissectionLib.parts: how many parts [lo, hi] splits into (hi > lo)."""
+    if hi <= lo:
+        raise ValueError(f"interval [{lo}, {hi}] has no parts")
     return min(arity, hi - lo)
 
 

@@ -23,7 +23,6 @@ from arbiter.realtrace import HonestStepper, RealTrace, Stepper
 from chain.client import ChainClient
 from chain.deploy import Deployment
 from chain.dispute import GameRecord
-from chain.errors import ContractRevert
 from chain.events import decode_logs
 from chain.generated import GameCreated, JobStatus, Level, Party, ResultSubmitted
 from chain.types import JobId
@@ -313,15 +312,7 @@ class Whistleblower:
 
     def _play(self) -> None:
         for game_id in sorted(self._games):
-            for _ in range(64):
-                try:
-                    move = self.actor.step(game_id)
-                except ContractRevert as exc:
-                    log.warning("game %d: move refused: %s", game_id, exc)
-                    break
-                if move is None:
-                    break
-            game = self.games.get_game(game_id)
+            game = self.actor.play(game_id)
             if game.finished:
                 job_id = self._games.pop(game_id)
                 self.report(f"job {job_id}: game {game_id} ended: {game.status.name}")

@@ -11,34 +11,28 @@ ASSAY_* environment variables, overridden by flags.
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
-from rich.logging import RichHandler
 
 from arbiter.jobcontext import JobUnusable
+from arbiter.roles import (
+    RoleSettings,
+    add_common_flags,
+    connect,
+    overrides,
+    setup_logging,
+    stop_flag,
+)
 from arbiter.whistleblower import Whistleblower
-from chain.client import ChainClient
-from chain.deploy import Deployment
 from chain.errors import ChainError
-from chain.keys import load_key
-from market.store import StoreError, open_store
+from market.store import StoreError
 
 
-class WhistleblowerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASSAY_")
-
-    rpc_url: str = "http://127.0.0.1:8545"
-    deployment: Path = Path("var/deployment.json")
+class WhistleblowerSettings(RoleSettings):
     key_file: Path = Path("var/keys/whistleblower.key")
-    store: str = "embedded:var/ipfs"
-    poll_interval: float = 1.0
 
 
 def _fraction(text: str) -> float:
@@ -55,11 +49,7 @@ def _fraction(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="whistleblower", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (ASSAY_RPC_URL)")
-    parser.add_argument("--deployment", type=Path, help="deployment JSON (ASSAY_DEPLOYMENT)")
-    parser.add_argument("--key-file", type=Path, help="key file (ASSAY_KEY_FILE)")
-    parser.add_argument("--store", help="embedded:DIR or http://host:port (ASSAY_STORE)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_common_flags(parser, "whistleblower")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="watch results, check them, challenge mismatches")
     run.add_argument("--check", type=_fraction, default=1.0, help="'all' or a fraction")
@@ -68,27 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--exit-after", type=float, help="stop after this many idle seconds")
     args = parser.parse_args(argv)
     console = Console()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-    )
-    overrides = {
-        "rpc_url": args.rpc_url,
-        "deployment": args.deployment,
-        "key_file": args.key_file,
-        "store": args.store,
-    }
-    settings = WhistleblowerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    setup_logging(args.verbose)
+    settings = WhistleblowerSettings(**overrides(args))
     try:
-        account = load_key(settings.key_file)
-        client = ChainClient.connect(settings.rpc_url, account)
-        deployment = Deployment.load(settings.deployment)
-        deployment.check(client)
+        role = connect(settings)
+        account = role.account
         node = Whistleblower(
-            client,
-            deployment,
-            open_store(settings.store),
+            role.client,
+            role.deployment,
+            role.store,
             check_fraction=args.check,
             arity=args.arity,
             seed=args.seed,
@@ -97,17 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ChainError, StoreError, JobUnusable, ValueError) as exc:
         console.print(f"[red]whistleblower:[/] {exc}")
         return 2
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    should_stop = stop_flag()
     console.print(f"whistleblower {account.address}: checking {args.check:.0%} of segments")
     idle_since = time.monotonic()
-    while not stopping:
+    while not should_stop():
         before = (len(node.findings), node.active_games)
         node.tick()
         if (len(node.findings), node.active_games) != before or node.active_games:

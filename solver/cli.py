@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,12 +27,10 @@ from rich.progress import (
 from rich.table import Table
 
 from arbiter.jobcontext import JobUnusable
-from chain.client import ChainClient
-from chain.deploy import Deployment
+from arbiter.roles import add_common_flags, connect, overrides, setup_logging, stop_flag
 from chain.errors import ChainError
-from chain.keys import load_key
 from chain.types import JobId
-from market.store import StoreError, open_store
+from market.store import StoreError
 from solver.journal import Journal
 from solver.node import Event, SolverNode
 from solver.settings import SolverSettings
@@ -77,53 +72,37 @@ class RichProgress:
         self.task = None
 
 
-def _settings(args: argparse.Namespace) -> SolverSettings:
-    overrides = {
-        "rpc_url": args.rpc_url,
-        "deployment": args.deployment,
-        "key_file": args.key_file,
-        "store": args.store,
-        "state_dir": args.state_dir,
-        "device": getattr(args, "device", None),
-        "max_jobs": getattr(args, "max_jobs", None),
-    }
-    return SolverSettings(**{k: v for k, v in overrides.items() if v is not None})
+def settings_from_args(args: argparse.Namespace) -> SolverSettings:
+    return SolverSettings(**overrides(args, "state_dir", "device", "max_jobs"))
 
 
 def cmd_run(settings: SolverSettings, console: Console) -> int:
-    account = load_key(settings.key_file)
-    client = ChainClient.connect(settings.rpc_url, account)
-    deployment = Deployment.load(settings.deployment)
-    deployment.check(client)
-    store = open_store(settings.store)
+    role = connect(settings)
+    account = role.account
 
     def report(event: Event) -> None:
         prefix = f"job {event.job_id}: " if event.job_id else ""
         console.print(f"[cyan]solver {account.address[:10]}[/] {prefix}{event.what}")
 
     node = SolverNode(
-        client, deployment, store, settings, progress=RichProgress(console), report=report
+        role.client,
+        role.deployment,
+        role.store,
+        settings,
+        progress=RichProgress(console),
+        report=report,
     )
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    should_stop = stop_flag()
     console.print(f"solver {account.address} on {settings.rpc_url}, state in {settings.state_dir}")
-    node.run(lambda: stopping)
+    node.run(should_stop)
     console.print(f"solver stopped; {node.settled_count()} job(s) settled")
     return 0
 
 
 def cmd_status(settings: SolverSettings, console: Console) -> int:
-    account = load_key(settings.key_file)
-    client = ChainClient.connect(settings.rpc_url, account)
-    deployment = Deployment.load(settings.deployment)
-    deployment.check(client)
-    market, token = deployment.market(client), deployment.token(client)
+    role = connect(settings)
+    account, client = role.account, role.client
+    market, token = role.deployment.market(client), role.deployment.token(client)
     journal = Journal(settings.state_dir / account.address)
     table = Table(title=f"solver {account.address}")
     for column in ("job", "local phase", "chain status", "checkpoints", "stake", "reward", "note"):
@@ -149,12 +128,8 @@ def cmd_status(settings: SolverSettings, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="solver", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (ASSAY_RPC_URL)")
-    parser.add_argument("--deployment", type=Path, help="deployment JSON (ASSAY_DEPLOYMENT)")
-    parser.add_argument("--key-file", type=Path, help="solver key file (ASSAY_KEY_FILE)")
-    parser.add_argument("--store", help="embedded:DIR or http://host:port (ASSAY_STORE)")
+    add_common_flags(parser, "solver")
     parser.add_argument("--state-dir", type=Path, help="journal + checkpoints (ASSAY_STATE_DIR)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="work the market until stopped")
     run.add_argument("--device", help="auto, cpu or cuda (ASSAY_DEVICE)")
@@ -162,13 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="jobs, stakes and earnings of this solver")
     args = parser.parse_args(argv)
     console = Console()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-    )
+    setup_logging(args.verbose)
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args)
         if args.command == "status":
             return cmd_status(settings, console)
         return cmd_run(settings, console)

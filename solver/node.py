@@ -315,15 +315,7 @@ class SolverNode:
 
     def _defend(self) -> None:
         for game_id in sorted(self._games):
-            for _ in range(64):  # make every move that is ours now
-                try:
-                    move = self.actor.step(game_id)
-                except ContractRevert as exc:
-                    log.warning("game %d: move refused: %s", game_id, exc)
-                    break
-                if move is None:
-                    break
-            game = self.games.get_game(game_id)
+            game = self.actor.play(game_id)
             if game.finished:
                 self._games.discard(game_id)
                 self.report(Event(game.job_id, f"game {game_id} ended: {game.status.name}"))

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from arbiter.roles import RoleSettings
 
 
-class SolverSettings(BaseSettings):
+class SolverSettings(RoleSettings):
     """Where the solver finds the chain, its key, the store, and where it keeps its state."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSAY_")
-
-    rpc_url: str = "http://127.0.0.1:8545"
-    deployment: Path = Path("var/deployment.json")
     key_file: Path = Path("var/keys/solver.key")
-    store: str = "embedded:var/ipfs"
     state_dir: Path = Path("var/solver")
     device: str = "auto"
     """"auto" (CUDA if present, else CPU), "cpu" or "cuda"."""
-    poll_interval: float = 1.0
     max_stake_wei: int = 10**24
     """Never claim a job whose required stake exceeds this."""
     memory_limit_bytes: int = 8 << 30

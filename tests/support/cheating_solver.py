@@ -10,18 +10,13 @@ it claims, trains, submits and defends its false trace exactly like a real cheat
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from types import FrameType
 
 from rich.console import Console
 
 from arbiter.realtrace import Stepper
-from chain.client import ChainClient
-from chain.deploy import Deployment
-from chain.keys import load_key
-from market.store import open_store
-from solver.cli import RichProgress, _settings
+from arbiter.roles import connect, stop_flag
+from solver.cli import RichProgress, settings_from_args
 from solver.node import Event, SolverNode
 from tests.support.cheaters import (
     DataOrderCheater,
@@ -59,35 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-jobs", type=int)
     parser.add_argument("command", choices=["run"])
     args = parser.parse_args(argv)
-    settings = _settings(args)
+    settings = settings_from_args(args)
     console = Console()
-    account = load_key(settings.key_file)
-    client = ChainClient.connect(settings.rpc_url, account)
-    deployment = Deployment.load(settings.deployment)
-    store = open_store(settings.store)
+    role = connect(settings)
+    account = role.account
 
     def report(event: Event) -> None:
         prefix = f"job {event.job_id}: " if event.job_id else ""
         console.print(f"[red]cheater {account.address[:10]}[/] {prefix}{event.what}")
 
     node = SolverNode(
-        client,
-        deployment,
-        store,
+        role.client,
+        role.deployment,
+        role.store,
         settings,
         stepper=make_stepper(args.kind, args.at_step),
         progress=RichProgress(console),
         report=report,
     )
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
+    should_stop = stop_flag()
     console.print(f"cheating solver ({args.kind} at step {args.at_step}) {account.address}")
-    node.run(lambda: stopping)
+    node.run(should_stop)
     return 0
 
 
