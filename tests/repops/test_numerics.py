@@ -2,9 +2,10 @@
 across thread counts and blockings.
 
 Accuracy bounds tested here (u = 2**-24, float32 unit roundoff):
-* matmul: |C - A.B| <= u |A.B| + 2**-150 + 24 k 2**-63 max|A_i| max|B_j|, and exactly the
-  float32 rounding (RNE) of the documented kept slice sum; on realistic and wide-range inputs its
-  worst error (relative to sum|a||b|) is no worse than plain fp32 matmul's.
+* matmul: |C - A.B| <= u |A.B| + 2**-150 + 33 k 2**-49 max|A_i| max|B_j|, and exactly the
+  float32 rounding (RNE) of the documented kept slice sum (7 slices of 7 bits, p + q <= 6);
+  on realistic and wide-range inputs its worst error (relative to sum|a||b|) is no worse
+  than plain fp32 matmul's.
 * tree_sum: |s - sum| <= ceil(log2 n) u sum|x| (plus the final rounding).
 * exp/log/tanh: within 1 ulp of the float64 value (correctly rounded except in rare ties).
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from repops import numerics
+from repops import matmul_int, numerics
 from repops.hashing import tensor_hash
 from tests.repops.conftest import under_threads
 
@@ -115,13 +116,14 @@ def exact_kept(a: torch.Tensor, b: torch.Tensor) -> list[list[float]]:
     """The documented definition, in Python integers: kept slice pairs, rounded once."""
     m, k = a.shape
     n = b.shape[1]
+    s_, w = 7, 49
 
     def digits(v: float, e: int) -> list[int]:
-        x = Fraction(v) * Fraction(2) ** (63 - e)
+        x = Fraction(v) * Fraction(2) ** (w - e)
         big = int(x)  # trunc toward zero
         s = -1 if big < 0 else 1
         mag = abs(big)
-        return [s * (mag >> 42), s * ((mag >> 21) & (2**21 - 1)), s * (mag & (2**21 - 1))]
+        return [s * ((mag >> (7 * (s_ - 1 - p))) & 127) for p in range(s_)]
 
     def exp_of(vals: list[float]) -> int:
         mx = max(abs(v) for v in vals)
@@ -136,11 +138,11 @@ def exact_kept(a: torch.Tensor, b: torch.Tensor) -> list[list[float]]:
         row = []
         for j in range(n):
             s = 0
-            for p in range(3):
-                for q in range(3 - p):
+            for p in range(s_):
+                for q in range(s_ - p):
                     g = sum(da[i][kk][p] * db[kk][j][q] for kk in range(k))
-                    s += g * 2 ** (21 * (2 - p - q))
-            row.append(round_f32(Fraction(s) * Fraction(2) ** (ea[i] + eb[j] - 84)))
+                    s += g * 2 ** (7 * (2 * s_ - 2 - p - q))
+            row.append(round_f32(Fraction(s) * Fraction(2) ** (ea[i] + eb[j] - 2 * w)))
         out.append(row)
     return out
 
@@ -156,14 +158,28 @@ def test_matmul_equals_exact_definition_rounded_once(seed: int) -> None:
     assert got == exact_kept(a, b)
 
 
-def test_matmul_wide_int64_path_equals_exact_definition(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A short K_CHUNK forces the multi-chunk int64 path and its round-to-odd conversion.
+def test_matmul_multi_chunk_path_equals_exact_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A short K_CHUNK forces several k-chunks, the last one zero-padded; the wide-range rows
+    # give sums on both sides of the 2**53 split in the final conversion.
     g = gen(7)
     a = torch.randn(3, 40, generator=g) * torch.exp(4 * torch.randn(3, 40, generator=g))
     b = torch.randn(40, 3, generator=g)
-    monkeypatch.setattr(numerics, "F64_MAX_K", 4)
-    monkeypatch.setattr(numerics, "K_CHUNK", 8)
-    monkeypatch.setattr(numerics, "_TWO53", 1 << 20)  # exercise the wide branch too
+    want = exact_kept(a, b)
+    assert numerics.matmul(a, b).tolist() == want
+    monkeypatch.setattr(matmul_int, "K_CHUNK", 16)
+    assert numerics.matmul(a, b).tolist() == want
+
+
+def test_matmul_cancellation_and_ties_equal_exact_definition() -> None:
+    # Exact cancellation to tiny sums (|S| < 2**53) next to huge ones (|S| >> 2**53), and
+    # sums sitting on or next to a binary32 tie, where a double rounding would go wrong.
+    a = torch.tensor([[1.0, 1.0 + 2.0**-23, -1.0, 3.0], [2.0**-20, 1.0, 2.0**-24, 0.5]])
+    b = torch.tensor([[1.0, 3.0], [1.0, -1.0], [1.0 + 2.0**-23, 2.0**-30], [2.0**-24, 1.0]])
+    assert numerics.matmul(a, b).tolist() == exact_kept(a, b)
+    g = gen(8)
+    a = torch.randn(4, 33, generator=g).sign() * (1.0 + torch.rand(4, 33, generator=g))
+    b = torch.ones(33, 5)
+    b[0] = 2.0**-24
     assert numerics.matmul(a, b).tolist() == exact_kept(a, b)
 
 
@@ -175,37 +191,38 @@ def test_matmul_blockings_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None
     cols = torch.cat([numerics.matmul(a, b[:, j : j + 5]) for j in range(0, b.shape[1], 5)], 1)
     assert tensor_hash(rows) == ref
     assert tensor_hash(cols) == ref
-    # k-blocking, the float64/int64 combinations and the one-GEMM / per-slice GEMM paths
-    # all compute the same exact sums.
-    monkeypatch.setattr(numerics, "F64_MAX_K", 16)
-    monkeypatch.setattr(numerics, "K_CHUNK", 64)
-    assert tensor_hash(numerics.matmul(a, b)) == ref
-    monkeypatch.setattr(numerics, "K_CHUNK", 2048)
-    assert tensor_hash(numerics.matmul(a, b)) == ref
-    monkeypatch.setattr(numerics, "F64_MAX_K", 512)
-    monkeypatch.setattr(numerics, "_ONE_GEMM_LIMIT", 0)
-    assert tensor_hash(numerics.matmul(a, b)) == ref
+    # Any k-chunking sums the same exact integers.
+    for chunk in (8, 64, 296):
+        monkeypatch.setattr(matmul_int, "K_CHUNK", chunk)
+        assert tensor_hash(numerics.matmul(a, b)) == ref
+    monkeypatch.undo()
     # The batched kernel agrees with the 2-D one per batch entry.
     batched = numerics.matmul(a.reshape(2, 32, 300), b.unsqueeze(0).expand(2, 300, 32))
     assert tensor_hash(batched.reshape(64, 32)) == ref
 
 
-@pytest.mark.parametrize("tiny_rows", [0, 3, 40])
-def test_matmul_sparse_low_digit_paths_bit_identical(
-    monkeypatch: pytest.MonkeyPatch, tiny_rows: int
-) -> None:
-    """Rows/columns whose lowest digit is zero are skipped; the bits must not change."""
-    g = gen(70 + tiny_rows)
-    a = torch.randn(64, 96, generator=g)
-    b = torch.randn(96, 48, generator=g)
-    a[:tiny_rows, 5] = 1e-9  # below 2**-18 of the row maximum: a non-zero third digit
-    b[7, : tiny_rows // 2] = 1e-9
-    monkeypatch.setattr(numerics, "_ONE_GEMM_LIMIT", 1 << 40)
-    dense = tensor_hash(numerics.matmul(a, b))
-    monkeypatch.setattr(numerics, "_ONE_GEMM_LIMIT", 0)
-    assert tensor_hash(numerics.matmul(a, b)) == dense
-    small = numerics.matmul(a[:6, :9], b[:9, :5]).tolist()
-    assert small == exact_kept(a[:6, :9], b[:9, :5])
+def test_matmul_cuda_zero_padding_is_exact() -> None:
+    # The zero padding used for cuBLASLt's shape rules must not change a bit (checked on CPU).
+    a, b = CASES["lognormal_rows"]()
+    a, b = a[:5, :297], b[:297, :13]
+    ref = tensor_hash(numerics.matmul(a, b))
+    a3 = matmul_int._cuda_pad(matmul_int._cuda_pad(a.unsqueeze(0), 2, 8), 1, 1, 17)
+    b3 = matmul_int._cuda_pad(matmul_int._cuda_pad(b.unsqueeze(0), 1, 8), 2, 8)
+    assert a3.shape == (1, 17, 304) and b3.shape == (1, 304, 16)
+    assert tensor_hash(numerics.matmul(a3, b3)[0, :5, :13].contiguous()) == ref
+
+
+def test_matmul_tiny_rows_float64_scaling_path_bit_identical() -> None:
+    # Rows whose maximum is below 2**(W - 126) make the split scale through float64; rows
+    # computed together with such rows (so on that path) keep their bits.
+    g = gen(71)
+    a = torch.randn(6, 50, generator=g)
+    b = torch.randn(50, 4, generator=g)
+    tiny = a * 2.0**-100
+    together = numerics.matmul(torch.cat([a, tiny]), b)
+    assert tensor_hash(together[:6]) == tensor_hash(numerics.matmul(a, b))
+    assert tensor_hash(together[6:]) == tensor_hash(numerics.matmul(tiny, b))
+    assert numerics.matmul(tiny[:2, :9], b[:9]).tolist() == exact_kept(tiny[:2, :9], b[:9])
 
 
 def test_matmul_thread_counts_bit_identical() -> None:
