@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
 from chain.generated import JobPosted, JobStatus
+from chain.typed_data import job_order_document, permit_document
 from chain.types import Address, Cid, Hash32, JobId, Wei
 
 
@@ -65,6 +66,7 @@ class SignedJobOrder:
 class DisputeTerms:
     """What a dispute game reads of a submitted result."""
 
+    status: JobStatus
     solver: Address
     spec_hash: Hash32
     trace_root: Hash32
@@ -136,10 +138,6 @@ class PermitSignature:
     s: bytes
 
 
-JOB_ORDER_DOMAIN_NAME = "Assay JobMarket"
-JOB_ORDER_DOMAIN_VERSION = "1"
-
-
 class WorkTokenClient:
     """The ERC-20 (with permit) every amount is paid in."""
 
@@ -181,37 +179,16 @@ class WorkTokenClient:
         self, owner: LocalAccount, spender: str, value: int, deadline: int
     ) -> PermitSignature:
         """Sign an EIP-2612 permit with `owner`'s key (no transaction is sent)."""
-        typed = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": self.client.call(self._c.functions.name().call),
-                "version": "1",
-                "chainId": self.client.w3.eth.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": spender,
-                "value": value,
-                "nonce": self.nonces(owner.address),
-                "deadline": deadline,
-            },
-        }
+        typed = permit_document(
+            self.client.w3.eth.chain_id,
+            self.address,
+            self.client.call(self._c.functions.name().call),
+            owner.address,
+            spender,
+            value,
+            self.nonces(owner.address),
+            deadline,
+        )
         signed = owner.sign_message(encode_typed_data(full_message=typed))
         return PermitSignature(
             owner=Address(owner.address),
@@ -268,53 +245,22 @@ class JobMarketClient:
         self, terms: JobTerms, submitter: str, nonce: int, deadline: int
     ) -> dict[str, Any]:
         """The EIP-712 document a submitter signs to let a relayer post `terms`."""
-        return {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "JobOrder": [
-                    {"name": "specHash", "type": "bytes32"},
-                    {"name": "specCid", "type": "string"},
-                    {"name": "reward", "type": "uint256"},
-                    {"name": "solverStake", "type": "uint256"},
-                    {"name": "challengerBond", "type": "uint256"},
-                    {"name": "claimDeadline", "type": "uint64"},
-                    {"name": "submitWindow", "type": "uint64"},
-                    {"name": "challengeWindow", "type": "uint64"},
-                    {"name": "stepsPerCheckpoint", "type": "uint32"},
-                    {"name": "checkpointCount", "type": "uint32"},
-                    {"name": "submitter", "type": "address"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "JobOrder",
-            "domain": {
-                "name": JOB_ORDER_DOMAIN_NAME,
-                "version": JOB_ORDER_DOMAIN_VERSION,
-                "chainId": self.client.w3.eth.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "specHash": terms.spec_hash,
-                "specCid": terms.spec_cid,
-                "reward": terms.reward,
-                "solverStake": terms.solver_stake,
-                "challengerBond": terms.challenger_bond,
-                "claimDeadline": terms.claim_deadline,
-                "submitWindow": terms.submit_window,
-                "challengeWindow": terms.challenge_window,
-                "stepsPerCheckpoint": terms.steps_per_checkpoint,
-                "checkpointCount": terms.checkpoint_count,
-                "submitter": submitter,
-                "nonce": nonce,
-                "deadline": deadline,
-            },
+        message = {
+            "specHash": terms.spec_hash,
+            "specCid": terms.spec_cid,
+            "reward": terms.reward,
+            "solverStake": terms.solver_stake,
+            "challengerBond": terms.challenger_bond,
+            "claimDeadline": terms.claim_deadline,
+            "submitWindow": terms.submit_window,
+            "challengeWindow": terms.challenge_window,
+            "stepsPerCheckpoint": terms.steps_per_checkpoint,
+            "checkpointCount": terms.checkpoint_count,
+            "submitter": submitter,
+            "nonce": nonce,
+            "deadline": deadline,
         }
+        return job_order_document(self.client.w3.eth.chain_id, self.address, message)
 
     def sign_job_order(
         self, submitter: LocalAccount, terms: JobTerms, deadline: int, nonce: int | None = None
@@ -381,7 +327,12 @@ class JobMarketClient:
     def dispute_terms(self, job_id: JobId) -> DisputeTerms:
         raw = self.client.call(self._c.functions.disputeTerms(job_id).call)
         return DisputeTerms(
-            Address(raw[0]), Hash32(bytes(raw[1])), Hash32(bytes(raw[2])), int(raw[3]), int(raw[4])
+            JobStatus(raw[0]),
+            Address(raw[1]),
+            Hash32(bytes(raw[2])),
+            Hash32(bytes(raw[3])),
+            int(raw[4]),
+            int(raw[5]),
         )
 
     def order_nonce(self, submitter: str) -> int:

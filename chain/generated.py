@@ -426,6 +426,14 @@ class NotOwner(ContractRevert):
     fields = ("caller",)
 
 
+class NotParty(ContractRevert):
+    """Only `party` of the game may make this move; `caller` is not it."""
+
+    signature = "NotParty(uint256,uint8,address)"
+    selector = bytes.fromhex("35dfadb9")
+    fields = ("gameId", "party", "caller")
+
+
 class NotReferee(ContractRevert):
     """Only the referee may report a ruling."""
 
@@ -451,11 +459,11 @@ class NotSubmitter(ContractRevert):
 
 
 class NotYourTurn(ContractRevert):
-    """It is `expected`'s turn; `caller` may not move."""
+    """It is `turn`'s turn, so `caller` may not move now."""
 
     signature = "NotYourTurn(uint256,uint8,address)"
     selector = bytes.fromhex("4508708c")
-    fields = ("gameId", "expected", "caller")
+    fields = ("gameId", "turn", "caller")
 
 
 class NothingToWithdraw(ContractRevert):
@@ -690,6 +698,7 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     NotExpired.selector: NotExpired,
     NotGame.selector: NotGame,
     NotOwner.selector: NotOwner,
+    NotParty.selector: NotParty,
     NotReferee.selector: NotReferee,
     NotSolver.selector: NotSolver,
     NotSubmitter.selector: NotSubmitter,
@@ -810,6 +819,23 @@ class BundleRequested(ContractEvent):
     level: int
     base: int
     position: int
+
+
+@dataclass(frozen=True)
+class ChallengeWindowReopened(ContractEvent):
+    """A voided dispute reopened the challenge window until `challengeDeadline`."""
+
+    signature: ClassVar[str] = "ChallengeWindowReopened(uint256,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "040c0bef702dd41aee9458eec13e52bdbb394c6fdc89fe7622f9ef90e192a2d1"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("job_id", "uint256", True),
+        ("challenge_deadline", "uint64", False),
+    )
+
+    job_id: int
+    challenge_deadline: int
 
 
 @dataclass(frozen=True)
@@ -1428,6 +1454,7 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     ArbiterRemoved.topic: ArbiterRemoved,
     BundlePosted.topic: BundlePosted,
     BundleRequested.topic: BundleRequested,
+    ChallengeWindowReopened.topic: ChallengeWindowReopened,
     Credited.topic: Credited,
     DisputeGameSet.topic: DisputeGameSet,
     DisputeOpened.topic: DisputeOpened,

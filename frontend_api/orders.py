@@ -24,44 +24,18 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
+from chain.typed_data import (
+    ORDER_DOMAIN_NAME,
+    ORDER_DOMAIN_VERSION,
+    PERMIT_DOMAIN_VERSION,
+    job_order_document,
+    permit_document,
+)
 from chain.types import Address
 
-ORDER_DOMAIN_NAME: Final = "Assay JobMarket"
-ORDER_DOMAIN_VERSION: Final = "1"
-PERMIT_DOMAIN_VERSION: Final = "1"
+__all__ = ["ORDER_DOMAIN_NAME", "ORDER_DOMAIN_VERSION", "PERMIT_DOMAIN_VERSION"]
 
 SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-_DOMAIN_TYPE: Final = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-
-JOB_ORDER_TYPE: Final = [
-    {"name": "specHash", "type": "bytes32"},
-    {"name": "specCid", "type": "string"},
-    {"name": "reward", "type": "uint256"},
-    {"name": "solverStake", "type": "uint256"},
-    {"name": "challengerBond", "type": "uint256"},
-    {"name": "claimDeadline", "type": "uint64"},
-    {"name": "submitWindow", "type": "uint64"},
-    {"name": "challengeWindow", "type": "uint64"},
-    {"name": "stepsPerCheckpoint", "type": "uint32"},
-    {"name": "checkpointCount", "type": "uint32"},
-    {"name": "submitter", "type": "address"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint256"},
-]
-
-PERMIT_TYPE: Final = [
-    {"name": "owner", "type": "address"},
-    {"name": "spender", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint256"},
-]
 
 
 class SignatureInvalid(ValueError):
@@ -117,38 +91,21 @@ class Permit:
 
 def job_order_typed_data(chain_id: int, market: str, order: OrderTerms) -> dict[str, Any]:
     """The EIP-712 typed data of `order` for the JobMarket at `market` on `chain_id`."""
-    return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "JobOrder": JOB_ORDER_TYPE},
-        "primaryType": "JobOrder",
-        "domain": {
-            "name": ORDER_DOMAIN_NAME,
-            "version": ORDER_DOMAIN_VERSION,
-            "chainId": chain_id,
-            "verifyingContract": market,
-        },
-        "message": order.message(),
-    }
+    return job_order_document(chain_id, market, order.message())
 
 
 def permit_typed_data(chain_id: int, token: str, token_name: str, permit: Permit) -> dict[str, Any]:
     """The EIP-712 typed data of an ERC-2612 permit on `token` (domain name = token name)."""
-    return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "Permit": PERMIT_TYPE},
-        "primaryType": "Permit",
-        "domain": {
-            "name": token_name,
-            "version": PERMIT_DOMAIN_VERSION,
-            "chainId": chain_id,
-            "verifyingContract": token,
-        },
-        "message": {
-            "owner": permit.owner,
-            "spender": permit.spender,
-            "value": permit.value,
-            "nonce": permit.nonce,
-            "deadline": permit.deadline,
-        },
-    }
+    return permit_document(
+        chain_id,
+        token,
+        token_name,
+        permit.owner,
+        permit.spender,
+        permit.value,
+        permit.nonce,
+        permit.deadline,
+    )
 
 
 def _signable(typed: dict[str, Any]) -> SignableMessage:

@@ -18,8 +18,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from chain.client import decode_revert
 from chain.contracts import JobTerms
 from chain.devnet import Devnet
+from chain.errors import ContractRevert
 from chain.generated import JobStatus
 from chain.types import Cid, Hash32, Wei
 
@@ -123,6 +125,9 @@ JOB_TUPLE = (
     "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
     "uint256,uint256,uint256,bytes32,bytes32,bytes32,string,string)"
 )
+# JobMarket.disputeTerms: (status, solver, specHash, traceRoot, checkpointCount,
+# stepsPerCheckpoint), the status first.
+DISPUTE_TERMS_TUPLE = "(uint8,address,bytes32,bytes32,uint32,uint32)"
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,20 @@ class JobView:
     reward: int
     solver_stake: int
     challenger_bond: int
+    spec_hash: bytes
+    trace_root: bytes
+
+
+@dataclass(frozen=True)
+class DisputeTermsView:
+    """JobMarket.disputeTerms(jobId), decoded in its ABI order."""
+
+    status: JobStatus
+    solver: str
+    spec_hash: bytes
+    trace_root: bytes
+    checkpoint_count: int
+    steps_per_checkpoint: int
 
 
 @dataclass(frozen=True)
@@ -158,10 +177,12 @@ class MarketSnapshot:
     credits: dict[str, int]
     order_nonces: dict[str, int]
     jobs: dict[int, JobView]
+    # What a dispute game reads of each job; the revert for an unknown id.
+    dispute_terms: dict[int, DisputeTermsView | ContractRevert]
 
 
 class BatchReader:
-    """Reads the token, the market and every job in one JSON-RPC batch."""
+    """Reads the token, the market, every job and its dispute terms in one JSON-RPC batch."""
 
     def __init__(self, devnet: Devnet, token: str, market: str, holders: Sequence[str]) -> None:
         self._http = httpx.Client(base_url=devnet.rpc_url, timeout=60)
@@ -187,6 +208,8 @@ class BatchReader:
             calls.append((self._market, calldata("orderNonces(address)", ["address"], [holder])))
         for job_id in range(1, job_count + 1):
             calls.append((self._market, calldata("getJob(uint256)", ["uint256"], [job_id])))
+        for job_id in range(1, job_count + 1):
+            calls.append((self._market, calldata("disputeTerms(uint256)", ["uint256"], [job_id])))
         payload: list[dict[str, Any]] = [
             {
                 "jsonrpc": "2.0",
@@ -207,15 +230,27 @@ class BatchReader:
         response = self._http.post("/", json=payload)
         response.raise_for_status()
         by_id = {item["id"]: item for item in response.json()}
-        results: list[bytes] = []
+        results: list[bytes | ContractRevert] = []
+        first_terms = len(calls) - job_count
         for i in range(len(calls)):
             item = by_id[i]
-            if "error" in item:
+            if "error" not in item:
+                results.append(bytes.fromhex(item["result"][2:]))
+                continue
+            data = item["error"].get("data")
+            if i < first_terms or not isinstance(data, str):
                 raise AssertionError(f"read {i} failed: {item['error']}")
-            results.append(bytes.fromhex(item["result"][2:]))
+            # disputeTerms of an unknown id reverts; keep the decoded error for the checks.
+            results.append(decode_revert(bytes.fromhex(data.removeprefix("0x"))))
         timestamp = int(by_id[len(calls)]["result"]["timestamp"], 16)
 
-        def uint(raw: bytes) -> int:
+        def raw_of(i: int) -> bytes:
+            value = results[i]
+            assert isinstance(value, bytes), (i, value)
+            return value
+
+        def uint(raw: bytes | ContractRevert) -> int:
+            assert isinstance(raw, bytes), raw
             return int.from_bytes(raw, "big")
 
         n = len(self._holders)
@@ -231,8 +266,8 @@ class BatchReader:
         order_nonces = {h: uint(results[base + i]) for i, h in enumerate(self._holders)}
         base += n
         jobs: dict[int, JobView] = {}
-        for offset, raw in enumerate(results[base:]):
-            (job,) = abi_decode([JOB_TUPLE], raw)
+        for offset in range(job_count):
+            (job,) = abi_decode([JOB_TUPLE], raw_of(base + offset))
             jobs[offset + 1] = JobView(
                 submitter=to_checksum_address(job[0]),
                 status=JobStatus(job[1]),
@@ -246,6 +281,24 @@ class BatchReader:
                 reward=int(job[11]),
                 solver_stake=int(job[12]),
                 challenger_bond=int(job[13]),
+                spec_hash=bytes(job[14]),
+                trace_root=bytes(job[15]),
+            )
+        base += job_count
+        dispute_terms: dict[int, DisputeTermsView | ContractRevert] = {}
+        for offset in range(job_count):
+            value = results[base + offset]
+            if isinstance(value, ContractRevert):
+                dispute_terms[offset + 1] = value
+                continue
+            (terms,) = abi_decode([DISPUTE_TERMS_TUPLE], value)
+            dispute_terms[offset + 1] = DisputeTermsView(
+                status=JobStatus(terms[0]),
+                solver=to_checksum_address(terms[1]),
+                spec_hash=bytes(terms[2]),
+                trace_root=bytes(terms[3]),
+                checkpoint_count=int(terms[4]),
+                steps_per_checkpoint=int(terms[5]),
             )
         return MarketSnapshot(
             timestamp=timestamp,
@@ -259,6 +312,7 @@ class BatchReader:
             credits=credits,
             order_nonces=order_nonces,
             jobs=jobs,
+            dispute_terms=dispute_terms,
         )
 
 

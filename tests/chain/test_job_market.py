@@ -32,6 +32,7 @@ from chain.generated import (
     Approval,
     ChallengeWindowClosed,
     ChallengeWindowOpen,
+    ChallengeWindowReopened,
     CheckpointCountMismatch,
     ClaimDeadlinePassed,
     Credited,
@@ -1738,26 +1739,27 @@ def test_resolve_dispute_challenger_won_slashes_stake_and_refunds_reward(
 
     to_winner = STAKE * WINNER_SHARE_BPS // BPS
     burned = STAKE - to_winner
-    assert receipt.one(DisputeResolved) == DisputeResolved(
-        job_id=job_id, challenger=challenger(env).address, solver_won=False
-    )
-    assert receipt.one(SolverSlashed) == SolverSlashed(
-        job_id=job_id,
-        solver=solver(env).address,
-        winner=challenger(env).address,
-        to_winner=to_winner,
-        burned=burned,
-    )
-    credited = [e for e in receipt.events if isinstance(e, Credited)]
-    assert credited == [
-        Credited(account=challenger(env).address, amount=BOND),
-        Credited(account=challenger(env).address, amount=to_winner),
+    # The winner gets ONE credit: its bond back plus its share of the stake.
+    assert list(receipt.events) == [
+        DisputeResolved(job_id=job_id, challenger=challenger(env).address, solver_won=False),
+        SolverSlashed(
+            job_id=job_id,
+            solver=solver(env).address,
+            winner=challenger(env).address,
+            to_winner=to_winner,
+            burned=burned,
+        ),
+        Credited(account=challenger(env).address, amount=BOND + to_winner),
         Credited(account=submitter(env).address, amount=REWARD),
+        Transfer(from_=env.market.address, to=ZERO_ADDRESS, value=burned),
     ]
-    assert env.market.status_of(job_id) is JobStatus.Slashed
+    job = env.market.get_job(job_id)
+    assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
+    assert job.challenge_deadline == challenge_deadline
     assert env.market.credits(challenger(env).address) == BOND + to_winner
     assert env.market.credits(submitter(env).address) == REWARD
     assert env.market.credits(solver(env).address) == 0
+    assert env.market.total_credits() == BOND + to_winner + REWARD
     assert env.market.total_burned() == burned
     assert env.token.total_supply() == supply - burned
     assert balance(env, env.market.address) == BOND + to_winner + REWARD
@@ -1776,54 +1778,122 @@ def test_resolve_dispute_challenger_won_slashes_stake_and_refunds_reward(
     assert_conserved(env)
 
 
-def test_resolve_second_dispute_after_slash_returns_bond_without_slashing_again(
-    market_env: MarketEnv,
+@pytest.mark.parametrize("solver_won", [False, True], ids=["challenger-won", "solver-won"])
+def test_resolve_second_dispute_after_slash_only_returns_its_bond_whoever_won(
+    market_env: MarketEnv, solver_won: bool
 ) -> None:
+    """Once the solver is proven wrong, a later game settles nothing but its own bond: no
+    second slash, and a proven cheater earns no share of a losing late challenger's bond."""
     env = market_env
-    job_id, _ = submitted_job(env)
+    job_id, challenge_deadline = submitted_job(env)
     first, second = challenger(env), env.accounts[7]
     open_dispute(env, job_id, first)
     open_dispute(env, job_id, second)
     env.market_as(env.game).resolve_dispute(job_id, first.address, False)
-    burned_after_first = env.market.total_burned()
+    to_winner = STAKE * WINNER_SHARE_BPS // BPS
+    slash_burn = STAKE - to_winner
+    assert env.market.total_burned() == slash_burn
+    supply = env.token.total_supply()
+    market_before = balance(env, env.market.address)
 
-    receipt = env.market_as(env.game).resolve_dispute(job_id, second.address, False)
+    receipt = env.market_as(env.game).resolve_dispute(job_id, second.address, solver_won)
 
-    assert receipt.one(DisputeResolved) == DisputeResolved(
-        job_id=job_id, challenger=second.address, solver_won=False
-    )
-    assert not [e for e in receipt.events if isinstance(e, SolverSlashed)]
-    assert receipt.one(Credited) == Credited(account=second.address, amount=BOND)
+    assert list(receipt.events) == [
+        DisputeResolved(job_id=job_id, challenger=second.address, solver_won=solver_won),
+        Credited(account=second.address, amount=BOND),
+    ]
     job = env.market.get_job(job_id)
     assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
+    assert job.challenge_deadline == challenge_deadline
     assert env.market.credits(second.address) == BOND
-    assert (
-        env.market.total_burned() == burned_after_first == STAKE - STAKE * WINNER_SHARE_BPS // BPS
-    )
+    assert env.market.credits(first.address) == BOND + to_winner
+    assert env.market.credits(solver(env).address) == 0
     assert env.market.credits(submitter(env).address) == REWARD
+    assert env.market.total_credits() == 2 * BOND + to_winner + REWARD
+    # Nothing burned and nothing left the market: the bond only became a credit.
+    assert env.market.total_burned() == slash_burn
+    assert env.token.total_supply() == supply
+    assert balance(env, env.market.address) == market_before
     expect_revert(
         NoOpenDispute,
-        lambda: env.market_as(env.game).resolve_dispute(job_id, second.address, False),
+        lambda: env.market_as(env.game).resolve_dispute(job_id, second.address, solver_won),
         jobId=job_id,
+    )
+    env.market_as(second).withdraw()
+    assert balance(env, second) == INITIAL_BALANCE
+    expect_revert(
+        NothingToWithdraw,
+        lambda: env.market_as(solver(env)).withdraw(),
+        account=solver(env).address,
     )
     assert_conserved(env)
 
 
-def test_resolve_second_dispute_after_slash_solver_won_splits_bond(market_env: MarketEnv) -> None:
+def test_resolve_solver_won_before_the_slash_keeps_the_solvers_bond_share(
+    market_env: MarketEnv,
+) -> None:
+    """Settlement follows resolution order: a game the solver wins BEFORE another game proves
+    it wrong still splits that bond solver/burn, and the share stays with the (later slashed)
+    solver; only resolutions after the slash return bonds whole."""
     env = market_env
     job_id, _ = submitted_job(env)
     first, second = challenger(env), env.accounts[7]
     open_dispute(env, job_id, first)
     open_dispute(env, job_id, second)
-    env.market_as(env.game).resolve_dispute(job_id, first.address, False)
 
-    env.market_as(env.game).resolve_dispute(job_id, second.address, True)
+    receipt = env.market_as(env.game).resolve_dispute(job_id, first.address, True)
 
     to_solver = BOND * WINNER_SHARE_BPS // BPS
-    slash_burn = STAKE - STAKE * WINNER_SHARE_BPS // BPS
+    assert list(receipt.events) == [
+        DisputeResolved(job_id=job_id, challenger=first.address, solver_won=True),
+        Credited(account=solver(env).address, amount=to_solver),
+        Transfer(from_=env.market.address, to=ZERO_ADDRESS, value=BOND - to_solver),
+    ]
+    env.market_as(env.game).resolve_dispute(job_id, second.address, False)
+    to_winner = STAKE * WINNER_SHARE_BPS // BPS
     assert env.market.status_of(job_id) is JobStatus.Slashed
     assert env.market.credits(solver(env).address) == to_solver
-    assert env.market.total_burned() == slash_burn + (BOND - to_solver)
+    assert env.market.credits(first.address) == 0
+    assert env.market.credits(second.address) == BOND + to_winner
+    assert env.market.total_burned() == (BOND - to_solver) + (STAKE - to_winner)
+    assert_conserved(env)
+
+
+def test_resolve_dispute_after_slash_then_void_of_the_last_one_keeps_the_slash(
+    market_env: MarketEnv,
+) -> None:
+    """Three games on one job: the first slashes, the second loses late (bond back), the
+    third is voided (bond back, and no window reopened on a slashed job)."""
+    env = market_env
+    job_id, challenge_deadline = submitted_job(env)
+    first, second, third = challenger(env), env.accounts[7], env.accounts[8]
+    for who in (first, second, third):
+        open_dispute(env, job_id, who)
+    env.market_as(env.game).resolve_dispute(job_id, first.address, False)
+    env.market_as(env.game).resolve_dispute(job_id, second.address, True)
+    pin_time(env.devnet, challenge_deadline + 10)
+
+    receipt = env.market_as(env.game).void_dispute(job_id, third.address)
+
+    assert list(receipt.events) == [
+        DisputeVoided(job_id=job_id, challenger=third.address),
+        Credited(account=third.address, amount=BOND),
+    ]
+    job = env.market.get_job(job_id)
+    assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
+    assert job.challenge_deadline == challenge_deadline
+    to_winner = STAKE * WINNER_SHARE_BPS // BPS
+    assert {
+        who.address: env.market.credits(who.address)
+        for who in (first, second, third, solver(env), submitter(env))
+    } == {
+        first.address: BOND + to_winner,
+        second.address: BOND,
+        third.address: BOND,
+        solver(env).address: 0,
+        submitter(env).address: REWARD,
+    }
+    assert env.market.total_burned() == STAKE - to_winner
     assert_conserved(env)
 
 
@@ -1868,20 +1938,50 @@ def test_resolve_dispute_on_open_job_reverts_wrong_status(market_env: MarketEnv)
     )
 
 
-def test_void_dispute_refunds_bond_and_lets_result_finalize(market_env: MarketEnv) -> None:
+def disputed_job(
+    env: MarketEnv, challengers: list[LocalAccount], window: int = 900
+) -> tuple[JobId, int]:
+    """A submitted job with one dispute per challenger, each opened AT the challenge deadline
+    (the last second of the original window); returns the job and that deadline."""
+    job_id, _ = post(env, challenge_window=window)
+    claim(env, job_id)
+    for who in challengers:
+        env.token_as(who).approve(env.market.address, BOND)
+    deadline = submit(env, job_id)
+    for who in challengers:
+        pin_time(env.devnet, deadline)
+        env.market_as(env.game).open_dispute(job_id, who.address)
+    assert env.market.get_job(job_id).open_disputes == len(challengers)
+    return job_id, deadline
+
+
+@pytest.mark.parametrize("window", [1, 900, MAX_WINDOW])
+def test_void_dispute_refunds_bond_and_reopens_challenge_window_for_a_full_window(
+    market_env: MarketEnv, window: int
+) -> None:
+    """Referee silence must not let a result finalize unchallenged: the void (here after the
+    original deadline) gives challengers a fresh full window from the void's block."""
     env = market_env
-    job_id, challenge_deadline = submitted_job(env)
-    open_dispute(env, job_id)
+    job_id, deadline = disputed_job(env, [challenger(env)], window)
     market_before = balance(env, env.market.address)
+    voided_at = deadline + 50
+    pin_time(env.devnet, voided_at)
 
     receipt = env.market_as(env.game).void_dispute(job_id, challenger(env).address)
 
+    reopened = voided_at + window
     assert list(receipt.events) == [
+        ChallengeWindowReopened(job_id=job_id, challenge_deadline=reopened),
         DisputeVoided(job_id=job_id, challenger=challenger(env).address),
         Credited(account=challenger(env).address, amount=BOND),
     ]
     job = env.market.get_job(job_id)
-    assert (job.status, job.open_disputes) == (JobStatus.Submitted, 0)
+    assert (job.status, job.open_disputes, job.challenge_deadline) == (
+        JobStatus.Submitted,
+        0,
+        reopened,
+    )
+    assert job.challenge_window == window
     assert env.market.credits(challenger(env).address) == BOND
     assert env.market.credits(solver(env).address) == 0
     assert env.market.total_credits() == BOND
@@ -1889,26 +1989,137 @@ def test_void_dispute_refunds_bond_and_lets_result_finalize(market_env: MarketEn
     # The bond moved from the open-bond bucket to a credit; nothing left the market.
     assert balance(env, env.market.address) == market_before == REWARD + STAKE + BOND
 
-    pin_time(env.devnet, challenge_deadline + 1)
+    # The result finalizes only once the REOPENED window is over.
+    pin_time(env.devnet, reopened)
+    expect_revert(
+        ChallengeWindowOpen, lambda: env.market.finalize(job_id), jobId=job_id, deadline=reopened
+    )
+    pin_time(env.devnet, reopened + 1)
     receipt = env.market.finalize(job_id)
-    assert receipt.one(JobFinalized).payout == REWARD + STAKE
+    assert list(receipt.events) == [
+        JobFinalized(job_id=job_id, solver=solver(env).address, payout=REWARD + STAKE),
+        Credited(account=solver(env).address, amount=REWARD + STAKE),
+    ]
     env.market_as(challenger(env)).withdraw()
     assert balance(env, challenger(env)) == INITIAL_BALANCE
     assert env.market.credits(solver(env).address) == REWARD + STAKE
     assert_conserved(env)
 
 
+def test_void_dispute_inside_the_window_extends_it_to_a_full_window_from_now(
+    market_env: MarketEnv,
+) -> None:
+    env = market_env
+    job_id, deadline = submitted_job(env)
+    open_dispute(env, job_id)
+    voided_at = deadline - 100
+    pin_time(env.devnet, voided_at)
+
+    receipt = env.market_as(env.game).void_dispute(job_id, challenger(env).address)
+
+    assert receipt.events[0] == ChallengeWindowReopened(
+        job_id=job_id, challenge_deadline=voided_at + 900
+    )
+    assert env.market.get_job(job_id).challenge_deadline == deadline + 800
+    pin_time(env.devnet, deadline + 1)
+    expect_revert(
+        ChallengeWindowOpen,
+        lambda: env.market.finalize(job_id),
+        jobId=job_id,
+        deadline=deadline + 800,
+    )
+
+
+def test_void_dispute_reopened_window_accepts_new_disputes_until_its_new_deadline(
+    market_env: MarketEnv,
+) -> None:
+    """After the void, the original deadline has passed, yet a second challenger can still
+    dispute (up to the reopened deadline, inclusive) and win: the cheater is slashed."""
+    env = market_env
+    first, second, third = challenger(env), env.accounts[7], env.accounts[8]
+    job_id, deadline = disputed_job(env, [first])
+    for who in (second, third):
+        env.token_as(who).approve(env.market.address, BOND)
+    voided_at = deadline + 300
+    pin_time(env.devnet, voided_at)
+    env.market_as(env.game).void_dispute(job_id, first.address)
+    reopened = voided_at + 900
+    assert env.market.get_job(job_id).challenge_deadline == reopened
+
+    pin_time(env.devnet, reopened)
+    receipt = env.market_as(env.game).open_dispute(job_id, second.address)
+
+    assert list(receipt.events) == [
+        DisputeOpened(job_id=job_id, challenger=second.address, bond=BOND),
+        Transfer(from_=second.address, to=env.market.address, value=BOND),
+    ]
+    pin_time(env.devnet, reopened + 1)
+    expect_revert(
+        ChallengeWindowClosed,
+        lambda: env.market_as(env.game).open_dispute(job_id, third.address),
+        jobId=job_id,
+        deadline=reopened,
+    )
+    expect_revert(DisputesOpen, lambda: env.market.finalize(job_id), jobId=job_id, count=1)
+
+    receipt = env.market_as(env.game).resolve_dispute(job_id, second.address, False)
+
+    to_winner = STAKE * WINNER_SHARE_BPS // BPS
+    assert receipt.one(SolverSlashed).winner == second.address
+    assert env.market.status_of(job_id) is JobStatus.Slashed
+    assert env.market.credits(first.address) == BOND
+    assert env.market.credits(second.address) == BOND + to_winner
+    assert env.market.credits(third.address) == 0
+    assert env.market.credits(solver(env).address) == 0
+    assert env.market.credits(submitter(env).address) == REWARD
+    assert_conserved(env)
+
+
+def test_void_dispute_emits_reopened_only_when_the_deadline_moves(market_env: MarketEnv) -> None:
+    """Two voids in one second: the second would set the same deadline, so it is silent."""
+    env = market_env
+    first, second, third = challenger(env), env.accounts[7], env.accounts[8]
+    job_id, deadline = disputed_job(env, [first, second, third])
+    voided_at = deadline + 7
+    pin_time(env.devnet, voided_at)
+    receipt = env.market_as(env.game).void_dispute(job_id, first.address)
+    assert receipt.events[0] == ChallengeWindowReopened(
+        job_id=job_id, challenge_deadline=voided_at + 900
+    )
+
+    set_next_block_timestamp(env.devnet, voided_at)
+    receipt = env.market_as(env.game).void_dispute(job_id, second.address)
+
+    assert list(receipt.events) == [
+        DisputeVoided(job_id=job_id, challenger=second.address),
+        Credited(account=second.address, amount=BOND),
+    ]
+    job = env.market.get_job(job_id)
+    assert (job.open_disputes, job.challenge_deadline) == (1, voided_at + 900)
+
+    pin_time(env.devnet, voided_at + 1)
+    receipt = env.market_as(env.game).void_dispute(job_id, third.address)
+    assert list(receipt.events) == [
+        ChallengeWindowReopened(job_id=job_id, challenge_deadline=voided_at + 901),
+        DisputeVoided(job_id=job_id, challenger=third.address),
+        Credited(account=third.address, amount=BOND),
+    ]
+    assert env.market.get_job(job_id).challenge_deadline == voided_at + 901
+    assert_conserved(env)
+
+
 def test_void_one_of_two_disputes_still_blocks_finalize(market_env: MarketEnv) -> None:
     env = market_env
-    job_id, challenge_deadline = submitted_job(env)
     second = env.accounts[7]
-    open_dispute(env, job_id)
-    open_dispute(env, job_id, second)
+    job_id, deadline = disputed_job(env, [challenger(env), second])
+    voided_at = deadline + 5
+    pin_time(env.devnet, voided_at)
 
     env.market_as(env.game).void_dispute(job_id, second.address)
 
-    assert env.market.get_job(job_id).open_disputes == 1
-    pin_time(env.devnet, challenge_deadline + 1)
+    job = env.market.get_job(job_id)
+    assert (job.open_disputes, job.challenge_deadline) == (1, voided_at + 900)
+    pin_time(env.devnet, voided_at + 901)
     expect_revert(DisputesOpen, lambda: env.market.finalize(job_id), jobId=job_id, count=1)
     # The remaining dispute can still be lost by the solver.
     env.market_as(env.game).resolve_dispute(job_id, challenger(env).address, False)
@@ -1917,17 +2128,18 @@ def test_void_one_of_two_disputes_still_blocks_finalize(market_env: MarketEnv) -
     assert_conserved(env)
 
 
-def test_void_dispute_after_slash_refunds_bond_without_touching_slash(
+def test_void_dispute_after_slash_refunds_bond_without_touching_slash_or_window(
     market_env: MarketEnv,
 ) -> None:
     env = market_env
-    job_id, _ = submitted_job(env)
+    job_id, deadline = submitted_job(env)
     first, second = challenger(env), env.accounts[7]
     open_dispute(env, job_id, first)
     open_dispute(env, job_id, second)
     env.market_as(env.game).resolve_dispute(job_id, first.address, False)
     burned = env.market.total_burned()
     credits_before = env.market.total_credits()
+    pin_time(env.devnet, deadline + 60)  # a reopening would move the deadline: none on Slashed
 
     receipt = env.market_as(env.game).void_dispute(job_id, second.address)
 
@@ -1936,7 +2148,11 @@ def test_void_dispute_after_slash_refunds_bond_without_touching_slash(
         Credited(account=second.address, amount=BOND),
     ]
     job = env.market.get_job(job_id)
-    assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
+    assert (job.status, job.open_disputes, job.challenge_deadline) == (
+        JobStatus.Slashed,
+        0,
+        deadline,
+    )
     assert env.market.total_burned() == burned == STAKE - STAKE * WINNER_SHARE_BPS // BPS
     assert env.market.total_credits() == credits_before + BOND
     assert env.market.credits(second.address) == BOND
@@ -2024,6 +2240,7 @@ def test_dispute_terms_follow_the_job_through_its_lifecycle(market_env: MarketEn
     job_id, _ = post(env, checkpoint_count=9, steps_per_checkpoint=7)
 
     assert env.market.dispute_terms(job_id) == DisputeTerms(
+        status=JobStatus.Open,
         solver=Address(ZERO_ADDRESS),
         spec_hash=SPEC_HASH,
         trace_root=ZERO_HASH,
@@ -2031,21 +2248,101 @@ def test_dispute_terms_follow_the_job_through_its_lifecycle(market_env: MarketEn
         steps_per_checkpoint=7,
     )
     claim(env, job_id)
-    assert env.market.dispute_terms(job_id).solver == solver(env).address
-    assert env.market.dispute_terms(job_id).trace_root == ZERO_HASH
+    assert env.market.dispute_terms(job_id) == DisputeTerms(
+        status=JobStatus.Claimed,
+        solver=solver(env).address,
+        spec_hash=SPEC_HASH,
+        trace_root=ZERO_HASH,
+        checkpoint_count=9,
+        steps_per_checkpoint=7,
+    )
     env.market_as(solver(env)).submit_result(job_id, TRACE_ROOT, 9, MANIFEST_CID, FINAL_STATE)
 
-    assert env.market.dispute_terms(job_id) == DisputeTerms(
+    submitted = DisputeTerms(
+        status=JobStatus.Submitted,
         solver=solver(env).address,
         spec_hash=SPEC_HASH,
         trace_root=TRACE_ROOT,
         checkpoint_count=9,
         steps_per_checkpoint=7,
     )
+    assert env.market.dispute_terms(job_id) == submitted
     open_dispute(env, job_id)
     env.market_as(env.game).resolve_dispute(job_id, challenger(env).address, False)
-    # A slashed job still tells the game what was committed.
-    assert env.market.dispute_terms(job_id).trace_root == TRACE_ROOT
+    # A slashed job still tells the game what was committed, and that it is slashed.
+    assert env.market.dispute_terms(job_id) == replace(submitted, status=JobStatus.Slashed)
+
+
+def test_dispute_terms_status_is_the_first_abi_word(market_env: MarketEnv) -> None:
+    """The raw ABI layout DisputeGame decodes: (status, solver, specHash, traceRoot,
+    checkpointCount, stepsPerCheckpoint), status first."""
+    env = market_env
+    job_id, _ = submitted_job(env)
+    raw = env.client.w3.eth.call(
+        {
+            "to": env.market.address,  # type: ignore[typeddict-item]
+            "data": "0x"
+            + (keccak(text="disputeTerms(uint256)")[:4] + job_id.to_bytes(32, "big")).hex(),
+        }
+    )
+    words = [bytes(raw[i : i + 32]) for i in range(0, len(raw), 32)]
+    assert len(words) == 6
+    assert int.from_bytes(words[0], "big") == JobStatus.Submitted.value
+    assert words[1] == bytes(12) + bytes.fromhex(solver(env).address[2:])
+    assert (words[2], words[3]) == (SPEC_HASH, TRACE_ROOT)
+    assert [int.from_bytes(w, "big") for w in words[4:]] == [CHECKPOINTS, STEPS_PER_CHECKPOINT]
+
+
+def _job_in(env: MarketEnv, status: JobStatus) -> JobId:
+    """A job brought to `status` by the market's own transitions."""
+    job_id, terms = post(env, claim_in=2_000)
+    if status is JobStatus.Cancelled:
+        env.market_as(submitter(env)).cancel(job_id)
+    elif status is JobStatus.Expired:
+        pin_time(env.devnet, terms.claim_deadline + 1)
+        env.market.expire(job_id)
+    elif status is not JobStatus.Open:
+        claim(env, job_id)
+    if status in (JobStatus.Submitted, JobStatus.Finalized, JobStatus.Slashed):
+        deadline = submit(env, job_id)
+        if status is JobStatus.Finalized:
+            pin_time(env.devnet, deadline + 1)
+            env.market.finalize(job_id)
+        elif status is JobStatus.Slashed:
+            open_dispute(env, job_id)
+            env.market_as(env.game).resolve_dispute(job_id, challenger(env).address, False)
+    assert env.market.status_of(job_id) is status
+    return job_id
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        JobStatus.Open,
+        JobStatus.Claimed,
+        JobStatus.Submitted,
+        JobStatus.Finalized,
+        JobStatus.Cancelled,
+        JobStatus.Expired,
+        JobStatus.Slashed,
+    ],
+    ids=lambda s: s.name,
+)
+def test_dispute_terms_status_and_fields_mirror_the_stored_job(
+    market_env: MarketEnv, status: JobStatus
+) -> None:
+    env = market_env
+    job_id = _job_in(env, status)
+    job = env.market.get_job(job_id)
+
+    assert env.market.dispute_terms(job_id) == DisputeTerms(
+        status=status,
+        solver=job.solver,
+        spec_hash=job.spec_hash,
+        trace_root=job.trace_root,
+        checkpoint_count=job.checkpoint_count,
+        steps_per_checkpoint=job.steps_per_checkpoint,
+    )
 
 
 def test_dispute_terms_after_solver_timeout_forget_the_solver(market_env: MarketEnv) -> None:
@@ -2055,11 +2352,13 @@ def test_dispute_terms_after_solver_timeout_forget_the_solver(market_env: Market
     pin_time(env.devnet, env.market.get_job(job_id).submit_deadline + 1)
     env.market.expire(job_id)
 
-    terms = env.market.dispute_terms(job_id)
-    assert (terms.solver, terms.trace_root) == (ZERO_ADDRESS, ZERO_HASH)
-    assert (terms.checkpoint_count, terms.steps_per_checkpoint) == (
-        CHECKPOINTS,
-        STEPS_PER_CHECKPOINT,
+    assert env.market.dispute_terms(job_id) == DisputeTerms(
+        status=JobStatus.Open,  # reopened: the claim window is still running
+        solver=Address(ZERO_ADDRESS),
+        spec_hash=SPEC_HASH,
+        trace_root=ZERO_HASH,
+        checkpoint_count=CHECKPOINTS,
+        steps_per_checkpoint=STEPS_PER_CHECKPOINT,
     )
 
 

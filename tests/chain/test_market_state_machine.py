@@ -3,20 +3,23 @@
 Random accounts post (directly, with a permit, or through a relayer carrying their signed
 EIP-712 order), cancel, claim, submit, expire, finalize, withdraw, approve, and (as the
 registered dispute game) open, resolve and void disputes, with random and deadline-hugging
-jumps of the clock.  Relayed orders are signed, stashed, and relayed later (again), so
-replays, stale and future nonces, tampered terms, wrong signers, wrong domains and expired
-orders all occur next to the valid ones.  Many of the actions are invalid on purpose
-(wrong account, wrong status, too late, too early, no allowance, unknown id): the model
-predicts the exact named error and its arguments, and that nothing changes.  After every
-step the whole market is read back in one JSON-RPC batch and checked against the model and
-against DESIGN.md §1.4:
+jumps of the clock.  A void on a job still Submitted reopens its challenge window for a
+full window from the void (emitting ChallengeWindowReopened when the deadline moves); once
+a job is Slashed, every later resolution just credits the bond back to its challenger,
+whoever won; the slashing challenger gets one credit of bond + winner share.  Relayed
+orders are signed, stashed, and relayed later (again), so replays, stale and future nonces,
+tampered terms, wrong signers, wrong domains and expired orders all occur next to the valid
+ones.  Many of the actions are invalid on purpose (wrong account, wrong status, too late,
+too early, no allowance, unknown id): the model predicts the exact named error and its
+arguments, and that nothing changes.  After every step the whole market is read back in one
+JSON-RPC batch and checked against the model and against DESIGN.md §1.4:
 
 (a) tokens are conserved: holders + market = totalSupply, totalSupply + burned = minted,
     and the market's totalBurned is the token's burned amount;
 (b) the market holds exactly its buckets: live rewards + live stakes + open bonds + credits
     (a voided dispute moves its bond from the open-bond bucket to a credit);
 (c) every job's status is the model's, and every observed transition is one JobTypes.sol
-    allows.
+    allows; what disputeTerms reports (status first) is the stored job itself.
 
 Timing.  anvil runs with a one-second block interval, so a transaction mined now lands at
 `latest + 1`.  ChainClient simulates on the latest block; the model therefore decides the
@@ -60,6 +63,7 @@ from chain.generated import (
     Approval,
     ChallengeWindowClosed,
     ChallengeWindowOpen,
+    ChallengeWindowReopened,
     CheckpointCountMismatch,
     ClaimDeadlinePassed,
     ContractEvent,
@@ -119,6 +123,7 @@ from tests.chain.support import (
     ZERO_ADDRESS,
     ZERO_HASH,
     BatchReader,
+    DisputeTermsView,
     MarketSnapshot,
     mine_at,
     rpc,
@@ -167,6 +172,8 @@ class ModelJob:
     solver: str = ZERO_ADDRESS
     submit_deadline: int = 0
     challenge_deadline: int = 0
+    # The deadline submitResult set; a void may later move challenge_deadline past it.
+    submitted_deadline: int = 0
     disputes: list[str] = field(default_factory=list)
 
 
@@ -357,6 +364,7 @@ class Model:
             raise Revert(EmptyCommitment)
         job.status = JobStatus.Submitted
         job.challenge_deadline = ts + job.challenge_window
+        job.submitted_deadline = job.challenge_deadline
         return [
             ResultSubmitted(
                 job_id=job_id,
@@ -451,7 +459,15 @@ class Model:
         self, ts: int, caller: str, job_id: int, challenger: str
     ) -> list[ContractEvent]:
         job = self.take_dispute(ts, caller, job_id, challenger)
+        events: list[ContractEvent] = []
+        # Referee silence must not let a result finalize unchallenged: a void on a job still
+        # Submitted gives challengers a full window from now (never a shorter one).
+        reopened = ts + job.challenge_window
+        if job.status == JobStatus.Submitted and reopened > job.challenge_deadline:
+            job.challenge_deadline = reopened
+            events.append(ChallengeWindowReopened(job_id=job_id, challenge_deadline=reopened))
         return [
+            *events,
             DisputeVoided(job_id=job_id, challenger=challenger),
             *self.credit(challenger, job.bond),
         ]
@@ -463,27 +479,28 @@ class Model:
         events: list[ContractEvent] = [
             DisputeResolved(job_id=job_id, challenger=challenger, solver_won=solver_won)
         ]
+        if job.status == JobStatus.Slashed:
+            # An earlier game already proved the solver wrong: whoever won this one, its
+            # challenger just gets the bond back (a proven cheater earns nothing).
+            return events + self.credit(challenger, job.bond)
         if solver_won:
             to_solver = job.bond * self.winner_bps // BPS
             return events + self.credit(job.solver, to_solver) + self.burn(job.bond - to_solver)
-        events += self.credit(challenger, job.bond)
-        if job.status == JobStatus.Submitted:
-            job.status = JobStatus.Slashed
-            to_winner = job.stake * self.winner_bps // BPS
-            burned = job.stake - to_winner
-            events.append(
-                SolverSlashed(
-                    job_id=job_id,
-                    solver=job.solver,
-                    winner=challenger,
-                    to_winner=to_winner,
-                    burned=burned,
-                )
+        job.status = JobStatus.Slashed
+        to_winner = job.stake * self.winner_bps // BPS
+        burned = job.stake - to_winner
+        events.append(
+            SolverSlashed(
+                job_id=job_id,
+                solver=job.solver,
+                winner=challenger,
+                to_winner=to_winner,
+                burned=burned,
             )
-            events += self.credit(challenger, to_winner)
-            events += self.credit(job.submitter, job.reward)
-            events += self.burn(burned)
-        return events
+        )
+        events += self.credit(challenger, job.bond + to_winner)
+        events += self.credit(job.submitter, job.reward)
+        return events + self.burn(burned)
 
 
 @dataclass
@@ -587,8 +604,13 @@ class MarketMachine(RuleBasedStateMachine):
         name: str,
         send: Callable[[], Receipt],
         plan: Callable[[Model, int], list[ContractEvent]],
+        tag: str | None = None,
     ) -> None:
-        """Predict at the simulation's clock and at the mined clock, send, compare."""
+        """Predict at the simulation's clock and at the mined clock, send, compare.
+
+        `tag` names a situation the coverage checks want reached: counted as `tag:ok` when
+        the call succeeds. Every event of a successful call is counted as `event:Name`.
+        """
         sim_ts = self.model.now + self.session.sim_lag
         exec_ts = self.model.now + 1
         try:
@@ -620,6 +642,10 @@ class MarketMachine(RuleBasedStateMachine):
         mined.now = exec_ts
         self.model = mined
         self.session.stats[f"{name}:ok"] += 1
+        if tag is not None:
+            self.session.stats[f"{tag}:ok"] += 1
+        for event in events:
+            self.session.stats[f"event:{type(event).__name__}"] += 1
 
     # --------------------------------------------------------------------- rules
 
@@ -776,10 +802,14 @@ class MarketMachine(RuleBasedStateMachine):
     def open_dispute(self, caller: int, ref: int, challenger: int) -> None:
         job_id = self.job_id(ref)
         caller_address, challenger_address = self.addr(caller), self.addr(challenger)
+        job = self.model.jobs.get(job_id)
+        # A dispute opened after the original deadline, in a window a void reopened.
+        reopened = job is not None and self.model.now + 1 > job.submitted_deadline > 0
         self.act(
             "open_dispute",
             lambda: self.session.markets[caller].open_dispute(JobId(job_id), challenger_address),
             lambda m, ts: m.open_dispute(ts, caller_address, job_id, challenger_address),
+            tag="open_dispute:reopened-window" if reopened else None,
         )
 
     @chaos_args(
@@ -798,6 +828,8 @@ class MarketMachine(RuleBasedStateMachine):
         else:
             challenger_address = self.addr(-pick)
         caller_address = self.addr(caller)
+        slashed = job is not None and job.status == JobStatus.Slashed
+        winner = "solver" if solver_won else "challenger"
         self.act(
             "resolve_dispute",
             lambda: self.session.markets[caller].resolve_dispute(
@@ -806,6 +838,7 @@ class MarketMachine(RuleBasedStateMachine):
             lambda m, ts: m.resolve_dispute(
                 ts, caller_address, job_id, challenger_address, solver_won
             ),
+            tag=f"resolve_dispute:after-slash:{winner}-won" if slashed else None,
         )
 
     @chaos_args(
@@ -1057,6 +1090,108 @@ class MarketMachine(RuleBasedStateMachine):
     # lifecycle must stay the common case.
     advance_again = advance
 
+    @rule(
+        who=st.integers(min_value=1, max_value=8),
+        window=st.integers(min_value=4, max_value=600),
+        challengers=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=3),
+        outcomes=st.lists(
+            st.sampled_from(["solver", "challenger", "void"]), min_size=4, max_size=4
+        ),
+        late=st.booleans(),
+        miscount=st.booleans(),
+    )
+    def dispute_round(
+        self,
+        who: int,
+        window: int,
+        challengers: list[int],
+        outcomes: list[str],
+        late: bool,
+        miscount: bool,
+    ) -> None:
+        """One submitted job through a whole dispute round, every step model-checked and
+        followed by the invariants (as if each were a rule of its own):
+
+        post, claim and submit a job unless one is ready (now and then the submitter first
+        posts a layout the market refuses and the solver first miscounts its checkpoints);
+        open 1-3 disputes; maybe let the original challenge window pass; settle each dispute
+        (solver won, challenger won or voided, in any mix: so resolutions after a slash and
+        voids that reopen the window occur); dispute once more, which after the original
+        deadline only a reopened window allows, and settle that too; then, if nobody proved
+        the solver wrong, finalize: refused in the last second of the (possibly reopened)
+        window, accepted the second after.
+
+        The lifecycle rules reach disputes only now and then (a job needs post, claim and
+        submit first, and clock jumps close small windows); this rule makes the dispute
+        outcomes a common case, and leaves its job settled so that it does not crowd the
+        lifecycle rules. Any step may still fail (an allowance revoked by `approve`, a
+        balance spent): the model predicts that too, and the round goes on accordingly.
+        """
+
+        def then(action: Callable[[], None]) -> None:
+            action()
+            self.market_matches_model_and_conserves_tokens()
+
+        def job() -> ModelJob:  # self.act replaces the model on every success
+            return self.model.jobs[job_id]
+
+        n = len(challengers)
+        fresh = [
+            j
+            for j, mj in self.model.jobs.items()
+            if mj.status == JobStatus.Submitted
+            and not mj.disputes
+            and mj.challenge_deadline > self.model.now + n
+        ]
+        if fresh:
+            job_id = fresh[-1]
+        else:
+            terms = (who, 10**18 + who, 10**17 + window, 10**16 + n, 2_000, 600, window)
+            if miscount:  # a layout the market refuses: < 2 checkpoints, or K = 0
+                layout = (1, 25) if who % 2 else (5, 0)
+                then(lambda: self.post_valid(*terms, *layout))
+            posted = len(self.model.jobs)
+            then(lambda: self.post_valid(*terms))
+            job_id = len(self.model.jobs)
+            if job_id == posted:  # the post itself failed (say, its allowance was revoked)
+                return
+            if job().status == JobStatus.Open:
+                then(lambda: self.claim(who, self.ref_of(job_id)))
+            if job().status == JobStatus.Claimed and miscount:
+                then(lambda: self.submit(-1, self.ref_of(job_id), "count"))
+            if job().status == JobStatus.Claimed:
+                then(lambda: self.submit(-1, self.ref_of(job_id), "ok"))
+            if job().status != JobStatus.Submitted:
+                return
+        ref = self.ref_of(job_id)
+
+        def settle(outcome: str, challenger: str) -> None:
+            pick = -self.index_of(challenger)
+            if outcome == "void":
+                then(lambda: self.void_dispute(GAME, ref, pick))
+            else:
+                then(lambda: self.resolve_dispute(GAME, ref, pick, outcome == "solver"))
+
+        for challenger in challengers:
+            then(lambda c=challenger: self.open_dispute(GAME, ref, c))
+        if late:
+            self.wait_past(job().challenge_deadline, True)
+        for outcome, challenger in zip(outcomes, list(job().disputes), strict=False):
+            settle(outcome, challenger)
+        if job().status == JobStatus.Submitted:
+            then(lambda: self.open_dispute(GAME, ref, challengers[0]))
+        for challenger in list(job().disputes):
+            settle(outcomes[-1], challenger)
+        if job().status != JobStatus.Submitted or job().disputes:
+            return
+        deadline = job().challenge_deadline
+        if deadline - 1 > self.model.now:  # the finalize lands in the window's last second
+            self.model.now = deadline - 1
+            mine_at(self.session.env.devnet, self.model.now)
+            then(lambda: self.finalize(who, ref))
+        self.wait_past(deadline, True)
+        then(lambda: self.finalize(who, ref))
+
     def wait_past(self, deadline: int, wait: bool) -> None:
         if wait and deadline + 1 > self.model.now:
             self.model.now = deadline + 1
@@ -1128,6 +1263,9 @@ class MarketMachine(RuleBasedStateMachine):
         # (b) the market holds exactly its buckets, computed from the chain's own jobs.
         absent = snap.jobs.pop(len(m.jobs) + 1)
         assert absent.status is JobStatus.Absent
+        unknown = snap.dispute_terms.pop(len(m.jobs) + 1)
+        assert isinstance(unknown, UnknownJob), unknown
+        assert unknown.args_by_name == {"jobId": len(m.jobs) + 1}
         buckets = snap.total_credits
         for job in snap.jobs.values():
             if job.status in LIVE:
@@ -1144,6 +1282,15 @@ class MarketMachine(RuleBasedStateMachine):
             assert job.open_disputes == len(mj.disputes)
             assert (job.solver, job.submit_deadline) == (mj.solver, mj.submit_deadline)
             assert job.challenge_deadline == mj.challenge_deadline
+            # What a dispute game reads of the job (status first) is the job itself.
+            assert snap.dispute_terms[job_id] == DisputeTermsView(
+                status=job.status,
+                solver=job.solver,
+                spec_hash=job.spec_hash,
+                trace_root=job.trace_root,
+                checkpoint_count=job.checkpoint_count,
+                steps_per_checkpoint=job.steps_per_checkpoint,
+            ), job_id
             assert (job.checkpoint_count, job.steps_per_checkpoint) == (
                 mj.checkpoint_count,
                 mj.steps_per_checkpoint,
@@ -1245,6 +1392,10 @@ def test_market_state_machine_random_actions_keep_invariants(session: Session) -
         "open_dispute:ok",
         "resolve_dispute:ok",
         "void_dispute:ok",
+        "event:ChallengeWindowReopened",
+        "open_dispute:reopened-window:ok",
+        "resolve_dispute:after-slash:solver-won:ok",
+        "resolve_dispute:after-slash:challenger-won:ok",
         "post_for:ok",
         "post_for:InvalidOrderSignature",
         "post_for:OrderExpired",

@@ -6,8 +6,9 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 import {ClockLib} from "../lib/ClockLib.sol";
 import {DissectionLib} from "../lib/DissectionLib.sol";
 import {MerkleLib} from "../lib/MerkleLib.sol";
-import {ZeroAddress} from "../market/Errors.sol";
+import {WrongStatus, ZeroAddress} from "../market/Errors.sol";
 import {DisputeTerms, JobMarket} from "../market/JobMarket.sol";
+import {JobStatus} from "../market/JobTypes.sol";
 import "./Errors.sol";
 import {Game, GameStatus, Level, Party} from "./DisputeTypes.sol";
 import {IOperatorReferee} from "./IOperatorReferee.sol";
@@ -287,6 +288,7 @@ contract DisputeGame is ReentrancyGuard {
     /// @param gameId The game.
     function boundaries(uint256 gameId) external view returns (uint64[] memory points) {
         Game storage g = _game(gameId);
+        if (g.level == Level.OP && g.opCount == 0) revert OpLevelNotOpen(gameId);
         uint256 count = DissectionLib.parts(g.lo, g.hi, g.arity);
         points = new uint64[](count + 1);
         for (uint256 k = 0; k <= count; k++) {
@@ -299,6 +301,8 @@ contract DisputeGame is ReentrancyGuard {
     function _openTerms(uint256 jobId, uint8 arity) internal view returns (DisputeTerms memory terms) {
         if (arity < MIN_ARITY || arity > MAX_ARITY) revert InvalidArity(arity, MIN_ARITY, MAX_ARITY);
         terms = MARKET.disputeTerms(jobId);
+        // A result can only be challenged once submitted (no trace root to prove against before).
+        if (terms.status != JobStatus.Submitted) revert WrongStatus(jobId, JobStatus.Submitted, terms.status);
         if (msg.sender == terms.solver) revert SelfChallenge(jobId, terms.solver);
     }
 
@@ -339,9 +343,10 @@ contract DisputeGame is ReentrancyGuard {
     function _requireMove(uint256 gameId, Game storage g, GameStatus status, Party party) internal view {
         if (g.status != status) revert WrongGameStatus(gameId, status, g.status);
         address expected = party == Party.Solver ? g.solver : g.challenger;
-        // SAFETY: the turn check and the caller check together stop a party from moving twice
-        // or moving for the other side.
-        if (g.turn != party || msg.sender != expected) revert NotYourTurn(gameId, g.turn, msg.sender);
+        // SAFETY: the caller check and the turn check together stop a party from moving for the
+        // other side or moving twice.
+        if (msg.sender != expected) revert NotParty(gameId, party, msg.sender);
+        if (g.turn != party) revert NotYourTurn(gameId, g.turn, msg.sender);
     }
 
     function _charge(uint256 gameId, Game storage g) internal {

@@ -12,8 +12,10 @@ error UnknownGame(uint256 gameId);
 error WrongGameStatus(uint256 gameId, GameStatus expected, GameStatus actual);
 /// @notice The game is at `actual`; the call needs `expected`.
 error WrongLevel(uint256 gameId, Level expected, Level actual);
-/// @notice It is `expected`'s turn; `caller` may not move.
-error NotYourTurn(uint256 gameId, Party expected, address caller);
+/// @notice It is `turn`'s turn, so `caller` may not move now.
+error NotYourTurn(uint256 gameId, Party turn, address caller);
+/// @notice Only `party` of the game may make this move; `caller` is not it.
+error NotParty(uint256 gameId, Party party, address caller);
 /// @notice `party`'s clock ran out; the game can only be ended by timeout.
 error ClockExpired(uint256 gameId, Party party);
 /// @notice `party` still has `remaining` seconds: no timeout yet.

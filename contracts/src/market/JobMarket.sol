@@ -93,6 +93,8 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     event JobExpired(uint256 indexed jobId);
     /// @notice The result stood through its challenge window; the solver was paid.
     event JobFinalized(uint256 indexed jobId, address indexed solver, uint256 payout);
+    /// @notice A voided dispute reopened the challenge window until `challengeDeadline`.
+    event ChallengeWindowReopened(uint256 indexed jobId, uint64 challengeDeadline);
     /// @notice A dispute ended with no ruling; the bond went back to the challenger.
     event DisputeVoided(uint256 indexed jobId, address indexed challenger);
     /// @notice A challenger locked its bond against the job's result.
@@ -338,7 +340,9 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     }
 
     /// @notice Close a dispute with no winner (the referee gave no ruling in time): the bond
-    ///         goes back to the challenger and nobody is slashed. Only the dispute game.
+    ///         goes back to the challenger, nobody is slashed, and the challenge window is
+    ///         reopened for a full window from now, so that the referee's silence can delay a
+    ///         wrong result but never let it finalize unchallenged. Only the dispute game.
     /// @param jobId The job.
     /// @param challenger The dispute's challenger.
     function voidDispute(uint256 jobId, address challenger) external nonReentrant {
@@ -349,13 +353,19 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         }
         if (job.openDisputes == 0) revert NoOpenDispute(jobId);
         job.openDisputes -= 1;
+        uint64 reopenedUntil = uint64(block.timestamp) + job.challengeWindow;
+        if (job.status == JobStatus.Submitted && reopenedUntil > job.challengeDeadline) {
+            job.challengeDeadline = reopenedUntil;
+            emit ChallengeWindowReopened(jobId, reopenedUntil);
+        }
         emit DisputeVoided(jobId, challenger);
         _credit(challenger, job.challengerBond);
     }
 
     /// @notice Settle one dispute. Solver won: the bond is split solver/burn and the result may
-    ///         still finalize. Challenger won: the bond is returned and, unless an earlier game
-    ///         already did it, the stake is split challenger/burn and the reward refunded.
+    ///         still finalize. Challenger won: the bond is returned and the stake is split
+    ///         challenger/burn and the reward refunded. Once an earlier game has slashed the
+    ///         solver, later games only return their bonds: a proven cheater earns nothing.
     /// @param jobId The job.
     /// @param challenger The dispute's challenger.
     /// @param solverWon Whether the solver won the game.
@@ -370,22 +380,23 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         job.openDisputes -= 1;
         emit DisputeResolved(jobId, challenger, solverWon);
         uint256 bond = job.challengerBond;
+        if (job.status == JobStatus.Slashed) {
+            _credit(challenger, bond);
+            return;
+        }
         if (solverWon) {
             uint256 toSolver = bond * WINNER_SHARE_BPS / BPS;
             _credit(job.solver, toSolver);
             _burn(bond - toSolver);
             return;
         }
-        _credit(challenger, bond);
-        if (job.status == JobStatus.Submitted) {
-            job.status = JobStatus.Slashed;
-            uint256 toWinner = job.solverStake * WINNER_SHARE_BPS / BPS;
-            uint256 burned = job.solverStake - toWinner;
-            emit SolverSlashed(jobId, job.solver, challenger, toWinner, burned);
-            _credit(challenger, toWinner);
-            _credit(job.submitter, job.reward);
-            _burn(burned);
-        }
+        job.status = JobStatus.Slashed;
+        uint256 toWinner = job.solverStake * WINNER_SHARE_BPS / BPS;
+        uint256 burned = job.solverStake - toWinner;
+        emit SolverSlashed(jobId, job.solver, challenger, toWinner, burned);
+        _credit(challenger, bond + toWinner);
+        _credit(job.submitter, job.reward);
+        _burn(burned);
     }
 
     // ------------------------------------------------------------------- views
@@ -401,6 +412,7 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     function disputeTerms(uint256 jobId) external view returns (DisputeTerms memory) {
         Job storage job = _job(jobId);
         return DisputeTerms({
+            status: job.status,
             solver: job.solver,
             specHash: job.specHash,
             traceRoot: job.traceRoot,

@@ -60,6 +60,7 @@ struct PermitSig {
 
 /// @notice What a dispute game needs to know about a submitted result.
 struct DisputeTerms {
+    JobStatus status;
     address solver;
     bytes32 specHash;
     bytes32 traceRoot;
