@@ -31,7 +31,7 @@ from arbiter.roles import (
 from chain.client import ChainClient
 from chain.deploy import Deployment
 from chain.errors import ChainError, ContractRevert
-from chain.events import decode_logs
+from chain.events import LogCursor
 from chain.generated import RulingPending
 from market.store import StoreError
 
@@ -48,26 +48,13 @@ class ArbiterSettings(RoleSettings):
 class Watcher:
     """Finds games awaiting a ruling from the referee's RulingPending events."""
 
-    client: ChainClient
-    referee_address: str
-    next_block: int
+    events: LogCursor
     pending: set[int] = field(default_factory=set)
 
     def poll(self) -> set[int]:
-        latest = int(self.client.w3.eth.block_number)
-        if latest >= self.next_block:
-            logs = self.client.w3.eth.get_logs(
-                {
-                    "address": self.client.w3.to_checksum_address(self.referee_address),
-                    "fromBlock": self.next_block,
-                    "toBlock": latest,
-                    "topics": ["0x" + RulingPending.topic.hex()],
-                }
-            )
-            for entry in decode_logs(logs):
-                if isinstance(entry.event, RulingPending):
-                    self.pending.add(entry.event.game_id)
-            self.next_block = latest + 1
+        for entry in self.events.poll():
+            if isinstance(entry.event, RulingPending):
+                self.pending.add(entry.event.game_id)
         return set(self.pending)
 
 
@@ -98,7 +85,10 @@ def cmd_rule(settings: ArbiterSettings, game_id: int, console: Console) -> int:
 
 def cmd_run(settings: ArbiterSettings, console: Console) -> int:
     referee, deployment, client = _referee(settings)
-    watcher = Watcher(client, deployment.addresses["ArbiterReferee"], deployment.block)
+    referee_address = deployment.addresses["ArbiterReferee"]
+    watcher = Watcher(
+        LogCursor(client.w3, [referee_address], deployment.block, RulingPending.topic)
+    )
     should_stop = stop_flag()
     console.print(f"arbiter {client.address} watching {settings.rpc_url}")
     ruled = 0

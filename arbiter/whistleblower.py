@@ -23,7 +23,7 @@ from arbiter.realtrace import HonestStepper, RealTrace, Stepper
 from chain.client import ChainClient
 from chain.deploy import Deployment
 from chain.dispute import GameRecord
-from chain.events import decode_logs
+from chain.events import LogCursor
 from chain.generated import GameCreated, JobStatus, Level, Party, ResultSubmitted
 from chain.types import JobId
 from market.manifest import Manifest, ManifestInvalid
@@ -73,7 +73,9 @@ class Whistleblower:
         self.stepper: Stepper = stepper or HonestStepper()
         self.report = report or (lambda line: log.info("%s", line))
         self.actor = GameActor(self.games, Party.Challenger, self._trace_for)
-        self._next_block = deployment.block
+        self._events = LogCursor(
+            client.w3, [self.market.address, self.games.address], deployment.block
+        )
         self._queue: list[JobId] = []
         self._seen: set[JobId] = set()
         self._traces: dict[JobId, RealTrace] = {}
@@ -113,21 +115,8 @@ class Whistleblower:
         return len(self._games)
 
     def _scan(self) -> None:
-        latest = int(self.client.w3.eth.block_number)
-        if latest < self._next_block:
-            return
-        logs = self.client.w3.eth.get_logs(
-            {
-                "address": [
-                    self.client.w3.to_checksum_address(self.market.address),
-                    self.client.w3.to_checksum_address(self.games.address),
-                ],
-                "fromBlock": self._next_block,
-                "toBlock": latest,
-            }
-        )
         me = self.client.address
-        for entry in decode_logs(logs):
+        for entry in self._events.poll():
             event = entry.event
             if isinstance(event, ResultSubmitted):
                 job_id = JobId(event.job_id)
@@ -139,7 +128,6 @@ class Whistleblower:
                 self._challenged.add(JobId(event.job_id))
                 if event.game_id not in self._games:
                     self._to_resume.append(event)
-        self._next_block = latest + 1
 
     def _resume(self, created: GameCreated) -> None:
         job_id = JobId(created.job_id)

@@ -93,3 +93,35 @@ def only(events: Iterable[ContractEvent | EventLog], kind: type[E]) -> list[E]:
         if isinstance(event, kind):
             found.append(event)
     return found
+
+
+class LogCursor:
+    """The events some contracts emitted since the last poll, with no block missed or
+    read twice: each poll covers (last block read, latest block]."""
+
+    def __init__(
+        self,
+        w3: Any,
+        addresses: Sequence[str],
+        from_block: int,
+        topic: bytes | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.addresses = [w3.to_checksum_address(a) for a in addresses]
+        self.next_block = from_block
+        self.topic = topic
+
+    def poll(self) -> list[EventLog]:
+        latest = int(self.w3.eth.block_number)
+        if latest < self.next_block:
+            return []
+        query: dict[str, Any] = {
+            "address": self.addresses,
+            "fromBlock": self.next_block,
+            "toBlock": latest,
+        }
+        if self.topic is not None:
+            query["topics"] = ["0x" + self.topic.hex()]
+        logs = self.w3.eth.get_logs(query)
+        self.next_block = latest + 1
+        return decode_logs(logs)

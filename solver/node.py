@@ -24,7 +24,7 @@ from chain.contracts import JobRecord
 from chain.deploy import Deployment
 from chain.dispute import GameRecord
 from chain.errors import ContractRevert
-from chain.events import decode_logs
+from chain.events import LogCursor
 from chain.generated import GameCreated, JobClaimed, JobPosted, JobStatus, Party
 from chain.types import Address, Cid, Hash32, JobId
 from market.manifest import Manifest, ManifestInvalid, build_manifest
@@ -77,7 +77,9 @@ class SolverNode:
         )
         self.report = report or (lambda e: log.info("job %d: %s", e.job_id, e.what))
         self.actor = GameActor(self.games, Party.Solver, self._trace_for, self._publish_bundle)
-        self._next_block = deployment.block
+        self._events = LogCursor(
+            client.w3, [self.market.address, self.games.address], deployment.block
+        )
         self._posted: list[JobId] = []
         self._skipped: dict[JobId, str] = {}
         self._contexts: dict[JobId, JobContext] = {}
@@ -115,21 +117,8 @@ class SolverNode:
     # ----------------------------------------------------------------- scan
 
     def _scan(self) -> None:
-        latest = int(self.client.w3.eth.block_number)
-        if latest < self._next_block:
-            return
-        logs = self.client.w3.eth.get_logs(
-            {
-                "address": [
-                    self.client.w3.to_checksum_address(self.market.address),
-                    self.client.w3.to_checksum_address(self.games.address),
-                ],
-                "fromBlock": self._next_block,
-                "toBlock": latest,
-            }
-        )
         mine = {JobId(e.job_id) for e in self.journal.all()}
-        for entry in decode_logs(logs):
+        for entry in self._events.poll():
             event = entry.event
             if isinstance(event, JobPosted):
                 self._posted.append(JobId(event.job_id))
@@ -139,7 +128,6 @@ class SolverNode:
             elif isinstance(event, GameCreated) and JobId(event.job_id) in mine:
                 self._games.add(event.game_id)
                 self.report(Event(event.job_id, f"challenged: game {event.game_id}"))
-        self._next_block = latest + 1
 
     def _adopt(self, job_id: JobId) -> bool:
         """Journal a job the chain says we hold but the journal lost (a crash right after the
