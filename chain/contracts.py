@@ -277,6 +277,10 @@ class JobMarketClient:
             signature=bytes(signed.signature),
         )
 
+    def revoke_orders(self) -> Receipt:
+        """Invalidate every job order this account signed that nobody relayed yet."""
+        return self.client.transact(self._c.functions.revokeOrders())
+
     def cancel(self, job_id: JobId) -> Receipt:
         return self.client.transact(self._c.functions.cancel(job_id))
 

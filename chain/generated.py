@@ -1173,6 +1173,23 @@ class OpLevelOpened(ContractEvent):
 
 
 @dataclass(frozen=True)
+class OrdersRevoked(ContractEvent):
+    """`submitter` revoked its unrelayed orders signed with nonce `nonce`."""
+
+    signature: ClassVar[str] = "OrdersRevoked(address,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "54f1cd78f5e41bdc789c8cad561edfaf92cd45cbf2aa8bc9863f8d998de4a0af"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("submitter", "address", True),
+        ("nonce", "uint256", False),
+    )
+
+    submitter: str
+    nonce: int
+
+
+@dataclass(frozen=True)
 class ResultSubmitted(ContractEvent):
     """The solver committed its result."""
 
@@ -1473,6 +1490,7 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     JobReopened.topic: JobReopened,
     LevelEntered.topic: LevelEntered,
     OpLevelOpened.topic: OpLevelOpened,
+    OrdersRevoked.topic: OrdersRevoked,
     ResultSubmitted.topic: ResultSubmitted,
     RoleAdminChanged.topic: RoleAdminChanged,
     RoleGranted.topic: RoleGranted,

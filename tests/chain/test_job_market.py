@@ -67,6 +67,7 @@ from chain.generated import (
     NotSolver,
     NotSubmitter,
     OrderExpired,
+    OrdersRevoked,
     ResultSubmitted,
     SolverSlashed,
     SolverTimedOut,
@@ -2611,3 +2612,26 @@ def test_post_job_for_mined_past_order_deadline_raises_typed_order_expired(
     )
     assert_mined_and_reverted(env, error, block)
     assert env.market.order_nonce(signer.address) == 0
+
+
+def test_revoke_orders_makes_a_signed_unrelayed_order_unusable(market_env: MarketEnv) -> None:
+    env = market_env
+    signer, relayer = submitter(env), env.accounts[5]
+    terms = make_terms(now(env), reward=REWARD, solver_stake=STAKE, challenger_bond=BOND)
+    deadline = env.devnet.timestamp() + 600
+    order = env.market.sign_job_order(signer, terms, deadline)
+    permit = env.token.sign_permit(signer, env.market.address, terms.reward, deadline)
+    nonce = env.market.order_nonce(signer.address)
+
+    receipt = env.market_as(signer).revoke_orders()
+
+    assert receipt.one(OrdersRevoked) == OrdersRevoked(submitter=signer.address, nonce=nonce)
+    assert env.market.order_nonce(signer.address) == nonce + 1
+    before = env.market.job_count()
+    with pytest.raises(InvalidOrderSignature) as exc:
+        env.market_as(relayer).post_job_for(order, permit)
+    assert exc.value.args_by_name["submitter"] == signer.address
+    assert env.market.job_count() == before
+    fresh = env.market.sign_job_order(signer, terms, deadline)
+    job_id, _ = env.market_as(relayer).post_job_for(fresh, permit)
+    assert env.market.get_job(job_id).submitter == signer.address

@@ -107,6 +107,8 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     event Credited(address indexed account, uint256 amount);
     /// @notice `account` withdrew `amount`.
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice `submitter` revoked its unrelayed orders signed with nonce `nonce`.
+    event OrdersRevoked(address indexed submitter, uint256 nonce);
     /// @notice The dispute game was registered.
     event DisputeGameSet(address indexed game);
 
@@ -191,6 +193,14 @@ contract JobMarket is ReentrancyGuard, EIP712 {
             submitter, address(this), terms.reward, permit.deadline, permit.v, permit.r, permit.s
         ) {} catch {}
         jobId = _post(terms, submitter);
+    }
+
+    /// @notice Revoke every job order the caller has signed and nobody has relayed yet: they
+    ///         all carry the current nonce, which this moves past.
+    function revokeOrders() external {
+        uint256 nonce = orderNonces[msg.sender];
+        orderNonces[msg.sender] = nonce + 1;
+        emit OrdersRevoked(msg.sender, nonce);
     }
 
     /// @notice The EIP-712 digest a submitter signs for `terms` with its current nonce.
