@@ -16,7 +16,7 @@ from typing import Any
 from repops import data as data_mod
 from repops.ops import Op
 from repops.program import Program, batch_for, build_program, init_state
-from repops.trace import OperandBundle, chain_link, extract_bundle, reexecute
+from repops.trace import OperandBundle, extract_bundle, reexecute
 
 GPT_SPEC: dict[str, Any] = {
     "repops_version": "repops-1",
@@ -68,22 +68,7 @@ def _prepared() -> tuple[Program, OperandBundle, bytes]:
     batch = batch_for(program, dataset, 0)
     j = largest_matmul(program)
     bundle = extract_bundle(program, state, batch, j)
-    h = chain_link_prefix(bundle)
-    return program, bundle, h
-
-
-def chain_link_prefix(bundle: OperandBundle) -> bytes:
-    """The agreed h_{j-1} the bundle's manifests and prefix reproduce."""
-    from repops.hashing import state_hash_from_manifest
-    from repops.trace import chain_start
-
-    h = chain_start(
-        state_hash_from_manifest(bundle.state_manifest),
-        state_hash_from_manifest(bundle.batch_manifest),
-    )
-    for i, out_hash in enumerate(bundle.prefix, start=1):
-        h = chain_link(h, i, out_hash)
-    return h
+    return program, bundle, bundle.prev_hash()
 
 
 def time_largest_matmul() -> float:

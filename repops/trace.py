@@ -60,6 +60,14 @@ def chain_final(prev: bytes, new_state_hash: bytes) -> bytes:
     return hashlib.sha256(prev + new_state_hash).digest()
 
 
+def chain_after(state_hash: bytes, batch_hash: bytes, out_hashes: Sequence[bytes]) -> bytes:
+    """h_j for j = len(out_hashes): the chain folded over ops 1..j's output hashes."""
+    h = chain_start(state_hash, batch_hash)
+    for j, out_hash in enumerate(out_hashes, start=1):
+        h = chain_link(h, j, out_hash)
+    return h
+
+
 def trace_root(state_hashes: Sequence[bytes]) -> bytes:
     """traceRoot: the Merkle root over stateHash_0..stateHash_m."""
     return merkle.merkle_root(state_hashes)
@@ -139,6 +147,14 @@ class OperandBundle:
     prefix: tuple[bytes, ...]
     state_manifest: dict[str, bytes]
     batch_manifest: dict[str, bytes]
+
+    def prev_hash(self) -> bytes:
+        """The h_{j-1} this bundle's manifests and prefix reproduce (unchecked)."""
+        return chain_after(
+            hashing.state_hash_from_manifest(self.state_manifest),
+            hashing.state_hash_from_manifest(self.batch_manifest),
+            self.prefix,
+        )
 
     def to_bytes(self) -> bytes:
         meta = {
@@ -311,10 +327,7 @@ def reexecute(
     # 2. The prefix reproduces the agreed h_{j-1}.
     if len(b.prefix) != j - 1:
         raise BundleInvalid(f"prefix has {len(b.prefix)} hashes, link {j} needs {j - 1}")
-    h = chain_start(sh, bh)
-    for i, oh in enumerate(b.prefix, start=1):
-        h = chain_link(h, i, oh)
-    if h != agreed_prev:
+    if chain_after(sh, bh, b.prefix) != agreed_prev:
         raise BundleInvalid(f"prefix and manifests do not reproduce the agreed h_{j - 1}")
     # 3. Every operand is present, well-shaped and proven.
     slots = _operand_slots(program, j)
