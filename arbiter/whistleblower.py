@@ -270,8 +270,8 @@ class Whistleblower:
 
     def _own_state_at(self, ctx: JobContext, index: int) -> State:
         state = init_state(ctx.program)
-        for _ in range(index * ctx.program.checkpoint_interval):
-            state, _ = self.stepper.step(ctx.program, state, ctx.dataset)
+        for _ in range(index):
+            state = self._run_segment(ctx, state)
         return state
 
     def _own_trace(self, ctx: JobContext) -> RealTrace:
@@ -279,10 +279,7 @@ class Whistleblower:
         program = ctx.program
         states = [init_state(program)]
         for _ in range(program.steps // program.checkpoint_interval):
-            state = states[-1]
-            for _ in range(program.checkpoint_interval):
-                state, _ = self.stepper.step(program, state, ctx.dataset)
-            states.append(state)
+            states.append(self._run_segment(ctx, states[-1]))
         leaves = [hashing.state_hash(s) for s in states]
         return RealTrace(
             program,
