@@ -65,6 +65,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Terminate a child service and wait for it; kill it if it lingers past `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
 def devnet_accounts(count: int = DEFAULT_ACCOUNTS) -> list[LocalAccount]:
     """The first `count` accounts anvil funds from its test mnemonic."""
     Account.enable_unaudited_hdwallet_features()
@@ -121,13 +132,7 @@ class Devnet:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate anvil (kill it if it lingers) and close its log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
+        stop_process(self.process, timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

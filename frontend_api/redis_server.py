@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
-from chain.devnet import free_port
+from chain.devnet import free_port, stop_process
 from frontend_api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -136,14 +136,8 @@ class RedisServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (kill it if it lingers)."""
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
+        if self.process is not None:
+            stop_process(self.process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
