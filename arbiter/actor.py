@@ -8,19 +8,48 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from arbiter.dissection import TraceView
-from arbiter.strategy import Dissect, Move, OpenOpLevel, PostBundle, Select, Timeout, honest_move
+from arbiter.strategy import (
+    AnswerAvailability,
+    Dissect,
+    Move,
+    OpenOpLevel,
+    PostBundle,
+    RevealFile,
+    Select,
+    Timeout,
+    honest_move,
+)
 from chain.client import Receipt
 from chain.dispute import DisputeGameClient, GameId, GameRecord
 from chain.errors import ContractRevert
 from chain.generated import Party
 from chain.types import Cid
+from repops.artifact import chunk, chunk_count, commit_file
+from repops.merkle import merkle_proof
 
 log = logging.getLogger(__name__)
 
 BundlePublisher = Callable[[GameRecord, PostBundle], Cid]
 """Builds the operand bundle for a game's single link, pins it, returns its CID."""
+
+
+class ArtifactSource(Protocol):
+    """The solver's own committed checkpoint files, for availability and file games."""
+
+    def file_bytes(self, checkpoint: int) -> bytes:
+        """The exact bytes committed as checkpoint `checkpoint`'s file."""
+        ...
+
+    def file_cid(self, checkpoint: int) -> Cid:
+        """Where the file is published."""
+        ...
+
+    def file_roots(self) -> list[bytes]:
+        """Every checkpoint's file root, in order (the leaves of filesRoot)."""
+        ...
 
 
 class GameActor:
@@ -32,11 +61,13 @@ class GameActor:
         role: Party,
         trace_for: Callable[[GameRecord], TraceView],
         publish_bundle: BundlePublisher | None = None,
+        artifacts_for: Callable[[GameRecord], ArtifactSource] | None = None,
     ) -> None:
         self.games = games
         self.role = role
         self.trace_for = trace_for
         self.publish_bundle = publish_bundle
+        self.artifacts_for = artifacts_for
         self.receipts: list[Receipt] = []
         """Every transaction this actor sent, in order (for gas accounting)."""
 
@@ -83,6 +114,38 @@ class GameActor:
             if self.publish_bundle is None:
                 raise RuntimeError(f"game {game.game_id}: no bundle publisher for the solver")
             return self.games.post_bundle(game.game_id, self.publish_bundle(game, move))
+        if isinstance(move, AnswerAvailability | RevealFile):
+            return self._send_artifact(game, move)
         if isinstance(move, Timeout):
             return self.games.timeout(game.game_id)
         raise TypeError(f"unknown move {move!r}")
+
+    def _send_artifact(self, game: GameRecord, move: AnswerAvailability | RevealFile) -> Receipt:
+        if self.artifacts_for is None:
+            raise RuntimeError(f"game {game.game_id}: no checkpoint files to answer from")
+        source = self.artifacts_for(game)
+        claim = self.games.artifact_claim(game.game_id)
+        roots = source.file_roots()
+        files_proof = merkle_proof(roots, claim.checkpoint)
+        if isinstance(move, RevealFile):
+            trace = self.trace_for(game)
+            return self.games.reveal_file(
+                game.game_id,
+                trace.checkpoint_leaf(claim.checkpoint),
+                trace.checkpoint_proof(claim.checkpoint),
+                roots[claim.checkpoint],
+                files_proof,
+                source.file_cid(claim.checkpoint),
+            )
+        data = source.file_bytes(claim.checkpoint)
+        commitment = commit_file(data)
+        inside = claim.chunk < chunk_count(len(data))
+        return self.games.answer_availability(
+            game.game_id,
+            roots[claim.checkpoint],
+            files_proof,
+            commitment.length,
+            commitment.chunk_root,
+            chunk(data, claim.chunk) if inside else b"",
+            commitment.chunk_proof(claim.chunk) if inside else [],
+        )

@@ -5,18 +5,25 @@ agreed value at lo: for real jobs by rebuilding the tape from the spec and re-ex
 one operator from the solver's operand bundle (arbiter/repops_oracle.py), for synthetic
 traces by looking it up.  The ruling is `computed == solver's hash_hi`; a bundle that is
 missing or inconsistent with the agreed chain rules against the solver.
+
+File games (GameKind.File) use the same rule: the solver revealed a file root (hash_lo), a
+state hash (hash_hi) and the file's CID (bundle_cid); `computed` is the state hash the file
+loads to (`file_state`), and a file that is missing, does not match the file root or does
+not load rules against the solver.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from arbiter.dissection import TraceView, position_value
 from chain.client import Receipt
 from chain.dispute import ArbiterRefereeClient, DisputeGameClient, GameId, GameRecord
-from chain.generated import GameStatus
+from chain.generated import GameKind, GameStatus
+from repops.artifact import commit_file
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +69,39 @@ def decide(game: GameRecord, oracle: LinkOracle) -> Ruling:
     return Ruling(game.game_id, won, computed, reason)
 
 
-class TraceOracle:
-    """An oracle that knows the honest trace outright (synthetic traces, tests, bench)."""
+def file_state(game: GameRecord, data: bytes | None, load: Callable[[bytes], bytes]) -> bytes:
+    """The state hash a File game's file loads to, `data` being what its CID holds (None:
+    nothing). Raises BundleRejected when the file is missing, is not the committed one
+    (its root differs from hash_lo) or does not load (`load` raises ValueError)."""
+    if data is None:
+        raise BundleRejected(f"checkpoint file {game.bundle_cid} unavailable")
+    if commit_file(data).root != game.hash_lo:
+        raise BundleRejected(f"checkpoint file {game.bundle_cid} is not the committed file")
+    try:
+        return load(data)
+    except ValueError as exc:
+        raise BundleRejected(f"checkpoint file {game.bundle_cid} does not load: {exc}") from exc
 
-    def __init__(self, honest: TraceView) -> None:
+
+class TraceOracle:
+    """An oracle that knows the honest trace outright (synthetic traces, tests, bench).
+
+    File games read the file from `files` (CID -> bytes) and load it with `load`.
+    """
+
+    def __init__(
+        self,
+        honest: TraceView,
+        files: Mapping[str, bytes] | None = None,
+        load: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.honest = honest
+        self.files = files or {}
+        self.load = load or (lambda data: data[:32])
 
     def value_after(self, game: GameRecord) -> bytes | None:
+        if game.kind == GameKind.File:
+            return file_state(game, self.files.get(game.bundle_cid), self.load)
         return position_value(self.honest, game.level, game.base, game.lo + 1)
 
 

@@ -8,7 +8,9 @@ operator link the solver's operand bundle.  Links by level (DisputeTypes.sol pos
 - OP [0, 1]: h_0 = sha256(stateHash_t ‖ batchHash_t); the batch of step t is a function
   of (dataset, data seed, t) alone, so no bundle is needed;
 - OP [j, j + 1], 1 <= j <= M + 1: link j re-executed by `repops.trace.reexecute` from the
-  bundle, which must reproduce the agreed h_{j-1}.
+  bundle, which must reproduce the agreed h_{j-1};
+- File games: the checkpoint file at the revealed CID, checked against the revealed file
+  root, loaded, and its state hash computed (`referee.file_state`).
 
 A bundle that is missing, malformed or inconsistent raises BundleRejected (the solver
 loses); the referee's own trouble (store unreachable) raises ArbiterError (rule later).
@@ -19,18 +21,34 @@ from __future__ import annotations
 import logging
 
 from arbiter.jobcontext import JobContext, JobUnusable, load_job
-from arbiter.referee import ArbiterError, BundleRejected
+from arbiter.referee import ArbiterError, BundleRejected, file_state
 from chain.contracts import JobMarketClient
 from chain.dispute import GameRecord
-from chain.generated import Level
+from chain.generated import GameKind, Level
 from chain.types import JobId
-from market.store import ArtifactNotFound, ArtifactStore, IntegrityError, StoreError
+from market.store import (
+    ArtifactNotFound,
+    ArtifactStore,
+    IntegrityError,
+    StoreError,
+    StoreUnreachable,
+)
 from repops import hashing
 from repops.errors import BundleInvalid, RepopsError
-from repops.program import batch_for, batch_hash, init_state
+from repops.program import batch_for, batch_hash, init_state, load_checkpoint
 from repops.trace import MAX_BUNDLE_BYTES, OperandBundle, chain_start, reexecute
 
 log = logging.getLogger(__name__)
+
+MAX_CHECKPOINT_BYTES = 1 << 34
+"""Largest checkpoint file the referee fetches for a File game."""
+
+
+def _loaded_hash(job: JobContext, data: bytes) -> bytes:
+    try:
+        return hashing.state_hash(load_checkpoint(job.program, data))
+    except RepopsError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 class RepopsOracle:
@@ -43,6 +61,8 @@ class RepopsOracle:
 
     def value_after(self, game: GameRecord) -> bytes | None:
         job = self._job(game.job_id)
+        if game.kind == GameKind.File:
+            return file_state(game, self._file(game), lambda data: _loaded_hash(job, data))
         if game.level == Level.CHECKPOINT:
             if game.lo != 0:
                 raise ArbiterError(f"game {game.game_id}: CHECKPOINT ruling at position {game.lo}")
@@ -62,6 +82,17 @@ class RepopsOracle:
             return reexecute(job.program, bundle, game.hash_lo).h
         except BundleInvalid as exc:
             raise BundleRejected(str(exc)) from exc
+
+    def _file(self, game: GameRecord) -> bytes | None:
+        # Only an unreachable store is the referee's trouble; anything else the CID causes
+        # (not found, bad CID, not a file, too large, corrupt) is the solver's.
+        try:
+            return self.store.get_bytes(game.bundle_cid, max_size=MAX_CHECKPOINT_BYTES)
+        except StoreUnreachable as exc:
+            raise ArbiterError(f"cannot fetch checkpoint file {game.bundle_cid}: {exc}") from exc
+        except (StoreError, ValueError) as exc:
+            log.info("game %d: checkpoint file unavailable: %s", game.game_id, exc)
+            return None
 
     def _bundle(self, game: GameRecord) -> OperandBundle:
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from arbiter.dissection import TraceView, boundaries, position_value
 from chain.dispute import GameRecord
-from chain.generated import GameStatus, Level, Party
+from chain.generated import GameKind, GameStatus, Level, Party
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,21 @@ class PostBundle:
 
 
 @dataclass(frozen=True)
+class AnswerAvailability:
+    """Solver: post the requested chunk of a committed checkpoint file, with its proofs."""
+
+
+@dataclass(frozen=True)
+class RevealFile:
+    """Solver: reveal a checkpoint's state hash and file root (with proofs) and its file's CID."""
+
+
+@dataclass(frozen=True)
 class Timeout:
     """Anyone: end the game; the opponent's clock ran out."""
 
 
-Move = Dissect | Select | OpenOpLevel | PostBundle | Timeout
+Move = Dissect | Select | OpenOpLevel | PostBundle | AnswerAvailability | RevealFile | Timeout
 
 
 def honest_move(
@@ -71,6 +81,10 @@ def honest_move(
         return None
     if game.turn != role:
         return Timeout() if game.clock_left(game.turn, now) < 0 else None
+    if game.kind == GameKind.Availability:
+        return AnswerAvailability()
+    if game.kind == GameKind.File:
+        return RevealFile()
     if role == Party.Solver:
         return _solver_move(game, trace)
     if round_hashes is None:

@@ -12,7 +12,12 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from chain.types import Cid
+from repops.artifact import commit_file
 from repops.merkle import merkle_proof, merkle_root
+
+SYNTHETIC_FILE_BYTES = 10_000
+"""Size of each synthetic checkpoint file: three chunks, the last one short."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,23 @@ class SyntheticTrace:
 
     def op_link(self, step: int, j: int) -> bytes:
         return self._value("link", step, j, lies=self._lies_at_link(step, j))
+
+    # ------------------------------------------------------ ArtifactSource
+
+    def file_bytes(self, checkpoint: int) -> bytes:
+        """A stand-in checkpoint file: its state hash repeated to SYNTHETIC_FILE_BYTES."""
+        leaf = self.checkpoint_leaf(checkpoint)
+        return (leaf * (SYNTHETIC_FILE_BYTES // 32 + 1))[:SYNTHETIC_FILE_BYTES]
+
+    def file_cid(self, checkpoint: int) -> Cid:
+        return Cid(f"bafkreisyntheticcheckpoint{checkpoint}")
+
+    def file_roots(self) -> list[bytes]:
+        return [commit_file(self.file_bytes(i)).root for i in range(self.checkpoints + 1)]
+
+    @cached_property
+    def files_root(self) -> bytes:
+        return merkle_root(self.file_roots())
 
     # ------------------------------------------------------------- helpers
 

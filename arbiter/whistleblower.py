@@ -234,9 +234,7 @@ class Whistleblower:
         trace = self._trace_from(ctx, manifest, start)
         self.token.approve(self.market.address, ctx.record.challenger_bond)
         if start is None:
-            game_id, _ = self.games.challenge(
-                job_id, self.arity, leaves[-1], merkle.merkle_proof(leaves, len(leaves) - 1)
-            )
+            game_id, _ = self.games.challenge(job_id, self.arity)
         else:
             game_id, _ = self.games.challenge_at(
                 job_id,

@@ -74,10 +74,9 @@ def play_one(arity: int) -> tuple[int, int]:
             STEPS // K + 1,
             Cid("bafkreisyntheticmanifest"),
             Hash32(cheat.leaves[-1]),
+            Hash32(cheat.files_root),
         )
-        game_id, opened = game.as_account(challenger).challenge(
-            job_id, arity, cheat.leaves[-1], cheat.checkpoint_proof(STEPS // K)
-        )
+        game_id, opened = game.as_account(challenger).challenge(job_id, arity)
         solver_actor = GameActor(game.as_account(solver), Party.Solver, lambda _g: cheat, _bundle)
         challenger_actor = GameActor(
             game.as_account(challenger), Party.Challenger, lambda _g: honest

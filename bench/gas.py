@@ -66,7 +66,12 @@ class _Run:
         job_id, _ = self.mk(self.submitter).post_job(_terms(self.devnet, salt))
         self.mk(self.solver).claim(job_id)
         self.mk(self.solver).submit_result(
-            job_id, Hash32(b"\x01" * 32), CHECKPOINTS, MANIFEST_CID, Hash32(b"\x02" * 32)
+            job_id,
+            Hash32(b"\x01" * 32),
+            CHECKPOINTS,
+            MANIFEST_CID,
+            Hash32(b"\x02" * 32),
+            Hash32(b"\x03" * 32),
         )
         return job_id
 
@@ -102,7 +107,12 @@ class _Run:
         job_id, _ = mk(self.submitter).post_job(_terms(self.devnet, 3))
         row("JobMarket", "claim", mk(self.solver).claim(job_id))
         receipt = mk(self.solver).submit_result(
-            job_id, Hash32(b"\x01" * 32), CHECKPOINTS, MANIFEST_CID, Hash32(b"\x02" * 32)
+            job_id,
+            Hash32(b"\x01" * 32),
+            CHECKPOINTS,
+            MANIFEST_CID,
+            Hash32(b"\x02" * 32),
+            Hash32(b"\x03" * 32),
         )
         row("JobMarket", "submitResult", receipt)
         self.devnet.increase_time(601)

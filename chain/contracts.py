@@ -70,6 +70,8 @@ class DisputeTerms:
     solver: Address
     spec_hash: Hash32
     trace_root: Hash32
+    files_root: Hash32
+    final_state_hash: Hash32
     checkpoint_count: int
     steps_per_checkpoint: int
 
@@ -96,6 +98,7 @@ class JobRecord:
     spec_hash: Hash32
     trace_root: Hash32
     final_state_hash: Hash32
+    files_root: Hash32
     spec_cid: Cid
     manifest_cid: Cid
 
@@ -120,8 +123,9 @@ class JobRecord:
             Hash32(bytes(raw[14])),
             Hash32(bytes(raw[15])),
             Hash32(bytes(raw[16])),
-            Cid(raw[17]),
+            Hash32(bytes(raw[17])),
             Cid(raw[18]),
+            Cid(raw[19]),
         )
 
 
@@ -294,9 +298,10 @@ class JobMarketClient:
         checkpoint_count: int,
         manifest_cid: Cid,
         final_state_hash: Hash32,
+        files_root: Hash32,
     ) -> Receipt:
         fn = self._c.functions.submitResult(
-            job_id, trace_root, checkpoint_count, manifest_cid, final_state_hash
+            job_id, trace_root, checkpoint_count, manifest_cid, final_state_hash, files_root
         )
         return self.client.transact(fn)
 
@@ -335,8 +340,10 @@ class JobMarketClient:
             Address(raw[1]),
             Hash32(bytes(raw[2])),
             Hash32(bytes(raw[3])),
-            int(raw[4]),
-            int(raw[5]),
+            Hash32(bytes(raw[4])),
+            Hash32(bytes(raw[5])),
+            int(raw[6]),
+            int(raw[7]),
         )
 
     def order_nonce(self, submitter: str) -> int:

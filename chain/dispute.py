@@ -14,10 +14,18 @@ from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
 from chain.events import decode_logs
-from chain.generated import Dissected, GameCreated, GameStatus, Level, Party
+from chain.generated import Dissected, GameCreated, GameKind, GameStatus, Level, Party
 from chain.types import Address, Cid, Hash32, JobId
 
 GameId = int
+
+
+@dataclass(frozen=True)
+class ArtifactClaim:
+    """What an Availability or File game asks for (mirrors the Solidity struct ArtifactClaim)."""
+
+    checkpoint: int
+    chunk: int
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,7 @@ class GameRecord:
 
     game_id: GameId
     job_id: JobId
+    kind: GameKind
     solver: Address
     challenger: Address
     status: GameStatus
@@ -51,12 +60,12 @@ class GameRecord:
         return cls(
             game_id,
             JobId(int(raw[0])),
-            Address(raw[1]),
+            GameKind(raw[1]),
             Address(raw[2]),
-            GameStatus(raw[3]),
-            Level(raw[4]),
-            Party(raw[5]),
-            int(raw[6]),
+            Address(raw[3]),
+            GameStatus(raw[4]),
+            Level(raw[5]),
+            Party(raw[6]),
             int(raw[7]),
             int(raw[8]),
             int(raw[9]),
@@ -65,11 +74,12 @@ class GameRecord:
             int(raw[12]),
             int(raw[13]),
             int(raw[14]),
-            Hash32(bytes(raw[15])),
+            int(raw[15]),
             Hash32(bytes(raw[16])),
             Hash32(bytes(raw[17])),
             Hash32(bytes(raw[18])),
-            Cid(raw[19]),
+            Hash32(bytes(raw[19])),
+            Cid(raw[20]),
         )
 
     @property
@@ -102,10 +112,26 @@ class DisputeGameClient:
 
     # ---------------------------------------------------------------- writes
 
-    def challenge(
-        self, job_id: JobId, arity: int, last_leaf: bytes, last_proof: Sequence[bytes]
+    def challenge(self, job_id: JobId, arity: int) -> tuple[GameId, Receipt]:
+        """Open a top-level game; nothing is needed from the solver."""
+        receipt = self.client.transact(self._c.functions.challenge(job_id, arity))
+        return receipt.one(GameCreated).game_id, receipt
+
+    def challenge_availability(
+        self, job_id: JobId, checkpoint: int, chunk: int
     ) -> tuple[GameId, Receipt]:
-        fn = self._c.functions.challenge(job_id, arity, last_leaf, list(last_proof))
+        fn = self._c.functions.challengeAvailability(job_id, checkpoint, chunk)
+        receipt = self.client.transact(fn)
+        return receipt.one(GameCreated).game_id, receipt
+
+    def challenge_file(self, job_id: JobId, checkpoint: int) -> tuple[GameId, Receipt]:
+        receipt = self.client.transact(self._c.functions.challengeFile(job_id, checkpoint))
+        return receipt.one(GameCreated).game_id, receipt
+
+    def prove_final_mismatch(
+        self, job_id: JobId, last_leaf: bytes, proof: Sequence[bytes]
+    ) -> tuple[GameId, Receipt]:
+        fn = self._c.functions.proveFinalMismatch(job_id, last_leaf, list(proof))
         receipt = self.client.transact(fn)
         return receipt.one(GameCreated).game_id, receipt
 
@@ -139,6 +165,35 @@ class DisputeGameClient:
     def post_bundle(self, game_id: GameId, bundle_cid: Cid) -> Receipt:
         return self.client.transact(self._c.functions.postBundle(game_id, bundle_cid))
 
+    def answer_availability(
+        self,
+        game_id: GameId,
+        file_root: bytes,
+        files_proof: Sequence[bytes],
+        length: int,
+        chunk_root: bytes,
+        data: bytes,
+        chunk_proof: Sequence[bytes],
+    ) -> Receipt:
+        fn = self._c.functions.answerAvailability(
+            game_id, file_root, list(files_proof), length, chunk_root, data, list(chunk_proof)
+        )
+        return self.client.transact(fn)
+
+    def reveal_file(
+        self,
+        game_id: GameId,
+        state_hash: bytes,
+        state_proof: Sequence[bytes],
+        file_root: bytes,
+        files_proof: Sequence[bytes],
+        file_cid: Cid,
+    ) -> Receipt:
+        fn = self._c.functions.revealFile(
+            game_id, state_hash, list(state_proof), file_root, list(files_proof), file_cid
+        )
+        return self.client.transact(fn)
+
     def timeout(self, game_id: GameId) -> Receipt:
         return self.client.transact(self._c.functions.timeout(game_id))
 
@@ -147,6 +202,10 @@ class DisputeGameClient:
     def get_game(self, game_id: GameId) -> GameRecord:
         raw = self.client.call(self._c.functions.getGame(game_id).call)
         return GameRecord.from_tuple(game_id, tuple(raw))
+
+    def artifact_claim(self, game_id: GameId) -> ArtifactClaim:
+        raw = self.client.call(self._c.functions.artifactClaim(game_id).call)
+        return ArtifactClaim(int(raw[0]), int(raw[1]))
 
     def pending_dissection(self, game: GameRecord) -> tuple[bytes, ...] | None:
         """The hashes of the solver's dissection awaiting the challenger's selection."""

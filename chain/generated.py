@@ -10,6 +10,15 @@ from typing import Any, ClassVar
 from chain.errors import ContractRevert
 
 
+class GameKind(IntEnum):
+    """Solidity enum GameKind."""
+
+    Trace = 0
+    Availability = 1
+    File = 2
+    Final = 3
+
+
 class GameStatus(IntEnum):
     """Solidity enum GameStatus."""
 
@@ -250,6 +259,22 @@ class EmptySpec(ContractRevert):
     fields = ()
 
 
+class FileRootMismatch(ContractRevert):
+    """The revealed length and chunk root do not hash to the revealed file root."""
+
+    signature = "FileRootMismatch(uint256,bytes32)"
+    selector = bytes.fromhex("6c08acbf")
+    fields = ("gameId", "fileRoot")
+
+
+class FinalStateMatches(ContractRevert):
+    """The proven last leaf equals the result's finalStateHash: nothing to prove."""
+
+    signature = "FinalStateMatches(uint256,bytes32)"
+    selector = bytes.fromhex("f933194f")
+    fields = ("jobId", "lastLeaf")
+
+
 class GameAlreadySet(ContractRevert):
     """The referee was already bound to a game contract."""
 
@@ -304,6 +329,14 @@ class InvalidCheckpointIndex(ContractRevert):
     signature = "InvalidCheckpointIndex(uint256,uint256,uint256)"
     selector = bytes.fromhex("7a247389")
     fields = ("jobId", "index", "count")
+
+
+class InvalidChunk(ContractRevert):
+    """The posted chunk is not chunk `chunk` of the committed file."""
+
+    signature = "InvalidChunk(uint256,uint64)"
+    selector = bytes.fromhex("c790032c")
+    fields = ("gameId", "chunk")
 
 
 class InvalidOpCount(ContractRevert):
@@ -594,6 +627,14 @@ class WrongHashCount(ContractRevert):
     fields = ("gameId", "expected", "actual")
 
 
+class WrongKind(ContractRevert):
+    """The move belongs to games of kind `expected`; this game is `actual`."""
+
+    signature = "WrongKind(uint256,uint8,uint8)"
+    selector = bytes.fromhex("cd6cbbfc")
+    fields = ("gameId", "expected", "actual")
+
+
 class WrongLevel(ContractRevert):
     """The game is at `actual`; the call needs `expected`."""
 
@@ -676,6 +717,8 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     EmptyBundle.selector: EmptyBundle,
     EmptyCommitment.selector: EmptyCommitment,
     EmptySpec.selector: EmptySpec,
+    FileRootMismatch.selector: FileRootMismatch,
+    FinalStateMatches.selector: FinalStateMatches,
     GameAlreadySet.selector: GameAlreadySet,
     InconsistentHash.selector: InconsistentHash,
     InvalidAccountNonce.selector: InvalidAccountNonce,
@@ -683,6 +726,7 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     InvalidBps.selector: InvalidBps,
     InvalidCheckpointCount.selector: InvalidCheckpointCount,
     InvalidCheckpointIndex.selector: InvalidCheckpointIndex,
+    InvalidChunk.selector: InvalidChunk,
     InvalidOpCount.selector: InvalidOpCount,
     InvalidOrderSignature.selector: InvalidOrderSignature,
     InvalidPart.selector: InvalidPart,
@@ -719,6 +763,7 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     UnknownJob.selector: UnknownJob,
     WrongGameStatus.selector: WrongGameStatus,
     WrongHashCount.selector: WrongHashCount,
+    WrongKind.selector: WrongKind,
     WrongLevel.selector: WrongLevel,
     WrongStatus.selector: WrongStatus,
     ZeroAddress.selector: ZeroAddress,
@@ -781,6 +826,50 @@ class ArbiterRemoved(ContractEvent):
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (("arbiter", "address", True),)
 
     arbiter: str
+
+
+@dataclass(frozen=True)
+class AvailabilityAnswered(ContractEvent):
+    """The solver posted the chunk (empty when `chunk` lies past the file's end)."""
+
+    signature: ClassVar[str] = "AvailabilityAnswered(uint256,uint64,uint64,uint64,bytes32,bytes)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "b36410794f9630e055261cd5c99ff07bce891884ea6f03ce1cf73b3797ed1b10"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("checkpoint", "uint64", False),
+        ("chunk", "uint64", False),
+        ("length", "uint64", False),
+        ("chunk_root", "bytes32", False),
+        ("data", "bytes", False),
+    )
+
+    game_id: int
+    checkpoint: int
+    chunk: int
+    length: int
+    chunk_root: bytes
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AvailabilityRequested(ContractEvent):
+    """Availability game: the solver must post chunk `chunk` of checkpoint `checkpoint`."""
+
+    signature: ClassVar[str] = "AvailabilityRequested(uint256,uint64,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "9e6f4857026f4e479b8f345420dbca38c7e746672053b036d1b956e8d4268e0b"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("checkpoint", "uint64", False),
+        ("chunk", "uint64", False),
+    )
+
+    game_id: int
+    checkpoint: int
+    chunk: int
 
 
 @dataclass(frozen=True)
@@ -958,19 +1047,79 @@ class EIP712DomainChanged(ContractEvent):
 
 
 @dataclass(frozen=True)
+class FileChallenged(ContractEvent):
+    """File game: checkpoint `checkpoint`'s file is said not to load to its state hash."""
+
+    signature: ClassVar[str] = "FileChallenged(uint256,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "1b0e22851c24ee56928f1f9fdabd70330a781a372622b6c9dba299ac1c33350f"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("checkpoint", "uint64", False),
+    )
+
+    game_id: int
+    checkpoint: int
+
+
+@dataclass(frozen=True)
+class FileRevealed(ContractEvent):
+    """The solver revealed checkpoint `checkpoint`'s state hash, file root and CID."""
+
+    signature: ClassVar[str] = "FileRevealed(uint256,uint64,bytes32,bytes32,string)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "6a2f99cb0a9ed5fcabcfb7f19c6ea2c855172eeaef39a025a9b1cb9b79a4a4ac"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("checkpoint", "uint64", False),
+        ("state_hash", "bytes32", False),
+        ("file_root", "bytes32", False),
+        ("file_cid", "string", False),
+    )
+
+    game_id: int
+    checkpoint: int
+    state_hash: bytes
+    file_root: bytes
+    file_cid: str
+
+
+@dataclass(frozen=True)
+class FinalMismatchProven(ContractEvent):
+    """Leaf m of the trace root was shown to differ from the result's finalStateHash."""
+
+    signature: ClassVar[str] = "FinalMismatchProven(uint256,bytes32,bytes32)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "a337de4a4ec812abc053c67951bb8cd83de080054356ad5b28ef2a5a337af00e"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("last_leaf", "bytes32", False),
+        ("final_state_hash", "bytes32", False),
+    )
+
+    game_id: int
+    last_leaf: bytes
+    final_state_hash: bytes
+
+
+@dataclass(frozen=True)
 class GameCreated(ContractEvent):
     """A challenger opened a game against a job's result."""
 
     signature: ClassVar[str] = (
-        "GameCreated(uint256,uint256,address,uint8,uint64,uint64,uint64,uint8)"
+        "GameCreated(uint256,uint256,address,uint8,uint8,uint64,uint64,uint64,uint8)"
     )
     topic: ClassVar[bytes] = bytes.fromhex(
-        "03db3ebe1cc326c590d2b61544b4138313554cf1983ad745c1dc7d0035018488"
+        "355dee07e915dd3ed44e5f523c92ae2780b13012dbd8d9f92d44c4f43cbdfa00"
     )
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("game_id", "uint256", True),
         ("job_id", "uint256", True),
         ("challenger", "address", True),
+        ("kind", "uint8", False),
         ("level", "uint8", False),
         ("base", "uint64", False),
         ("lo", "uint64", False),
@@ -981,6 +1130,7 @@ class GameCreated(ContractEvent):
     game_id: int
     job_id: int
     challenger: str
+    kind: int
     level: int
     base: int
     lo: int
@@ -1194,10 +1344,10 @@ class ResultSubmitted(ContractEvent):
     """The solver committed its result."""
 
     signature: ClassVar[str] = (
-        "ResultSubmitted(uint256,address,bytes32,uint32,string,bytes32,uint64)"
+        "ResultSubmitted(uint256,address,bytes32,uint32,string,bytes32,bytes32,uint64)"
     )
     topic: ClassVar[bytes] = bytes.fromhex(
-        "564aa7cfb2b9b0146ceba867e1f71000a525a41ee2bffa4ab844e459dae64d3c"
+        "56445e8d10529b494713aa19c22204f376ee8c4b2a810e4ca8453433042e2ec6"
     )
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("job_id", "uint256", True),
@@ -1206,6 +1356,7 @@ class ResultSubmitted(ContractEvent):
         ("checkpoint_count", "uint32", False),
         ("manifest_cid", "string", False),
         ("final_state_hash", "bytes32", False),
+        ("files_root", "bytes32", False),
         ("challenge_deadline", "uint64", False),
     )
 
@@ -1215,6 +1366,7 @@ class ResultSubmitted(ContractEvent):
     checkpoint_count: int
     manifest_cid: str
     final_state_hash: bytes
+    files_root: bytes
     challenge_deadline: int
 
 
@@ -1469,6 +1621,8 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     Approval.topic: Approval,
     ArbiterRegistered.topic: ArbiterRegistered,
     ArbiterRemoved.topic: ArbiterRemoved,
+    AvailabilityAnswered.topic: AvailabilityAnswered,
+    AvailabilityRequested.topic: AvailabilityRequested,
     BundlePosted.topic: BundlePosted,
     BundleRequested.topic: BundleRequested,
     ChallengeWindowReopened.topic: ChallengeWindowReopened,
@@ -1479,6 +1633,9 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     DisputeVoided.topic: DisputeVoided,
     Dissected.topic: Dissected,
     EIP712DomainChanged.topic: EIP712DomainChanged,
+    FileChallenged.topic: FileChallenged,
+    FileRevealed.topic: FileRevealed,
+    FinalMismatchProven.topic: FinalMismatchProven,
     GameCreated.topic: GameCreated,
     GameResolved.topic: GameResolved,
     GameSet.topic: GameSet,

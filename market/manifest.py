@@ -1,11 +1,12 @@
 """The result manifest: what a solver publishes next to its on-chain commitment.
 
 A manifest lists every committed checkpoint (index, step, CID of its safetensors file,
-stateHash) and the per-step training loss, so that a whistleblower can fetch checkpoint i,
-rebuild the Merkle proofs of DESIGN.md §5, and the API can show a loss curve.  Its bytes
-are canonical JSON (sorted keys, no whitespace); it is stored under its own CID, which the
-solver passes to `submitResult`.  Parsing never trusts it: every field is checked here, and
-readers check the state hashes against the on-chain trace root before relying on them.
+stateHash, and the fileRoot of the file's bytes as ArtifactLib defines it) and the per-step
+training loss, so that a whistleblower can fetch checkpoint i, rebuild the Merkle proofs of
+DESIGN.md §5, and the API can show a loss curve.  Its bytes are canonical JSON (sorted keys,
+no whitespace); it is stored under its own CID, which the solver passes to `submitResult`.
+Parsing never trusts it: every field is checked here, and readers check the state hashes
+against the on-chain trace root (and the file roots against filesRoot) before relying on them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from chain.types import Cid
 
-MANIFEST_FORMAT = "assay-manifest-v1"
+MANIFEST_FORMAT = "assay-manifest-v2"
 
 
 class ManifestInvalid(ValueError):
@@ -30,6 +31,7 @@ class CheckpointEntry:
     step: int
     cid: Cid
     state_hash: bytes
+    file_root: bytes
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class Manifest:
     def leaves(self) -> list[bytes]:
         return [c.state_hash for c in self.checkpoints]
 
+    @property
+    def file_roots(self) -> list[bytes]:
+        return [c.file_root for c in self.checkpoints]
+
     def to_bytes(self) -> bytes:
         doc = {
             "format": MANIFEST_FORMAT,
@@ -51,7 +57,13 @@ class Manifest:
             "steps": self.steps,
             "checkpoint_interval": self.checkpoint_interval,
             "checkpoints": [
-                {"index": c.index, "step": c.step, "cid": c.cid, "state_hash": c.state_hash.hex()}
+                {
+                    "index": c.index,
+                    "step": c.step,
+                    "cid": c.cid,
+                    "state_hash": c.state_hash.hex(),
+                    "file_root": c.file_root.hex(),
+                }
                 for c in self.checkpoints
             ],
             "losses": list(self.losses),
@@ -95,16 +107,23 @@ def _entry(item: Any, i: int, interval: int) -> CheckpointEntry:
         raise ManifestInvalid(f"checkpoint {i} is not an object")
     if item.get("index") != i or item.get("step") != i * interval:
         raise ManifestInvalid(f"checkpoint {i} has the wrong index or step")
-    cid, state_hash = item.get("cid"), item.get("state_hash")
+    cid = item.get("cid")
     if not isinstance(cid, str) or not cid:
         raise ManifestInvalid(f"checkpoint {i} has no CID")
+    return CheckpointEntry(
+        i, i * interval, Cid(cid), _hash32(item, "state_hash", i), _hash32(item, "file_root", i)
+    )
+
+
+def _hash32(item: dict[str, Any], key: str, i: int) -> bytes:
+    value = item.get(key)
     try:
-        digest = bytes.fromhex(state_hash) if isinstance(state_hash, str) else b""
+        digest = bytes.fromhex(value) if isinstance(value, str) else b""
     except ValueError:
         digest = b""
     if len(digest) != 32:
-        raise ManifestInvalid(f"checkpoint {i} state_hash must be 32 hex bytes")
-    return CheckpointEntry(i, i * interval, Cid(cid), digest)
+        raise ManifestInvalid(f"checkpoint {i} {key} must be 32 hex bytes")
+    return digest
 
 
 def build_manifest(
@@ -113,11 +132,12 @@ def build_manifest(
     checkpoint_interval: int,
     cids: Sequence[Cid],
     state_hashes: Sequence[bytes],
+    file_roots: Sequence[bytes],
     losses: Sequence[float],
 ) -> Manifest:
-    """A manifest from the per-checkpoint CIDs and state hashes, in order."""
+    """A manifest from the per-checkpoint CIDs, state hashes and file roots, in order."""
     entries = tuple(
-        CheckpointEntry(i, i * checkpoint_interval, cid, h)
-        for i, (cid, h) in enumerate(zip(cids, state_hashes, strict=True))
+        CheckpointEntry(i, i * checkpoint_interval, cid, h, f)
+        for i, (cid, h, f) in enumerate(zip(cids, state_hashes, file_roots, strict=True))
     )
     return Manifest(spec_cid, steps, checkpoint_interval, entries, tuple(losses))

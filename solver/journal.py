@@ -33,6 +33,8 @@ class Checkpoint:
     index: int
     cid: str
     state_hash: str
+    # hex of the file's root (repops.artifact): what availability challenges are answered against
+    file_root: str = ""
 
 
 @dataclass
@@ -47,6 +49,10 @@ class JobJournal:
     @property
     def leaves(self) -> list[bytes]:
         return [bytes.fromhex(c.state_hash) for c in self.checkpoints]
+
+    @property
+    def file_roots(self) -> list[bytes]:
+        return [bytes.fromhex(c.file_root) for c in self.checkpoints]
 
 
 class Journal:

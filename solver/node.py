@@ -29,6 +29,7 @@ from chain.generated import GameCreated, JobClaimed, JobPosted, JobStatus, Party
 from chain.types import Address, Cid, Hash32, JobId
 from market.manifest import Manifest, ManifestInvalid, build_manifest
 from market.store import ArtifactStore
+from repops.merkle import merkle_root
 from repops.trace import trace_root
 from repops.version import REPOPS_VERSION
 from solver.journal import Checkpoint, JobJournal, Journal, Phase, checkpoint_cids
@@ -76,7 +77,9 @@ class SolverNode:
             self.journal, store, pick_device(settings.device), stepper=stepper, progress=progress
         )
         self.report = report or (lambda e: log.info("job %d: %s", e.job_id, e.what))
-        self.actor = GameActor(self.games, Party.Solver, self._trace_for, self._publish_bundle)
+        self.actor = GameActor(
+            self.games, Party.Solver, self._trace_for, self._publish_bundle, self._artifacts_for
+        )
         self._events = LogCursor(
             client.w3, [self.market.address, self.games.address], deployment.block
         )
@@ -147,7 +150,8 @@ class SolverNode:
                 log.warning("job %d: cannot adopt the submitted result: %s", job_id, exc)
                 return False
             entry.checkpoints = [
-                Checkpoint(c.index, str(c.cid), c.state_hash.hex()) for c in manifest.checkpoints
+                Checkpoint(c.index, str(c.cid), c.state_hash.hex(), c.file_root.hex())
+                for c in manifest.checkpoints
             ]
             entry.losses = list(manifest.losses)
             entry.manifest_cid = str(record.manifest_cid)
@@ -260,6 +264,7 @@ class SolverNode:
             program.checkpoint_interval,
             checkpoint_cids(entry),
             entry.leaves,
+            entry.file_roots,
             entry.losses,
         )
         manifest_cid = self.store.add_bytes(manifest.to_bytes())
@@ -267,7 +272,12 @@ class SolverNode:
         self.journal.save(entry)
         root = trace_root(entry.leaves)
         self.market.submit_result(
-            job_id, Hash32(root), len(entry.leaves), manifest_cid, Hash32(entry.leaves[-1])
+            job_id,
+            Hash32(root),
+            len(entry.leaves),
+            manifest_cid,
+            Hash32(entry.leaves[-1]),
+            Hash32(merkle_root(entry.file_roots)),
         )
         entry.phase = Phase.SUBMITTED
         self.journal.save(entry)
@@ -294,6 +304,12 @@ class SolverNode:
             )
             self._traces[game.job_id] = trace
         return trace
+
+    def _artifacts_for(self, game: GameRecord) -> JournalArtifacts:
+        entry = self.journal.load(game.job_id)
+        if entry is None:
+            raise RuntimeError(f"game {game.game_id} is on job {game.job_id}, not ours")
+        return JournalArtifacts(self.journal, entry, self.store)
 
     def _publish_bundle(self, game: GameRecord, move: PostBundle) -> Cid:
         data = self._trace_for(game).bundle(move.step, move.position)
@@ -338,6 +354,27 @@ class SolverNode:
 
     def _now(self) -> int:
         return int(self.client.w3.eth.get_block("latest")["timestamp"])
+
+
+class JournalArtifacts:
+    """This solver's committed checkpoint files: from disk, else from the store."""
+
+    def __init__(self, journal: Journal, entry: JobJournal, store: ArtifactStore) -> None:
+        self.journal = journal
+        self.entry = entry
+        self.store = store
+
+    def file_bytes(self, checkpoint: int) -> bytes:
+        path = self.journal.checkpoint_path(JobId(self.entry.job_id), checkpoint)
+        if path.is_file():
+            return path.read_bytes()
+        return fetch(self.store, self.file_cid(checkpoint), 1 << 34)
+
+    def file_cid(self, checkpoint: int) -> Cid:
+        return Cid(self.entry.checkpoints[checkpoint].cid)
+
+    def file_roots(self) -> list[bytes]:
+        return self.entry.file_roots
 
 
 def _account(client: ChainClient) -> LocalAccount:

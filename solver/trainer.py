@@ -22,6 +22,7 @@ from arbiter.realtrace import HonestStepper, Stepper
 from chain.types import Cid, JobId
 from market.store import ArtifactStore
 from repops import hashing
+from repops.artifact import commit_file
 from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint, save_checkpoint, step_of
 from solver.journal import Checkpoint, JobJournal, Journal, Phase
@@ -143,6 +144,10 @@ class Trainer:
         self.journal.save_checkpoint(job_id, index, data)
         cid = self.store.add_bytes(data)
         del entry.checkpoints[index:]
-        entry.checkpoints.append(Checkpoint(index, str(cid), hashing.state_hash(state).hex()))
+        entry.checkpoints.append(
+            Checkpoint(
+                index, str(cid), hashing.state_hash(state).hex(), commit_file(data).root.hex()
+            )
+        )
         self.journal.save(entry)
         log.info("job %d: checkpoint %d (step %d) -> %s", job_id, index, step_of(state), cid)

@@ -288,7 +288,14 @@ def test_job_detail_shows_manifest_checkpoints_and_loss_curve(stack: ApiStack) -
     stack.token.as_account(solver).approve(stack.market.address, TERMS.solver_stake)
     market = stack.market.as_account(solver)
     market.claim(job_id)
-    market.submit_result(job_id, Hash32(b"\xa1" * 32), 5, manifest_cid, Hash32(b"\xf5" * 32))
+    market.submit_result(
+        job_id,
+        Hash32(b"\xa1" * 32),
+        5,
+        manifest_cid,
+        Hash32(b"\xf5" * 32),
+        Hash32(b"\xf6" * 32),
+    )
     stack.indexer().sync_once()
     job = stack.http.get(f"/jobs/{job_id}").json()
     assert job["status"] == "Submitted"

@@ -70,6 +70,7 @@ def test_dispute_view_follows_a_game_to_its_outcome(stack: ApiStack) -> None:
         9,
         Cid("bafkreisyntheticmanifest"),
         Hash32(CHEAT.leaves[-1]),
+        Hash32(CHEAT.files_root),
     )
     games = stack.deployment.game(client)
     game_id, _ = games.as_account(challenger).challenge(

@@ -59,7 +59,7 @@ def test_indexer_follows_job_lifecycle_and_disputes(market_env: MarketEnv, tmp_p
     solver, challenger = env.accounts[3], env.accounts[6]
     env.token_as(solver).approve(env.market.address, 5 * ONE)
     env.market_as(solver).claim(job_id)
-    env.market_as(solver).submit_result(job_id, TRACE_ROOT, 5, MANIFEST, FINAL)
+    env.market_as(solver).submit_result(job_id, TRACE_ROOT, 5, MANIFEST, FINAL, FINAL)
     env.token_as(challenger).approve(env.market.address, 2 * ONE)
     env.market_as(env.game).open_dispute(job_id, challenger.address)
     env.market_as(env.game).resolve_dispute(job_id, challenger.address, True)

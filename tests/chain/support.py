@@ -35,6 +35,7 @@ SPEC_HASH = Hash32(bytes.fromhex("5e" * 32))
 SPEC_CID = Cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
 TRACE_ROOT = Hash32(bytes.fromhex("a1" * 32))
 FINAL_STATE = Hash32(bytes.fromhex("f5" * 32))
+FILES_ROOT = Hash32(bytes.fromhex("f6" * 32))
 MANIFEST_CID = Cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
 ZERO_HASH = Hash32(bytes(32))
 STEPS_PER_CHECKPOINT = 25  # K: training steps between two committed checkpoints
@@ -123,11 +124,11 @@ def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()
 
 JOB_TUPLE = (
     "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
-    "uint256,uint256,uint256,bytes32,bytes32,bytes32,string,string)"
+    "uint256,uint256,uint256,bytes32,bytes32,bytes32,bytes32,string,string)"
 )
 # JobMarket.disputeTerms: (status, solver, specHash, traceRoot, checkpointCount,
 # stepsPerCheckpoint), the status first.
-DISPUTE_TERMS_TUPLE = "(uint8,address,bytes32,bytes32,uint32,uint32)"
+DISPUTE_TERMS_TUPLE = "(uint8,address,bytes32,bytes32,bytes32,bytes32,uint32,uint32)"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ class JobView:
     challenger_bond: int
     spec_hash: bytes
     trace_root: bytes
+    final_state_hash: bytes
+    files_root: bytes
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class DisputeTermsView:
     solver: str
     spec_hash: bytes
     trace_root: bytes
+    files_root: bytes
+    final_state_hash: bytes
     checkpoint_count: int
     steps_per_checkpoint: int
 
@@ -283,6 +288,8 @@ class BatchReader:
                 challenger_bond=int(job[13]),
                 spec_hash=bytes(job[14]),
                 trace_root=bytes(job[15]),
+                final_state_hash=bytes(job[16]),
+                files_root=bytes(job[17]),
             )
         base += job_count
         dispute_terms: dict[int, DisputeTermsView | ContractRevert] = {}
@@ -297,8 +304,10 @@ class BatchReader:
                 solver=to_checksum_address(terms[1]),
                 spec_hash=bytes(terms[2]),
                 trace_root=bytes(terms[3]),
-                checkpoint_count=int(terms[4]),
-                steps_per_checkpoint=int(terms[5]),
+                files_root=bytes(terms[4]),
+                final_state_hash=bytes(terms[5]),
+                checkpoint_count=int(terms[6]),
+                steps_per_checkpoint=int(terms[7]),
             )
         return MarketSnapshot(
             timestamp=timestamp,

@@ -85,6 +85,7 @@ from chain.types import Address, Cid, Hash32, JobId, Wei
 from tests.chain.support import (
     BPS,
     CHECKPOINTS,
+    FILES_ROOT,
     FINAL_STATE,
     MANIFEST_CID,
     MAX_UINT32,
@@ -148,7 +149,7 @@ def submit(env: MarketEnv, job_id: JobId, who: LocalAccount | None = None) -> in
     """Submit a valid result; returns the challenge deadline."""
     who = who or solver(env)
     receipt = env.market_as(who).submit_result(
-        job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE
+        job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE, FILES_ROOT
     )
     return receipt.one(ResultSubmitted).challenge_deadline
 
@@ -1118,7 +1119,7 @@ def test_submit_result_by_solver_records_commitment_and_challenge_deadline(
     pin_time(env.devnet, at)
 
     receipt = env.market_as(solver(env)).submit_result(
-        job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE
+        job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE, FILES_ROOT
     )
 
     assert receipt.one(ResultSubmitted) == ResultSubmitted(
@@ -1128,6 +1129,7 @@ def test_submit_result_by_solver_records_commitment_and_challenge_deadline(
         checkpoint_count=CHECKPOINTS,
         manifest_cid=MANIFEST_CID,
         final_state_hash=FINAL_STATE,
+        files_root=FILES_ROOT,
         challenge_deadline=at + terms.challenge_window,
     )
     job = env.market.get_job(job_id)
@@ -1147,7 +1149,7 @@ def test_submit_result_by_other_account_reverts_not_solver(market_env: MarketEnv
     expect_revert(
         NotSolver,
         lambda: env.market_as(other).submit_result(
-            job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE
+            job_id, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE, FILES_ROOT
         ),
         jobId=job_id,
         caller=other.address,
@@ -1195,7 +1197,7 @@ def test_submit_result_with_other_checkpoint_count_reverts_checkpoint_count_mism
     expect_revert(
         CheckpointCountMismatch,
         lambda: env.market_as(solver(env)).submit_result(
-            job_id, TRACE_ROOT, count, MANIFEST_CID, FINAL_STATE
+            job_id, TRACE_ROOT, count, MANIFEST_CID, FINAL_STATE, FILES_ROOT
         ),
         jobId=job_id,
         expected=CHECKPOINTS,
@@ -1218,7 +1220,14 @@ def test_submit_result_with_mismatched_count_and_empty_commitment_reports_mismat
 
     expect_revert(
         CheckpointCountMismatch,
-        lambda: env.market_as(solver(env)).submit_result(job_id, ZERO_HASH, 2, "", ZERO_HASH),  # type: ignore[arg-type]
+        lambda: env.market_as(solver(env)).submit_result(
+            job_id,
+            ZERO_HASH,
+            2,
+            "",  # type: ignore[arg-type]
+            ZERO_HASH,
+            ZERO_HASH,
+        ),
         jobId=job_id,
         expected=CHECKPOINTS,
         actual=2,
@@ -1237,7 +1246,7 @@ def test_submit_result_after_deadline_with_mismatched_count_reports_deadline_fir
     expect_revert(
         SubmitDeadlinePassed,
         lambda: env.market_as(solver(env)).submit_result(
-            job_id, TRACE_ROOT, 2, MANIFEST_CID, FINAL_STATE
+            job_id, TRACE_ROOT, 2, MANIFEST_CID, FINAL_STATE, FILES_ROOT
         ),
         jobId=job_id,
         deadline=deadline,
@@ -1250,7 +1259,7 @@ def test_submit_result_with_two_checkpoint_job_accepts_count_two(market_env: Mar
     claim(env, job_id)
 
     receipt = env.market_as(solver(env)).submit_result(
-        job_id, TRACE_ROOT, 2, MANIFEST_CID, FINAL_STATE
+        job_id, TRACE_ROOT, 2, MANIFEST_CID, FINAL_STATE, FILES_ROOT
     )
 
     assert receipt.one(ResultSubmitted).checkpoint_count == 2
@@ -1258,16 +1267,17 @@ def test_submit_result_with_two_checkpoint_job_accepts_count_two(market_env: Mar
 
 
 @pytest.mark.parametrize(
-    ("root", "manifest", "final"),
+    ("root", "manifest", "final", "files"),
     [
-        (ZERO_HASH, MANIFEST_CID, FINAL_STATE),
-        (TRACE_ROOT, "", FINAL_STATE),
-        (TRACE_ROOT, MANIFEST_CID, ZERO_HASH),
+        (ZERO_HASH, MANIFEST_CID, FINAL_STATE, FILES_ROOT),
+        (TRACE_ROOT, "", FINAL_STATE, FILES_ROOT),
+        (TRACE_ROOT, MANIFEST_CID, ZERO_HASH, FILES_ROOT),
+        (TRACE_ROOT, MANIFEST_CID, FINAL_STATE, ZERO_HASH),
     ],
-    ids=["zero_root", "empty_manifest", "zero_final_state"],
+    ids=["zero_root", "empty_manifest", "zero_final_state", "zero_files_root"],
 )
 def test_submit_result_with_empty_commitment_reverts_empty_commitment(
-    market_env: MarketEnv, root: bytes, manifest: str, final: bytes
+    market_env: MarketEnv, root: bytes, manifest: str, final: bytes, files: bytes
 ) -> None:
     env = market_env
     job_id, _ = post(env)
@@ -1281,6 +1291,7 @@ def test_submit_result_with_empty_commitment_reverts_empty_commitment(
             CHECKPOINTS,
             manifest,  # type: ignore[arg-type]
             final,  # type: ignore[arg-type]
+            files,  # type: ignore[arg-type]
         ),
     )
     assert env.market.status_of(job_id) is JobStatus.Claimed
@@ -2245,6 +2256,8 @@ def test_dispute_terms_follow_the_job_through_its_lifecycle(market_env: MarketEn
         solver=Address(ZERO_ADDRESS),
         spec_hash=SPEC_HASH,
         trace_root=ZERO_HASH,
+        files_root=ZERO_HASH,
+        final_state_hash=ZERO_HASH,
         checkpoint_count=9,
         steps_per_checkpoint=7,
     )
@@ -2254,16 +2267,22 @@ def test_dispute_terms_follow_the_job_through_its_lifecycle(market_env: MarketEn
         solver=solver(env).address,
         spec_hash=SPEC_HASH,
         trace_root=ZERO_HASH,
+        files_root=ZERO_HASH,
+        final_state_hash=ZERO_HASH,
         checkpoint_count=9,
         steps_per_checkpoint=7,
     )
-    env.market_as(solver(env)).submit_result(job_id, TRACE_ROOT, 9, MANIFEST_CID, FINAL_STATE)
+    env.market_as(solver(env)).submit_result(
+        job_id, TRACE_ROOT, 9, MANIFEST_CID, FINAL_STATE, FILES_ROOT
+    )
 
     submitted = DisputeTerms(
         status=JobStatus.Submitted,
         solver=solver(env).address,
         spec_hash=SPEC_HASH,
         trace_root=TRACE_ROOT,
+        files_root=FILES_ROOT,
+        final_state_hash=FINAL_STATE,
         checkpoint_count=9,
         steps_per_checkpoint=7,
     )
@@ -2276,7 +2295,7 @@ def test_dispute_terms_follow_the_job_through_its_lifecycle(market_env: MarketEn
 
 def test_dispute_terms_status_is_the_first_abi_word(market_env: MarketEnv) -> None:
     """The raw ABI layout DisputeGame decodes: (status, solver, specHash, traceRoot,
-    checkpointCount, stepsPerCheckpoint), status first."""
+    filesRoot, finalStateHash, checkpointCount, stepsPerCheckpoint), status first."""
     env = market_env
     job_id, _ = submitted_job(env)
     raw = env.client.w3.eth.call(
@@ -2287,11 +2306,11 @@ def test_dispute_terms_status_is_the_first_abi_word(market_env: MarketEnv) -> No
         }
     )
     words = [bytes(raw[i : i + 32]) for i in range(0, len(raw), 32)]
-    assert len(words) == 6
+    assert len(words) == 8
     assert int.from_bytes(words[0], "big") == JobStatus.Submitted.value
     assert words[1] == bytes(12) + bytes.fromhex(solver(env).address[2:])
-    assert (words[2], words[3]) == (SPEC_HASH, TRACE_ROOT)
-    assert [int.from_bytes(w, "big") for w in words[4:]] == [CHECKPOINTS, STEPS_PER_CHECKPOINT]
+    assert words[2:6] == [SPEC_HASH, TRACE_ROOT, FILES_ROOT, FINAL_STATE]
+    assert [int.from_bytes(w, "big") for w in words[6:]] == [CHECKPOINTS, STEPS_PER_CHECKPOINT]
 
 
 def _job_in(env: MarketEnv, status: JobStatus) -> JobId:
@@ -2341,6 +2360,8 @@ def test_dispute_terms_status_and_fields_mirror_the_stored_job(
         solver=job.solver,
         spec_hash=job.spec_hash,
         trace_root=job.trace_root,
+        files_root=job.files_root,
+        final_state_hash=job.final_state_hash,
         checkpoint_count=job.checkpoint_count,
         steps_per_checkpoint=job.steps_per_checkpoint,
     )
@@ -2358,6 +2379,8 @@ def test_dispute_terms_after_solver_timeout_forget_the_solver(market_env: Market
         solver=Address(ZERO_ADDRESS),
         spec_hash=SPEC_HASH,
         trace_root=ZERO_HASH,
+        files_root=ZERO_HASH,
+        final_state_hash=ZERO_HASH,
         checkpoint_count=CHECKPOINTS,
         steps_per_checkpoint=STEPS_PER_CHECKPOINT,
     )
@@ -2370,7 +2393,7 @@ UNKNOWN_ID_CALLS: dict[str, Callable[[MarketEnv, JobId], object]] = {
     "cancel": lambda env, j: env.market_as(submitter(env)).cancel(j),
     "claim": lambda env, j: env.market_as(solver(env)).claim(j),
     "submit": lambda env, j: env.market_as(solver(env)).submit_result(
-        j, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE
+        j, TRACE_ROOT, CHECKPOINTS, MANIFEST_CID, FINAL_STATE, FILES_ROOT
     ),
     "expire": lambda env, j: env.market.expire(j),
     "finalize": lambda env, j: env.market.finalize(j),

@@ -112,6 +112,7 @@ from chain.generated import (
 from chain.types import Address, Cid, Hash32, JobId, Wei
 from tests.chain.support import (
     BPS,
+    FILES_ROOT,
     FINAL_STATE,
     LEGAL_TRANSITIONS,
     MANIFEST_CID,
@@ -348,7 +349,15 @@ class Model:
         return [claimed, *self.pull(who, job.stake)]
 
     def submit(
-        self, ts: int, who: str, job_id: int, root: bytes, count: int, cid: str, final: bytes
+        self,
+        ts: int,
+        who: str,
+        job_id: int,
+        root: bytes,
+        count: int,
+        cid: str,
+        final: bytes,
+        files: bytes,
     ) -> list[ContractEvent]:
         job = self.job(job_id)
         self.require(job_id, job, JobStatus.Claimed)
@@ -360,7 +369,7 @@ class Model:
             raise Revert(
                 CheckpointCountMismatch, jobId=job_id, expected=job.checkpoint_count, actual=count
             )
-        if root == ZERO_HASH or final == ZERO_HASH or not cid:
+        if root == ZERO_HASH or final == ZERO_HASH or files == ZERO_HASH or not cid:
             raise Revert(EmptyCommitment)
         job.status = JobStatus.Submitted
         job.challenge_deadline = ts + job.challenge_window
@@ -373,6 +382,7 @@ class Model:
                 checkpoint_count=count,
                 manifest_cid=cid,
                 final_state_hash=final,
+                files_root=files,
                 challenge_deadline=job.challenge_deadline,
             )
         ]
@@ -535,7 +545,7 @@ BAD_TERMS = [None] * 8 + [
     "checkpoints",
     "steps",
 ]
-COMMITS = ["ok"] * 5 + ["count", "root", "manifest", "final"]
+COMMITS = ["ok"] * 5 + ["count", "root", "manifest", "final", "files"]
 # How a relayed order is made: mostly fresh and valid; else one of the ways it can be wrong
 # (or an earlier stashed order relayed again, which may be stale, early, or just in time).
 ORDER_VARIANTS = ["fresh"] * 5 + [
@@ -750,10 +760,13 @@ class MarketMachine(RuleBasedStateMachine):
         count = expected - 1 if commit == "count" else expected
         cid = Cid("" if commit == "manifest" else MANIFEST_CID)
         final = Hash32(ZERO_HASH if commit == "final" else FINAL_STATE)
+        files = Hash32(ZERO_HASH if commit == "files" else FILES_ROOT)
         self.act(
             "submit",
-            lambda: self.session.markets[who].submit_result(JobId(job_id), root, count, cid, final),
-            lambda m, ts: m.submit(ts, address, job_id, root, count, cid, final),
+            lambda: self.session.markets[who].submit_result(
+                JobId(job_id), root, count, cid, final, files
+            ),
+            lambda m, ts: m.submit(ts, address, job_id, root, count, cid, final, files),
         )
 
     @chaos_args(who=actors, ref=job_refs)
@@ -1288,6 +1301,8 @@ class MarketMachine(RuleBasedStateMachine):
                 solver=job.solver,
                 spec_hash=job.spec_hash,
                 trace_root=job.trace_root,
+                files_root=job.files_root,
+                final_state_hash=job.final_state_hash,
                 checkpoint_count=job.checkpoint_count,
                 steps_per_checkpoint=job.steps_per_checkpoint,
             ), job_id

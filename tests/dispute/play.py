@@ -30,7 +30,7 @@ class Transcript:
 
 def actors(
     env: DisputeEnv,
-    solver_trace: TraceView,
+    solver_trace: SyntheticTrace,
     challenger_trace: TraceView,
     solver_index: int = 0,
     challenger_index: int = 0,
@@ -40,6 +40,7 @@ def actors(
         Party.Solver,
         lambda _g: solver_trace,
         synthetic_bundle,
+        lambda _g: solver_trace,
     )
     challenger = GameActor(
         env.game.as_account(env.challenger(challenger_index)),

@@ -178,10 +178,7 @@ def open_match(
         assert opening is not None, "the challenger agrees with every committed leaf"
         index = opening.at_checkpoint
     if index is None:
-        last = solver_trace.checkpoints
-        game_id, receipt = games.challenge(
-            job_id, arity, solver_trace.leaves[last], solver_trace.checkpoint_proof(last)
-        )
+        game_id, receipt = games.challenge(job_id, arity)
     else:
         game_id, receipt = games.challenge_at(
             job_id,
@@ -213,7 +210,7 @@ LIVE = frozenset({JobStatus.Open, JobStatus.Claimed, JobStatus.Submitted})
 STAKED = frozenset({JobStatus.Claimed, JobStatus.Submitted})
 JOB_TUPLE = (
     "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
-    "uint256,uint256,uint256,bytes32,bytes32,bytes32,string,string)"
+    "uint256,uint256,uint256,bytes32,bytes32,bytes32,bytes32,string,string)"
 )
 
 

@@ -38,6 +38,7 @@ from chain.generated import (
     Dissected,
     EmptyBundle,
     GameCreated,
+    GameKind,
     GameResolved,
     GameStatus,
     InconsistentHash,
@@ -741,9 +742,7 @@ def test_referee_silence_cannot_get_a_cheater_paid_second_challenger_slashes_it(
     )
     pin_time(env, reopened + 1)
     with pytest.raises(ChallengeWindowClosed) as exc:
-        game_as(env, env.challenger(2)).challenge(
-            job_id, 2, lie.leaves[-1], lie.checkpoint_proof(M_)
-        )
+        game_as(env, env.challenger(2)).challenge(job_id, 2)
     assert exc.value.args_by_name == {"jobId": job_id, "deadline": reopened}
     with pytest.raises(DisputesOpen) as exc2:
         env.market.finalize(job_id)
@@ -1025,7 +1024,7 @@ def test_guard_arity_out_of_range_reverts_invalid_arity(
     job_id = env.post_and_submit(lie, env.solver())
     challenger = game_as(env, env.challenger())
     with pytest.raises(InvalidArity) as exc:
-        challenger.challenge(job_id, arity, lie.leaves[-1], lie.checkpoint_proof(M_))
+        challenger.challenge(job_id, arity)
     assert exc.value.args_by_name == {"arity": arity, "min": 2, "max": 16}
     with pytest.raises(InvalidArity):
         challenger.challenge_at(
@@ -1044,7 +1043,7 @@ def test_guard_solver_challenging_itself_reverts_self_challenge(dispute_env: Dis
     job_id = env.post_and_submit(lie, env.solver())
     solver = game_as(env, env.solver())
     with pytest.raises(SelfChallenge) as exc:
-        solver.challenge(job_id, 2, lie.leaves[-1], lie.checkpoint_proof(M_))
+        solver.challenge(job_id, 2)
     assert exc.value.args_by_name == {"jobId": job_id, "solver": env.solver().address}
     with pytest.raises(SelfChallenge):
         solver.challenge_at(
@@ -1061,12 +1060,7 @@ def test_guard_bad_opening_proofs_revert_invalid_proof(dispute_env: DisputeEnv) 
     lie = cheat_trace(37, 12)
     job_id = env.post_and_submit(lie, env.solver())
     c = game_as(env, env.challenger())
-    last = lie.checkpoint_proof(M_)
     cases = [
-        (lambda: c.challenge(job_id, 2, b"\x01" * 32, last), M_),  # wrong leaf
-        (lambda: c.challenge(job_id, 2, lie.leaves[-1], lie.checkpoint_proof(0)), M_),
-        (lambda: c.challenge(job_id, 2, lie.leaves[-1], last[:-1]), M_),  # short proof
-        (lambda: c.challenge(job_id, 2, lie.leaves[0], lie.checkpoint_proof(0)), M_),
         (
             lambda: c.challenge_at(
                 job_id,
@@ -1262,7 +1256,7 @@ def test_guard_challenge_after_window_reverts_challenge_window_closed(
     c = game_as(env, env.challenger())
     pin_time(env, deadline + 1)
     with pytest.raises(ChallengeWindowClosed) as exc:
-        c.challenge(job_id, 2, lie.leaves[-1], lie.checkpoint_proof(M_))
+        c.challenge(job_id, 2)
     assert exc.value.args_by_name == {"jobId": job_id, "deadline": deadline}
     with pytest.raises(ChallengeWindowClosed):
         c.challenge_at(
@@ -1280,12 +1274,10 @@ def test_guard_challenge_at_window_edge_is_accepted(dispute_env: DisputeEnv) -> 
     lie = cheat_trace(37, 12)
     job_id = env.post_and_submit(lie, env.solver())
     pin_time(env, env.market.get_job(job_id).challenge_deadline)
-    game_id, receipt = game_as(env, env.challenger()).challenge(
-        job_id, 2, lie.leaves[-1], lie.checkpoint_proof(M_)
-    )
+    game_id, receipt = game_as(env, env.challenger()).challenge(job_id, 2)
     assert receipt.one(DisputeOpened) == DisputeOpened(job_id, env.challenger().address, BOND)
     assert receipt.one(GameCreated) == GameCreated(
-        game_id, job_id, env.challenger().address, Level.CHECKPOINT, 0, 0, M_ + 1, 2
+        game_id, job_id, env.challenger().address, GameKind.Trace, Level.CHECKPOINT, 0, 0, M_ + 1, 2
     )
 
 
@@ -1355,14 +1347,16 @@ def test_guard_challenge_on_job_not_submitted_reverts_wrong_status_before_proofs
     games_before = env.game.game_count()
     ledger_before = read_ledger(env)
     expected = {"jobId": job_id, "expected": JobStatus.Submitted, "actual": status}
-    garbage = [b"\x0b" * 32]
-    proof0, proof1, last = (lie.checkpoint_proof(i) for i in (0, 1, M_))
+    proof0, proof1 = (lie.checkpoint_proof(i) for i in (0, 1))
     calls: list[Callable[[], object]] = []
     for account in (env.challenger(1), env.solver(), stranger(env)):
         c = game_as(env, account)
         calls += [
-            lambda c=c: c.challenge(job_id, 2, lie.leaves[-1], last),  # valid proof (if any)
-            lambda c=c: c.challenge(job_id, 16, b"\x01" * 32, garbage),  # bad leaf and proof
+            lambda c=c: c.challenge(job_id, 2),
+            lambda c=c: c.challenge(job_id, 16),
+            lambda c=c: c.challenge_availability(job_id, 0, 0),
+            lambda c=c: c.challenge_file(job_id, 0),
+            lambda c=c: c.prove_final_mismatch(job_id, ZERO, []),
             lambda c=c: c.challenge_at(
                 job_id, 3, 0, (lie.leaves[0], lie.leaves[1]), (proof0, proof1)
             ),
@@ -1376,7 +1370,7 @@ def test_guard_challenge_on_job_not_submitted_reverts_wrong_status_before_proofs
         assert exc.value.args_by_name == expected
     # The arity is the one check that comes first.
     with pytest.raises(InvalidArity) as exc2:
-        game_as(env, env.challenger(1)).challenge(job_id, 1, lie.leaves[-1], last)
+        game_as(env, env.challenger(1)).challenge(job_id, 1)
     assert exc2.value.args_by_name == {"arity": 1, "min": 2, "max": 16}
     assert env.game.game_count() == games_before
     assert read_ledger(env) == ledger_before
@@ -1389,7 +1383,7 @@ def test_guard_challenge_on_unknown_job_reverts_unknown_job(dispute_env: Dispute
     c = game_as(env, env.challenger())
     for unknown in (0, job_id + 1, 2**255):
         with pytest.raises(UnknownJob) as exc:
-            c.challenge(JobId(unknown), 2, lie.leaves[-1], lie.checkpoint_proof(M_))
+            c.challenge(JobId(unknown), 2)
         assert exc.value.args_by_name == {"jobId": unknown}
         with pytest.raises(UnknownJob):
             c.challenge_at(

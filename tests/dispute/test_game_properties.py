@@ -81,10 +81,7 @@ def _open(env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId, ari
     elif data.draw(st.booleans(), label="malicious targeted opening"):
         at = data.draw(st.integers(0, lie.checkpoints - 1), label="opening pair")
     if at is None:
-        last = lie.checkpoints
-        game_id, _ = sides.challenger.challenge(
-            job_id, arity, lie.leaves[last], lie.checkpoint_proof(last)
-        )
+        game_id, _ = sides.challenger.challenge(job_id, arity)
     else:
         game_id, _ = sides.challenger.challenge_at(
             job_id,

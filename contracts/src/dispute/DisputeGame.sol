@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
+import {ArtifactLib} from "../lib/ArtifactLib.sol";
 import {ClockLib} from "../lib/ClockLib.sol";
 import {DissectionLib} from "../lib/DissectionLib.sol";
 import {MerkleLib} from "../lib/MerkleLib.sol";
@@ -10,7 +11,7 @@ import {WrongStatus, ZeroAddress} from "../market/Errors.sol";
 import {DisputeTerms, JobMarket} from "../market/JobMarket.sol";
 import {JobStatus} from "../market/JobTypes.sol";
 import "./Errors.sol";
-import {Game, GameStatus, Level, Party} from "./DisputeTypes.sol";
+import {ArtifactClaim, Game, GameKind, GameStatus, Level, Party} from "./DisputeTypes.sol";
 import {IOperatorReferee} from "./IOperatorReferee.sol";
 
 /// @title DisputeGame
@@ -42,12 +43,14 @@ contract DisputeGame is ReentrancyGuard {
     /// @notice Number of games created; ids run from 1.
     uint256 public gameCount;
     mapping(uint256 gameId => Game) internal _games;
+    mapping(uint256 gameId => ArtifactClaim) internal _claims;
 
     /// @notice A challenger opened a game against a job's result.
     event GameCreated(
         uint256 indexed gameId,
         uint256 indexed jobId,
         address indexed challenger,
+        GameKind kind,
         Level level,
         uint64 base,
         uint64 lo,
@@ -68,6 +71,18 @@ contract DisputeGame is ReentrancyGuard {
     event BundlePosted(uint256 indexed gameId, string bundleCid);
     /// @notice The referee was asked to rule on [lo, lo+1] at `level`.
     event RulingRequested(uint256 indexed gameId, Level level, uint64 base, uint64 position);
+    /// @notice Availability game: the solver must post chunk `chunk` of checkpoint `checkpoint`.
+    event AvailabilityRequested(uint256 indexed gameId, uint64 checkpoint, uint64 chunk);
+    /// @notice The solver posted the chunk (empty when `chunk` lies past the file's end).
+    event AvailabilityAnswered(
+        uint256 indexed gameId, uint64 checkpoint, uint64 chunk, uint64 length, bytes32 chunkRoot, bytes data
+    );
+    /// @notice File game: checkpoint `checkpoint`'s file is said not to load to its state hash.
+    event FileChallenged(uint256 indexed gameId, uint64 checkpoint);
+    /// @notice The solver revealed checkpoint `checkpoint`'s state hash, file root and CID.
+    event FileRevealed(uint256 indexed gameId, uint64 checkpoint, bytes32 stateHash, bytes32 fileRoot, string fileCid);
+    /// @notice Leaf m of the trace root was shown to differ from the result's finalStateHash.
+    event FinalMismatchProven(uint256 indexed gameId, bytes32 lastLeaf, bytes32 finalStateHash);
     /// @notice `party` ran out of time and lost.
     event TimedOut(uint256 indexed gameId, Party party);
     /// @notice The game ended with `status`.
@@ -88,26 +103,23 @@ contract DisputeGame is ReentrancyGuard {
 
     // ------------------------------------------------------------------ opening
 
-    /// @notice Challenge a submitted result from the top: CHECKPOINT level over the whole
-    ///         trace. Locks the job's challenger bond (approve JobMarket first).
+    /// @notice Challenge a submitted result from the top, with nothing from the solver: a
+    ///         CHECKPOINT-level game over the whole trace, from the spec hash (position 0) to
+    ///         the result's finalStateHash (position checkpointCount). Every value the game needs
+    ///         later is the solver's to reveal, with proofs, under its clock. Locks the job's
+    ///         challenger bond (approve JobMarket first).
     /// @param jobId The job.
     /// @param arity d, the number of parts per dissection.
-    /// @param lastLeaf The solver's last committed state hash (leaf checkpointCount-1).
-    /// @param lastProof Its Merkle proof against the job's trace root.
     /// @return gameId The new game.
-    function challenge(uint256 jobId, uint8 arity, bytes32 lastLeaf, bytes32[] calldata lastProof)
-        external
-        nonReentrant
-        returns (uint256 gameId)
-    {
-        DisputeTerms memory terms = _openTerms(jobId, arity);
+    function challenge(uint256 jobId, uint8 arity) external nonReentrant returns (uint256 gameId) {
+        _checkArity(arity);
+        DisputeTerms memory terms = _openTerms(jobId);
         gameId = ++gameCount;
-        _verifyLeaf(gameId, terms, lastLeaf, terms.checkpointCount - 1, lastProof);
-        Game storage g = _create(gameId, jobId, terms.solver, arity);
+        Game storage g = _create(gameId, jobId, terms.solver, GameKind.Trace, arity);
         g.level = Level.CHECKPOINT;
         g.hi = uint64(terms.checkpointCount);
         g.hashLo = terms.specHash;
-        g.hashHi = lastLeaf;
+        g.hashHi = terms.finalStateHash;
         _emitCreated(gameId, g);
         MARKET.openDispute(jobId, msg.sender);
     }
@@ -129,14 +141,15 @@ contract DisputeGame is ReentrancyGuard {
         bytes32[] calldata proofA,
         bytes32[] calldata proofB
     ) external nonReentrant returns (uint256 gameId) {
-        DisputeTerms memory terms = _openTerms(jobId, arity);
+        _checkArity(arity);
+        DisputeTerms memory terms = _openTerms(jobId);
         if (uint256(index) + 1 >= terms.checkpointCount) {
             revert InvalidCheckpointIndex(jobId, index, terms.checkpointCount);
         }
         gameId = ++gameCount;
         _verifyLeaf(gameId, terms, leaves[0], index, proofA);
         _verifyLeaf(gameId, terms, leaves[1], uint256(index) + 1, proofB);
-        Game storage g = _create(gameId, jobId, terms.solver, arity);
+        Game storage g = _create(gameId, jobId, terms.solver, GameKind.Trace, arity);
         g.level = Level.STEP;
         g.base = index;
         g.hi = terms.stepsPerCheckpoint;
@@ -145,6 +158,76 @@ contract DisputeGame is ReentrancyGuard {
         _emitCreated(gameId, g);
         MARKET.openDispute(jobId, msg.sender);
         if (g.hi == 1) _descend(gameId, g, terms.stepsPerCheckpoint);
+    }
+
+    /// @notice Ask the solver to post chunk `chunk` of checkpoint `checkpoint`'s committed file
+    ///         (ArtifactLib), on-chain, before its clock runs out; silence loses its stake. An
+    ///         answer wins the bond's winner share for the solver (its gas compensation).
+    /// @dev The challenger names the chunk: it asks for what it could not fetch. An honest
+    ///      solver can answer every index, so the choice cannot hurt it; an index past the
+    ///      file's end is answered by revealing the length alone.
+    /// @param jobId The job.
+    /// @param checkpoint The checkpoint index (0..checkpointCount-1).
+    /// @param chunk The chunk index.
+    /// @return gameId The new game.
+    function challengeAvailability(uint256 jobId, uint64 checkpoint, uint64 chunk)
+        external
+        nonReentrant
+        returns (uint256 gameId)
+    {
+        DisputeTerms memory terms = _openTerms(jobId);
+        _checkCheckpoint(jobId, checkpoint, terms.checkpointCount);
+        gameId = ++gameCount;
+        Game storage g = _create(gameId, jobId, terms.solver, GameKind.Availability, 0);
+        _claims[gameId].checkpoint = checkpoint;
+        _claims[gameId].chunk = chunk;
+        _emitCreated(gameId, g);
+        emit AvailabilityRequested(gameId, checkpoint, chunk);
+        MARKET.openDispute(jobId, msg.sender);
+    }
+
+    /// @notice Claim that checkpoint `checkpoint`'s committed file does not load to its
+    ///         committed state hash. The solver must reveal both (with proofs) and a CID holding
+    ///         the file; the referee then fetches it, checks it against the file root, loads it
+    ///         and compares the state hash. Silence, an unfetchable or mismatching file lose.
+    /// @param jobId The job.
+    /// @param checkpoint The checkpoint index (0..checkpointCount-1).
+    /// @return gameId The new game.
+    function challengeFile(uint256 jobId, uint64 checkpoint) external nonReentrant returns (uint256 gameId) {
+        DisputeTerms memory terms = _openTerms(jobId);
+        _checkCheckpoint(jobId, checkpoint, terms.checkpointCount);
+        gameId = ++gameCount;
+        Game storage g = _create(gameId, jobId, terms.solver, GameKind.File, 0);
+        _claims[gameId].checkpoint = checkpoint;
+        _emitCreated(gameId, g);
+        emit FileChallenged(gameId, checkpoint);
+        MARKET.openDispute(jobId, msg.sender);
+    }
+
+    /// @notice Prove that the result's finalStateHash is not leaf checkpointCount-1 of its trace
+    ///         root: the solver's commitments disagree, so it loses at once. The caller's bond
+    ///         is locked and returned in the same call with the winner's share.
+    /// @param jobId The job.
+    /// @param lastLeaf Leaf checkpointCount-1 of the trace root.
+    /// @param proof Its Merkle proof.
+    /// @return gameId The (already resolved) game.
+    function proveFinalMismatch(uint256 jobId, bytes32 lastLeaf, bytes32[] calldata proof)
+        external
+        nonReentrant
+        returns (uint256 gameId)
+    {
+        DisputeTerms memory terms = _openTerms(jobId);
+        gameId = ++gameCount;
+        _verifyLeaf(gameId, terms, lastLeaf, terms.checkpointCount - 1, proof);
+        // INVARIANT: only a proven disagreement between the two commitments slashes here.
+        if (lastLeaf == terms.finalStateHash) revert FinalStateMatches(jobId, lastLeaf);
+        Game storage g = _create(gameId, jobId, terms.solver, GameKind.Final, 0);
+        g.hashLo = terms.finalStateHash;
+        g.hashHi = lastLeaf;
+        _emitCreated(gameId, g);
+        emit FinalMismatchProven(gameId, lastLeaf, terms.finalStateHash);
+        MARKET.openDispute(jobId, msg.sender);
+        _finish(gameId, g, false);
     }
 
     // ------------------------------------------------------------------- moves
@@ -156,6 +239,7 @@ contract DisputeGame is ReentrancyGuard {
     /// @param proofs CHECKPOINT level: a Merkle proof per hash; otherwise empty.
     function dissect(uint256 gameId, bytes32[] calldata hashes, bytes32[][] calldata proofs) external {
         Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.Trace);
         _requireMove(gameId, g, GameStatus.InProgress, Party.Solver);
         if (g.level == Level.OP && g.opCount == 0) revert OpLevelNotOpen(gameId);
         uint256 count = DissectionLib.parts(g.lo, g.hi, g.arity);
@@ -180,6 +264,7 @@ contract DisputeGame is ReentrancyGuard {
     /// @param hashes The solver's dissection hashes, exactly as posted.
     function select(uint256 gameId, uint256 part, bytes32[] calldata hashes) external nonReentrant {
         Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.Trace);
         _requireMove(gameId, g, GameStatus.InProgress, Party.Challenger);
         if (keccak256(abi.encode(hashes)) != g.roundHash) revert RoundMismatch(gameId);
         uint256 count = DissectionLib.parts(g.lo, g.hi, g.arity);
@@ -204,6 +289,7 @@ contract DisputeGame is ReentrancyGuard {
     /// @param lastOpHash h_M, the solver's last operator-chain link.
     function openOpLevel(uint256 gameId, uint64 opCount, bytes32 lastOpHash) external {
         Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.Trace);
         _requireMove(gameId, g, GameStatus.InProgress, Party.Solver);
         if (g.level != Level.OP) revert WrongLevel(gameId, Level.OP, g.level);
         if (g.opCount != 0) revert OpLevelAlreadyOpen(gameId);
@@ -224,11 +310,87 @@ contract DisputeGame is ReentrancyGuard {
     /// @param bundleCid IPFS CID of the operand bundle.
     function postBundle(uint256 gameId, string calldata bundleCid) external nonReentrant {
         Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.Trace);
         _requireMove(gameId, g, GameStatus.AwaitingBundle, Party.Solver);
         if (bytes(bundleCid).length == 0) revert EmptyBundle(gameId);
         _charge(gameId, g);
         g.bundleCid = bundleCid;
         emit BundlePosted(gameId, bundleCid);
+        _requestRuling(gameId, g);
+    }
+
+    /// @notice Answer an availability game: reveal the checkpoint's file root (proven against
+    ///         filesRoot) and post the requested chunk (proven against the file root). A chunk
+    ///         index past the file's end is answered with an empty chunk and no chunk proof.
+    /// @param gameId The game.
+    /// @param fileRoot The checkpoint's committed file root.
+    /// @param filesProof MerkleLib proof of fileRoot at the checkpoint's index under filesRoot.
+    /// @param length The file's size in bytes.
+    /// @param chunkRoot The file's chunk-tree root.
+    /// @param data The chunk's bytes.
+    /// @param chunkProof MerkleLib proof of keccak256(data) under chunkRoot.
+    function answerAvailability(
+        uint256 gameId,
+        bytes32 fileRoot,
+        bytes32[] calldata filesProof,
+        uint64 length,
+        bytes32 chunkRoot,
+        bytes calldata data,
+        bytes32[] calldata chunkProof
+    ) external nonReentrant {
+        Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.Availability);
+        _requireMove(gameId, g, GameStatus.InProgress, Party.Solver);
+        ArtifactClaim storage c = _claims[gameId];
+        DisputeTerms memory terms = MARKET.disputeTerms(g.jobId);
+        if (!MerkleLib.verify(terms.filesRoot, terms.checkpointCount, fileRoot, c.checkpoint, filesProof)) {
+            revert InvalidProof(gameId, c.checkpoint);
+        }
+        if (ArtifactLib.fileRoot(length, chunkRoot) != fileRoot) revert FileRootMismatch(gameId, fileRoot);
+        if (c.chunk < ArtifactLib.chunkCount(length)) {
+            if (!ArtifactLib.verifyChunk(fileRoot, length, chunkRoot, c.chunk, data, chunkProof)) {
+                revert InvalidChunk(gameId, c.chunk);
+            }
+        } else if (data.length != 0) {
+            revert InvalidChunk(gameId, c.chunk);
+        }
+        _charge(gameId, g);
+        emit AvailabilityAnswered(gameId, c.checkpoint, c.chunk, length, chunkRoot, data);
+        _finish(gameId, g, true);
+    }
+
+    /// @notice Answer a file game: reveal the checkpoint's state hash (proven against traceRoot)
+    ///         and file root (proven against filesRoot) and name a CID holding the file; the
+    ///         referee is asked to rule.
+    /// @param gameId The game.
+    /// @param stateHash The checkpoint's committed state hash.
+    /// @param stateProof Its Merkle proof under traceRoot.
+    /// @param fileRoot The checkpoint's committed file root.
+    /// @param filesProof Its Merkle proof under filesRoot.
+    /// @param fileCid IPFS CID of the checkpoint file.
+    function revealFile(
+        uint256 gameId,
+        bytes32 stateHash,
+        bytes32[] calldata stateProof,
+        bytes32 fileRoot,
+        bytes32[] calldata filesProof,
+        string calldata fileCid
+    ) external nonReentrant {
+        Game storage g = _game(gameId);
+        _requireKind(gameId, g, GameKind.File);
+        _requireMove(gameId, g, GameStatus.InProgress, Party.Solver);
+        ArtifactClaim storage c = _claims[gameId];
+        DisputeTerms memory terms = MARKET.disputeTerms(g.jobId);
+        _verifyLeaf(gameId, terms, stateHash, c.checkpoint, stateProof);
+        if (!MerkleLib.verify(terms.filesRoot, terms.checkpointCount, fileRoot, c.checkpoint, filesProof)) {
+            revert InvalidProof(gameId, c.checkpoint);
+        }
+        if (bytes(fileCid).length == 0) revert EmptyBundle(gameId);
+        _charge(gameId, g);
+        g.hashLo = fileRoot;
+        g.hashHi = stateHash;
+        g.bundleCid = fileCid;
+        emit FileRevealed(gameId, c.checkpoint, stateHash, fileRoot, fileCid);
         _requestRuling(gameId, g);
     }
 
@@ -284,6 +446,12 @@ contract DisputeGame is ReentrancyGuard {
         return _games[gameId];
     }
 
+    /// @notice What an Availability or File game asks for (zero for other kinds).
+    /// @param gameId The game.
+    function artifactClaim(uint256 gameId) external view returns (ArtifactClaim memory) {
+        return _claims[gameId];
+    }
+
     /// @notice The positions of the current dissection's boundaries (lo, interior..., hi).
     /// @param gameId The game.
     function boundaries(uint256 gameId) external view returns (uint64[] memory points) {
@@ -298,17 +466,32 @@ contract DisputeGame is ReentrancyGuard {
 
     // ----------------------------------------------------------------- internal
 
-    function _openTerms(uint256 jobId, uint8 arity) internal view returns (DisputeTerms memory terms) {
+    function _checkArity(uint8 arity) internal pure {
         if (arity < MIN_ARITY || arity > MAX_ARITY) revert InvalidArity(arity, MIN_ARITY, MAX_ARITY);
+    }
+
+    function _checkCheckpoint(uint256 jobId, uint64 checkpoint, uint32 checkpointCount) internal pure {
+        if (checkpoint >= checkpointCount) revert InvalidCheckpointIndex(jobId, checkpoint, checkpointCount);
+    }
+
+    function _requireKind(uint256 gameId, Game storage g, GameKind kind) internal view {
+        if (g.kind != kind) revert WrongKind(gameId, kind, g.kind);
+    }
+
+    function _openTerms(uint256 jobId) internal view returns (DisputeTerms memory terms) {
         terms = MARKET.disputeTerms(jobId);
         // A result can only be challenged once submitted (no trace root to prove against before).
         if (terms.status != JobStatus.Submitted) revert WrongStatus(jobId, JobStatus.Submitted, terms.status);
         if (msg.sender == terms.solver) revert SelfChallenge(jobId, terms.solver);
     }
 
-    function _create(uint256 gameId, uint256 jobId, address solver, uint8 arity) internal returns (Game storage g) {
+    function _create(uint256 gameId, uint256 jobId, address solver, GameKind kind, uint8 arity)
+        internal
+        returns (Game storage g)
+    {
         g = _games[gameId];
         g.jobId = jobId;
+        g.kind = kind;
         g.solver = solver;
         g.challenger = msg.sender;
         g.status = GameStatus.InProgress;
@@ -332,7 +515,7 @@ contract DisputeGame is ReentrancyGuard {
     }
 
     function _emitCreated(uint256 gameId, Game storage g) internal {
-        emit GameCreated(gameId, g.jobId, g.challenger, g.level, g.base, g.lo, g.hi, g.arity);
+        emit GameCreated(gameId, g.jobId, g.challenger, g.kind, g.level, g.base, g.lo, g.hi, g.arity);
     }
 
     function _game(uint256 gameId) internal view returns (Game storage g) {

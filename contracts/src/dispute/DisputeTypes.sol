@@ -20,6 +20,20 @@ enum Level {
     OP
 }
 
+/// @notice What a game disputes (docs/protocol.md §6).
+enum GameKind {
+    // 0: the training trace, bisected CHECKPOINT -> STEP -> OP down to one link
+    Trace,
+    // 1: availability of one chunk of one committed checkpoint file: the solver must post
+    //    the chunk with Merkle proofs against filesRoot, or lose
+    Availability,
+    // 2: whether checkpoint i's committed file loads to its committed state hash: the solver
+    //    reveals both (with proofs) and the CID holding the file; the referee rules
+    File,
+    // 3: leaf m of traceRoot differs from finalStateHash, proven on-chain at creation
+    Final
+}
+
 /// @notice Where a game stands.
 enum GameStatus {
     // 0: no game with this id
@@ -49,6 +63,8 @@ enum Party {
 /// @notice One dispute: a challenger against a job's committed result.
 struct Game {
     uint256 jobId;
+    // what the game disputes (Trace for dissection games)
+    GameKind kind;
     address solver;
     address challenger;
     GameStatus status;
@@ -69,13 +85,23 @@ struct Game {
     uint64 turnStartedAt;
     // dissection rounds played so far (each: one dissect + one select)
     uint32 rounds;
-    // agreed value at lo, and the solver's value at hi
+    // Trace: agreed value at lo, and the solver's value at hi. File: the revealed file root
+    // (hashLo) and state hash (hashHi), which the referee's load of the file must reproduce.
+    // Final: the result's finalStateHash (hashLo) and the proven leaf m (hashHi).
     bytes32 hashLo;
     bytes32 hashHi;
     // OP level: the solver's h_M (position M+1)
     bytes32 lastOpHash;
     // keccak256(abi.encode(hashes)) of the solver's pending dissection (0 when none)
     bytes32 roundHash;
-    // CID of the solver's operand bundle (empty until posted)
+    // CID of the solver's operand bundle; File games: the CID of the checkpoint file
     string bundleCid;
+}
+
+/// @notice What an Availability or File game asks for (kind Trace/Final: unused).
+struct ArtifactClaim {
+    // the checkpoint index (leaf of traceRoot and of filesRoot)
+    uint64 checkpoint;
+    // Availability: the requested chunk index (ArtifactLib.CHUNK_SIZE bytes each)
+    uint64 chunk;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {GameStatus, Level, Party} from "./DisputeTypes.sol";
+import {GameKind, GameStatus, Level, Party} from "./DisputeTypes.sol";
 
 /// @title DisputeGame and ArbiterReferee errors
 /// @notice chain/errors.py turns each into a Python exception of the same name.
@@ -62,3 +62,11 @@ error GameAlreadySet(address game);
 error ZeroClockBudget();
 /// @notice Only the bound game may request rulings.
 error NotGame(address caller);
+/// @notice The move belongs to games of kind `expected`; this game is `actual`.
+error WrongKind(uint256 gameId, GameKind expected, GameKind actual);
+/// @notice The revealed length and chunk root do not hash to the revealed file root.
+error FileRootMismatch(uint256 gameId, bytes32 fileRoot);
+/// @notice The posted chunk is not chunk `chunk` of the committed file.
+error InvalidChunk(uint256 gameId, uint64 chunk);
+/// @notice The proven last leaf equals the result's finalStateHash: nothing to prove.
+error FinalStateMatches(uint256 jobId, bytes32 lastLeaf);

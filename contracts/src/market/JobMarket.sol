@@ -83,6 +83,7 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         uint32 checkpointCount,
         string manifestCid,
         bytes32 finalStateHash,
+        bytes32 filesRoot,
         uint64 challengeDeadline
     );
     /// @notice A solver missed its submit deadline and lost its stake.
@@ -246,14 +247,19 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     /// @param jobId The job.
     /// @param traceRoot Merkle root (keccak256, positional, zero-padded) over the state hashes.
     /// @param checkpointCount Number of committed state hashes (initial state included).
-    /// @param manifestCid CID of the manifest listing every checkpoint's CID and state hash.
-    /// @param finalStateHash The last committed state hash.
+    /// @param manifestCid CID of the manifest listing every checkpoint's CID, state hash and
+    ///        file root.
+    /// @param finalStateHash The last committed state hash (leaf checkpointCount-1 of
+    ///        traceRoot; a mismatch is provable on-chain by DisputeGame.proveFinalMismatch).
+    /// @param filesRoot Merkle root over the checkpoint files' roots (ArtifactLib.fileRoot),
+    ///        leaf i for checkpoint i; what availability challenges are answered against.
     function submitResult(
         uint256 jobId,
         bytes32 traceRoot,
         uint32 checkpointCount,
         string calldata manifestCid,
-        bytes32 finalStateHash
+        bytes32 finalStateHash,
+        bytes32 filesRoot
     ) external nonReentrant {
         Job storage job = _job(jobId);
         _requireStatus(jobId, job, JobStatus.Claimed);
@@ -262,7 +268,10 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         if (checkpointCount != job.checkpointCount) {
             revert CheckpointCountMismatch(jobId, job.checkpointCount, checkpointCount);
         }
-        if (traceRoot == bytes32(0) || finalStateHash == bytes32(0) || bytes(manifestCid).length == 0) {
+        if (
+            traceRoot == bytes32(0) || finalStateHash == bytes32(0) || filesRoot == bytes32(0)
+                || bytes(manifestCid).length == 0
+        ) {
             revert EmptyCommitment();
         }
         uint64 challengeDeadline = uint64(block.timestamp) + job.challengeWindow;
@@ -270,8 +279,11 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         job.traceRoot = traceRoot;
         job.manifestCid = manifestCid;
         job.finalStateHash = finalStateHash;
+        job.filesRoot = filesRoot;
         job.challengeDeadline = challengeDeadline;
-        emit ResultSubmitted(jobId, msg.sender, traceRoot, checkpointCount, manifestCid, finalStateHash, challengeDeadline);
+        emit ResultSubmitted(
+            jobId, msg.sender, traceRoot, checkpointCount, manifestCid, finalStateHash, filesRoot, challengeDeadline
+        );
     }
 
     // ----------------------------------------------------------------- anyone
@@ -426,6 +438,8 @@ contract JobMarket is ReentrancyGuard, EIP712 {
             solver: job.solver,
             specHash: job.specHash,
             traceRoot: job.traceRoot,
+            filesRoot: job.filesRoot,
+            finalStateHash: job.finalStateHash,
             checkpointCount: job.checkpointCount,
             stepsPerCheckpoint: job.stepsPerCheckpoint
         });

@@ -64,6 +64,10 @@ struct DisputeTerms {
     address solver;
     bytes32 specHash;
     bytes32 traceRoot;
+    // Merkle root over the checkpoint files' roots (ArtifactLib), same leaf order as traceRoot
+    bytes32 filesRoot;
+    // the solver's claimed last state hash (must equal leaf checkpointCount-1 of traceRoot)
+    bytes32 finalStateHash;
     uint32 checkpointCount;
     uint32 stepsPerCheckpoint;
 }
@@ -87,6 +91,8 @@ struct Job {
     bytes32 specHash;
     bytes32 traceRoot;
     bytes32 finalStateHash;
+    // Merkle root over the checkpoint files' roots (ArtifactLib.fileRoot), one per state hash
+    bytes32 filesRoot;
     string specCid;
     string manifestCid;
 }
