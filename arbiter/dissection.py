@@ -53,8 +53,36 @@ def boundaries(lo: int, hi: int, arity: int) -> list[int]:
     return [lo + (hi - lo) * k // count for k in range(count + 1)]
 
 
+# PositionLib mirrors: the level and position arithmetic of contracts/src/lib/PositionLib.sol.
+
+
+def leaf_index(position: int) -> int:
+    """PositionLib.leafIndex: CHECKPOINT position p >= 1 is trace leaf p - 1."""
+    return position - 1
+
+
+def step_base(lo: int) -> int:
+    """PositionLib.stepBase: the agreed checkpoint of STEP entered from CHECKPOINT [lo, lo+1]."""
+    return lo - 1
+
+
+def global_step(checkpoint: int, offset: int, steps_per_checkpoint: int) -> int:
+    """PositionLib.globalStep: the step index t of STEP [offset, offset + 1]."""
+    return checkpoint * steps_per_checkpoint + offset
+
+
+def op_end(op_count: int) -> int:
+    """PositionLib.opEnd: the OP level spans [0, M + 2]."""
+    return op_count + 2
+
+
+def last_op_position(op_count: int) -> int:
+    """PositionLib.lastOpPosition: h_M sits at OP position M + 1."""
+    return op_count + 1
+
+
 def end_link(last_op_hash: bytes, next_state_hash: bytes) -> bytes:
-    """The OP level's end value: sha256(h_M ‖ stateHash_{t+1}) (DisputeGame.openOpLevel)."""
+    """PositionLib.endLink: the OP level's end value sha256(h_M ‖ stateHash_{t+1})."""
     return hashlib.sha256(last_op_hash + next_state_hash).digest()
 
 
@@ -63,9 +91,9 @@ def position_value(trace: TraceView, level: Level, base: int, position: int) -> 
     if level == Level.CHECKPOINT:
         if position == 0:
             return trace.spec_hash()
-        if position - 1 >= trace.checkpoint_count():
+        if leaf_index(position) >= trace.checkpoint_count():
             return None
-        return trace.checkpoint_leaf(position - 1)
+        return trace.checkpoint_leaf(leaf_index(position))
     k = trace.steps_per_checkpoint()
     if level == Level.STEP:
         if position > k:
@@ -75,8 +103,8 @@ def position_value(trace: TraceView, level: Level, base: int, position: int) -> 
     if position == 0:
         return trace.step_state(checkpoint, offset)
     m = trace.op_count(base)
-    if position <= m + 1:
+    if position <= last_op_position(m):
         return trace.op_link(base, position - 1)
-    if position == m + 2:
+    if position == op_end(m):
         return end_link(trace.op_link(base, m), trace.step_state(checkpoint, offset + 1))
     return None

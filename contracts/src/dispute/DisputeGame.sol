@@ -7,6 +7,7 @@ import {ArtifactLib} from "../lib/ArtifactLib.sol";
 import {ClockLib} from "../lib/ClockLib.sol";
 import {DissectionLib} from "../lib/DissectionLib.sol";
 import {MerkleLib} from "../lib/MerkleLib.sol";
+import {PositionLib} from "../lib/PositionLib.sol";
 import {WrongStatus, ZeroAddress} from "../market/Errors.sol";
 import {DisputeTerms, JobMarket} from "../market/JobMarket.sol";
 import {JobStatus} from "../market/JobTypes.sol";
@@ -295,11 +296,11 @@ contract DisputeGame is ReentrancyGuard {
         if (g.opCount != 0) revert OpLevelAlreadyOpen(gameId);
         if (opCount == 0 || opCount > MAX_OPS) revert InvalidOpCount(opCount, MAX_OPS);
         _charge(gameId, g);
-        bytes32 endHash = sha256(abi.encodePacked(lastOpHash, g.hashHi));
+        bytes32 endHash = PositionLib.endLink(lastOpHash, g.hashHi);
         g.opCount = opCount;
         g.lastOpHash = lastOpHash;
         g.lo = 0;
-        g.hi = opCount + 2;
+        g.hi = PositionLib.opEnd(opCount);
         g.hashHi = endHash;
         emit OpLevelOpened(gameId, opCount, lastOpHash, endHash);
     }
@@ -554,7 +555,7 @@ contract DisputeGame is ReentrancyGuard {
         DisputeTerms memory terms = MARKET.disputeTerms(g.jobId);
         for (uint256 k = 1; k < count; k++) {
             // Position p >= 1 is leaf p - 1 (position 0 is the spec hash).
-            uint64 leafIndex = DissectionLib.boundary(g.lo, g.hi, count, k) - 1;
+            uint64 leafIndex = PositionLib.leafIndex(DissectionLib.boundary(g.lo, g.hi, count, k));
             if (!MerkleLib.verify(terms.traceRoot, terms.checkpointCount, hashes[k - 1], leafIndex, proofs[k - 1])) {
                 revert InvalidProof(gameId, leafIndex);
             }
@@ -565,7 +566,7 @@ contract DisputeGame is ReentrancyGuard {
         internal
         view
     {
-        uint64 lastOpPosition = g.opCount + 1;
+        uint64 lastOpPosition = PositionLib.lastOpPosition(g.opCount);
         for (uint256 k = 1; k < count; k++) {
             uint64 position = DissectionLib.boundary(g.lo, g.hi, count, k);
             if (position == lastOpPosition && hashes[k - 1] != g.lastOpHash) {
@@ -583,7 +584,7 @@ contract DisputeGame is ReentrancyGuard {
                 return;
             }
             g.level = Level.STEP;
-            g.base = g.lo - 1;
+            g.base = PositionLib.stepBase(g.lo);
             g.lo = 0;
             g.hi = stepsPerCheckpoint;
             _extendClocks(g);
@@ -592,7 +593,7 @@ contract DisputeGame is ReentrancyGuard {
         }
         if (g.level == Level.STEP) {
             g.level = Level.OP;
-            g.base = g.base * stepsPerCheckpoint + g.lo;
+            g.base = PositionLib.globalStep(g.base, g.lo, stepsPerCheckpoint);
             g.lo = 0;
             g.hi = 0;
             _extendClocks(g);
