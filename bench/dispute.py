@@ -9,6 +9,12 @@ to the single operator on a fresh anvil, and the referee rules.  For each d it p
 challenge, dissections, selections, OP opening, bundle, ruling).  Then it times the
 referee's real work for the GPT model's largest matmul: re-executing that one operator
 with repops on CPU from its operand bundle (`referee_matmul_cpu_s`, a median).
+
+The artifact games are measured on the same trace shape with checkpoint files of
+`--file-mib` MiB each (default 1024: a 1 GiB checkpoint, 2^18 chunks, so the chunk proof is
+18 deep and the filesRoot proof 11): `gas_challenge_availability`,
+`gas_answer_availability_worst` (a full 4 KiB chunk of non-zero bytes, the most calldata an
+answer can carry), `gas_challenge_file`, `gas_reveal_file` and `gas_prove_final_mismatch`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import logging
 import statistics
 import time
+
+from eth_hash.auto import keccak
 
 from arbiter.actor import GameActor
 from arbiter.referee import Referee, TraceOracle
@@ -28,7 +36,9 @@ from chain.deploy import deploy
 from chain.devnet import running_devnet
 from chain.dispute import GameRecord
 from chain.generated import Party
-from chain.types import Cid, Hash32, Wei
+from chain.types import Cid, Hash32, JobId, Wei
+from repops.artifact import CHUNK_SIZE, chunk_count, file_root
+from repops.merkle import merkle_proof, merkle_root
 
 STEPS = 1 << 20
 K = 1 << 10
@@ -97,6 +107,87 @@ def play_one(arity: int) -> tuple[int, int]:
         return record.rounds, sum(r.gas_used for r in receipts)
 
 
+def play_artifacts(file_mib: int) -> dict[str, int]:
+    """Gas of the availability, file and final-mismatch moves on 2^20-step results."""
+    checkpoints = STEPS // K + 1
+    honest = SyntheticTrace(seed=9, checkpoints=STEPS // K, k=K, ops=OPS)
+    length = file_mib << 20
+    count = chunk_count(length)
+    data = bytes((i % 255) + 1 for i in range(CHUNK_SIZE))  # non-zero: 16 gas a byte
+    leaves = [keccak(data)] * count
+    chunk_root = merkle_root(leaves)
+    root = file_root(length, chunk_root)
+    roots = [root] * checkpoints
+    index = count - 1  # the deepest right-most path; the file is whole chunks, so full
+    gas: dict[str, int] = {}
+    with running_devnet() as devnet:
+        deployer, submitter, solver, challenger, arbiter = devnet.accounts[:5]
+        client = ChainClient(devnet.web3(), deployer)
+        deployment = deploy(client, arbiters=[arbiter.address])
+        token, market = deployment.token(client), deployment.market(client)
+        game = deployment.game(client)
+        for account in (submitter, solver, challenger):
+            token.mint(account.address, 1_000 * ONE)
+            token.as_account(account).approve(market.address, 1_000 * ONE)
+
+        def submitted(final: bytes) -> JobId:
+            terms = JobTerms(
+                spec_hash=Hash32(honest.spec_hash()),
+                spec_cid=Cid("bafkreisyntheticspec"),
+                reward=Wei(10 * ONE),
+                solver_stake=Wei(5 * ONE),
+                challenger_bond=Wei(2 * ONE),
+                claim_deadline=devnet.timestamp() + 3_600,
+                submit_window=3_600,
+                challenge_window=3_600,
+                steps_per_checkpoint=K,
+                checkpoint_count=checkpoints,
+            )
+            job_id, _ = market.as_account(submitter).post_job(terms)
+            market.as_account(solver).claim(job_id)
+            market.as_account(solver).submit_result(
+                job_id,
+                Hash32(honest.trace_root),
+                checkpoints,
+                Cid("bafkreisyntheticmanifest"),
+                Hash32(final),
+                Hash32(merkle_root(roots)),
+            )
+            return job_id
+
+        job_id = submitted(honest.leaves[-1])
+        as_solver, as_challenger = game.as_account(solver), game.as_account(challenger)
+        game_id, receipt = as_challenger.challenge_availability(job_id, checkpoints - 1, index)
+        gas["gas_challenge_availability"] = receipt.gas_used
+        receipt = as_solver.answer_availability(
+            game_id,
+            root,
+            merkle_proof(roots, checkpoints - 1),
+            length,
+            chunk_root,
+            data,
+            merkle_proof(leaves, index),
+        )
+        gas["gas_answer_availability_worst"] = receipt.gas_used
+        game_id, receipt = as_challenger.challenge_file(job_id, checkpoints - 1)
+        gas["gas_challenge_file"] = receipt.gas_used
+        receipt = as_solver.reveal_file(
+            game_id,
+            honest.leaves[-1],
+            honest.checkpoint_proof(checkpoints - 1),
+            root,
+            merkle_proof(roots, checkpoints - 1),
+            Cid("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"),
+        )
+        gas["gas_reveal_file"] = receipt.gas_used
+        lying = submitted(b"\x0f" * 32)
+        _, receipt = as_challenger.prove_final_mismatch(
+            lying, honest.leaves[-1], honest.checkpoint_proof(checkpoints - 1)
+        )
+        gas["gas_prove_final_mismatch"] = receipt.gas_used
+    return gas
+
+
 def referee_matmul_seconds(repeats: int) -> float:
     """Median CPU seconds for the referee to re-execute the GPT's largest matmul."""
     from bench.referee_op import time_largest_matmul
@@ -109,6 +200,7 @@ def main() -> None:
     parser.add_argument("--arity", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--skip-referee", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--file-mib", type=int, default=1024, help="checkpoint size (MiB)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"trace: {STEPS} steps, checkpoint every {K}, {OPS} ops/step, divergence {DIVERGENCE}")
@@ -123,6 +215,8 @@ def main() -> None:
             best = (arity, rounds, gas)
     if best is not None:
         print(f"best: d={best[0]} rounds={best[1]} gas={best[2]}")
+    for name, value in play_artifacts(args.file_mib).items():
+        print(f"{name}: {value}")
     if not args.skip_referee:
         print(f"referee_matmul_cpu_s: {referee_matmul_seconds(args.repeats):.4f}")
 
