@@ -10,8 +10,13 @@ operator link the solver's operand bundle.  Links by level (DisputeTypes.sol pos
 - OP [j, j + 1], 1 <= j <= M + 1: link j re-executed by `repops.trace.reexecute` from the
   bundle, which must reproduce the agreed h_{j-1}.
 
-A bundle that is missing, malformed or inconsistent raises BundleRejected (the solver
-loses); the referee's own trouble (store unreachable) raises ArbiterError (rule later).
+Every bundle failure the solver causes is a ruling against it (BundleRejected): a CID
+that does not parse, content nobody serves, content that does not verify, a directory, a
+file larger than an honest bundle for that link can be (`max_bundle_bytes`, bounded by
+the op, never by the model), bytes that are not a bundle, a bundle for another link or
+program, missing or extra tensors, wrong shapes, or hashes that do not reproduce the
+agreed chain.  Only the referee's own trouble (store unreachable or misbehaving: any
+StoreError that is not an ArtifactUnusable) raises ArbiterError (rule later).
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ from chain.contracts import JobMarketClient
 from chain.dispute import GameRecord
 from chain.generated import Level
 from chain.types import JobId
-from market.store import ArtifactNotFound, ArtifactStore, IntegrityError, StoreError
+from market.store import ArtifactStore, ArtifactTooLarge, ArtifactUnusable, StoreError
 from repops import hashing
 from repops.errors import BundleInvalid, RepopsError
 from repops.program import batch_for, batch_hash, init_state
-from repops.trace import MAX_BUNDLE_BYTES, OperandBundle, chain_start, reexecute
+from repops.trace import OperandBundle, chain_start, max_bundle_bytes, reexecute
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ class RepopsOracle:
         link = game.lo
         if link > job.program.tape.num_ops + 1:
             return None
-        bundle = self._bundle(game)
+        bundle = self._bundle(game, max_bundle_bytes(job.program, link))
         if bundle.op_index != link:
             raise BundleRejected(f"bundle is for link {bundle.op_index}, the game is at {link}")
         try:
@@ -63,10 +68,14 @@ class RepopsOracle:
         except BundleInvalid as exc:
             raise BundleRejected(str(exc)) from exc
 
-    def _bundle(self, game: GameRecord) -> OperandBundle:
+    def _bundle(self, game: GameRecord, limit: int) -> OperandBundle:
+        if not game.bundle_cid:
+            raise BundleRejected("no bundle was posted")
         try:
-            raw = self.store.get_bytes(game.bundle_cid, max_size=MAX_BUNDLE_BYTES)
-        except (ArtifactNotFound, IntegrityError) as exc:
+            raw = self.store.get_bytes(game.bundle_cid, max_size=limit)
+        except ArtifactTooLarge as exc:
+            raise BundleRejected(f"bundle oversize: {exc}") from exc
+        except ArtifactUnusable as exc:
             raise BundleRejected(f"bundle {game.bundle_cid} unavailable: {exc}") from exc
         except StoreError as exc:
             raise ArbiterError(f"cannot fetch bundle {game.bundle_cid}: {exc}") from exc

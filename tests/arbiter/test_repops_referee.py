@@ -9,7 +9,9 @@ the referee's own store trouble.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,13 @@ from arbiter.repops_oracle import RepopsOracle
 from chain.dispute import GameRecord
 from chain.generated import GameStatus, Level, Party
 from chain.types import Address, Cid, Hash32, JobId
-from market.store import ArtifactStore, compute_cid, open_store
+from market.store import ArtifactStore, EmbeddedStore, StoreError, compute_cid, open_store
+from market.store.cid import DAG_PB, BlockRef
+from market.store.unixfs import encode_pbnode
 from repops import data as data_mod
 from repops import hashing
 from repops.program import Program, State, build_program, init_state
-from repops.trace import OperandBundle, StepTrace, chain_final
+from repops.trace import OperandBundle, StepTrace, chain_final, max_bundle_bytes
 from tests.e2e.support import MLP_SPEC, digits_bytes, publish_job
 from tests.fixtures.dispute import DisputeEnv
 
@@ -203,3 +207,115 @@ def test_referee_store_unreachable_is_the_referees_problem(job: Job) -> None:
     g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], pin_bundle(job, 5))
     with pytest.raises(ArbiterError):
         dead.value_after(g)
+
+
+# ---- every bundle failure the solver causes rules against it ------------------------------
+
+
+def _op_game(job: Job, j: int, cid: str) -> GameRecord:
+    return game(job, Level.OP, j, job.trace.chain[j - 1], job.trace.chain[j], cid)
+
+
+def _forged(job: Job, j: int, **changes: Any) -> str:
+    """The honest bundle for link j with some fields replaced, pinned."""
+    honest = OperandBundle.from_bytes(
+        HonestStepper().bundle(job.program, job.state_t, job.dataset, j)
+    )
+    return str(job.store.add_bytes(dataclasses.replace(honest, **changes).to_bytes()))
+
+
+def _directory(job: Job) -> str:
+    block = encode_pbnode([], b"\x08\x01")  # a UnixFS directory with no entries
+    ref = BlockRef.for_block(DAG_PB, block)
+    assert isinstance(job.store, EmbeddedStore)
+    path = job.store.block_path(ref.cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(block)
+    return ref.cid
+
+
+def _with_tensors(job: Job, j: int, edit: Any) -> str:
+    honest = OperandBundle.from_bytes(
+        HonestStepper().bundle(job.program, job.state_t, job.dataset, j)
+    )
+    tensors = dict(honest.tensors)
+    edit(tensors)
+    return _forged(job, j, tensors=tensors)
+
+
+FAILURES: dict[str, Any] = {
+    "unparseable CID": (lambda job: "not-a-cid", "invalid CID"),
+    "no CID posted": (lambda job: "", "no bundle was posted"),
+    "oversize": (
+        lambda job: str(job.store.add_bytes(bytes(max_bundle_bytes(job.program, 5) + 1))),
+        "oversize",
+    ),
+    "directory": (_directory, "not a file"),
+    "not a bundle": (lambda job: str(job.store.add_bytes(b"\x00" * 64)), "malformed"),
+    "missing tensor": (lambda job: _with_tensors(job, 5, lambda t: t.clear()), "missing"),
+    "extra tensor": (
+        lambda job: _with_tensors(job, 5, lambda t: t.update({"in.9": torch.zeros(2)})),
+        "extra",
+    ),
+    "wrong shape": (
+        lambda job: _with_tensors(
+            job, 5, lambda t: t.update({k: v.reshape(-1)[:1] for k, v in t.items()})
+        ),
+        "expected",
+    ),
+    "wrong op": (lambda job: _forged(job, 5, op_index=6), "link 6"),
+    "another program": (lambda job: _forged(job, 5, program_hash=b"\x07" * 32), "another"),
+    "wrong prefix hashes": (
+        lambda job: _forged(job, 5, prefix=(b"\x08" * 32, *job.trace.out_hashes[1:4])),
+        "agreed",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAILURES))
+def test_referee_every_solver_bundle_failure_rules_against_it(job: Job, kind: str) -> None:
+    make, says = FAILURES[kind]
+    g = _op_game(job, 5, make(job))
+    with pytest.raises(BundleRejected, match=says):
+        oracle(job).value_after(g)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and ruling.computed == bytes(32)
+
+
+def test_referee_store_misbehaving_is_never_a_ruling(job: Job) -> None:
+    class Broken(EmbeddedStore):
+        def stream(self, cid: str) -> Iterator[bytes]:
+            raise StoreError("daemon answered with garbage")
+
+    assert isinstance(job.store, EmbeddedStore)
+    broken = RepopsOracle(Broken(job.store.root), job.env.market)
+    with pytest.raises(ArbiterError, match="garbage"):
+        broken.value_after(_op_game(job, 5, pin_bundle(job, 5)))
+
+
+def test_referee_end_link_bundle_is_bounded_by_the_op_not_the_state(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    """A model whose state is larger than any bundle the referee reads: the end link is
+    still ruled, honestly and against a forged state, from a bundle without tensors."""
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    spec: dict[str, Any] = copy.deepcopy(MLP_SPEC)
+    spec["program"]["model"]["config"]["hidden"] = [256, 256]
+    job_id = publish_job(dispute_env, store, hidden=[256, 256])
+    program = build_program(spec)
+    dataset = data_mod.Dataset.from_bytes(digits_bytes())
+    state = init_state(program)
+    trace = HonestStepper().replay(program, state, dataset)
+    state_bytes = sum(t.numel() * t.element_size() for t in trace.new_state.values())
+    m = program.tape.num_ops
+    limit = max_bundle_bytes(program, m + 1)
+    assert limit < state_bytes // 4  # the whole new state could never be posted
+    raw = HonestStepper().bundle(program, state, dataset, m + 1)
+    assert len(raw) <= limit
+    cid = str(store.add_bytes(raw))
+    big = Job(dispute_env, store, job_id, program, dataset, state, trace)
+    honest = game(big, Level.OP, m + 1, trace.chain[m], trace.chain[m + 1], cid)
+    assert decide(honest, RepopsOracle(store, dispute_env.market)).solver_won
+    lying = dataclasses.replace(honest, hash_hi=Hash32(b"\x09" * 32))
+    ruling = decide(lying, RepopsOracle(store, dispute_env.market))
+    assert not ruling.solver_won and ruling.computed == trace.chain[m + 1]

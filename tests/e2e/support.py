@@ -61,6 +61,8 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
     spec.update(
         {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_interval", "seed")}
     )
+    if "hidden" in overrides:
+        spec["program"]["model"]["config"]["hidden"] = list(overrides["hidden"])
     spec["data"]["cid"] = str(store.add_bytes(digits_bytes()))
     raw = canonical(spec)
     spec_cid = store.add_bytes(raw)
