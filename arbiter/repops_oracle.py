@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 
-from arbiter.jobcontext import JobContext, JobUnusable, load_job
 from arbiter.referee import ArbiterError, BundleRejected
 from chain.contracts import JobMarketClient
 from chain.dispute import GameRecord
@@ -34,6 +33,7 @@ from repops import hashing
 from repops.errors import BundleInvalid, RepopsError
 from repops.program import batch_for, batch_hash, init_state
 from repops.trace import OperandBundle, chain_start, max_bundle_bytes, reexecute
+from roles.jobcontext import JobContext, JobUnusable, load_job
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from arbiter.actor import GameActor
-from arbiter.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
 from arbiter.realtrace import HonestStepper, RealTrace, Stepper
 from chain.client import ChainClient
 from chain.deploy import Deployment
@@ -31,6 +30,7 @@ from market.store import ArtifactStore
 from repops import hashing, merkle
 from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint
+from roles.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
 
 log = logging.getLogger(__name__)
 

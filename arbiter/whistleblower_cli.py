@@ -17,8 +17,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from arbiter.jobcontext import JobUnusable
-from arbiter.roles import (
+from arbiter.whistleblower import Whistleblower
+from chain.errors import ChainError
+from market.store import StoreError
+from roles.jobcontext import JobUnusable
+from roles.startup import (
     RoleSettings,
     add_common_flags,
     connect,
@@ -26,9 +29,6 @@ from arbiter.roles import (
     setup_logging,
     stop_flag,
 )
-from arbiter.whistleblower import Whistleblower
-from chain.errors import ChainError
-from market.store import StoreError
 
 
 class WhistleblowerSettings(RoleSettings):

@@ -17,13 +17,13 @@ from typing import Protocol
 
 import torch
 
-from arbiter.jobcontext import JobContext, fetch
 from arbiter.realtrace import HonestStepper, Stepper
 from chain.types import Cid, JobId
 from market.store import ArtifactStore
 from repops import hashing
 from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint, save_checkpoint, step_of
+from roles.jobcontext import JobContext, fetch
 from solver.journal import Checkpoint, JobJournal, Journal, Phase
 
 log = logging.getLogger(__name__)
