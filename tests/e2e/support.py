@@ -63,7 +63,8 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
     )
     if "hidden" in overrides:
         spec["program"]["model"]["config"]["hidden"] = list(overrides["hidden"])
-    spec["data"]["cid"] = str(store.add_bytes(digits_bytes()))
+    dataset = overrides.get("dataset_bytes")
+    spec["data"]["cid"] = str(store.add_bytes(digits_bytes() if dataset is None else dataset))
     raw = canonical(spec)
     spec_cid = store.add_bytes(raw)
     terms = JobTerms(
@@ -73,7 +74,7 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
         solver_stake=Wei(STAKE),
         challenger_bond=Wei(BOND),
         claim_deadline=env.devnet.timestamp() + 3_600,
-        submit_window=3_600,
+        submit_window=int(overrides.get("submit_window", 3_600)),
         challenge_window=WINDOW_S,
         steps_per_checkpoint=spec["checkpoint_interval"],
         checkpoint_count=spec["steps"] // spec["checkpoint_interval"] + 1,
