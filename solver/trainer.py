@@ -25,8 +25,9 @@ from market.store import ArtifactStore
 from repops import hashing
 from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint, save_checkpoint, step_of
+from roles.files import write_atomic
 from roles.jobcontext import JobContext, fetch
-from solver.journal import Checkpoint, JobJournal, Journal, Phase, write_atomic
+from solver.journal import Checkpoint, JobJournal, Journal, Phase
 
 log = logging.getLogger(__name__)
 

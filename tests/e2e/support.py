@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
@@ -96,10 +97,18 @@ def solver_node(
 
 
 def whistleblower(
-    env: DisputeEnv, store: ArtifactStore, index: int = 0, stepper: Stepper | None = None
+    env: DisputeEnv,
+    store: ArtifactStore,
+    index: int = 0,
+    stepper: Stepper | None = None,
+    state_dir: Path | None = None,
+    **options: Any,
 ) -> Whistleblower:
     client = env.client.with_account(env.challenger(index))
-    return Whistleblower(client, env.deployment, store, stepper=stepper, arity=4)
+    where = state_dir if state_dir is not None else Path(tempfile.mkdtemp(prefix="wb-"))
+    return Whistleblower(
+        client, env.deployment, store, state_dir=where, stepper=stepper, arity=4, **options
+    )
 
 
 def referee(env: DisputeEnv, store: ArtifactStore) -> Referee:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from arbiter.realtrace import Stepper
-from arbiter.whistleblower import Finding
 from chain.generated import (
     DisputeResolved,
     GameStatus,
@@ -78,7 +77,14 @@ def test_honest_solver_unchallenged_is_paid_and_job_finalized(
 
     run_market(env, [node.tick, wb.tick], ref, done=lambda: _settled(node, job_id))
 
-    assert wb.findings == [Finding(job_id, (0, 1, 2, 3), None, "all checked segments match")]
+    (report,) = wb.findings
+    assert (report.job_id, report.checked, report.mismatch, report.findings) == (
+        job_id,
+        (0, 1, 2, 3),
+        None,
+        (),
+    )
+    assert report.reason == "all checked segments match" and report.not_checked == ()
     assert env.game.game_count() == 0
     record = env.market.get_job(job_id)
     assert record.status == JobStatus.Finalized
