@@ -181,7 +181,10 @@ class SolverNode:
                 continue
             if reason is not None:
                 self._skipped[job_id] = reason
-                self.report(Event(job_id, f"skipped: {reason}"))
+                if reason.startswith("status "):  # someone else's now: nothing to say
+                    log.info("job %d: skipped (%s)", job_id, reason)
+                else:
+                    self.report(Event(job_id, f"skipped: {reason}"))
                 continue
             record = self._contexts[job_id].record
             self.token.approve(self.market.address, record.solver_stake)
