@@ -30,7 +30,7 @@ from chain.generated import Level
 from chain.types import JobId
 from market.store import ArtifactStore, ArtifactTooLarge, ArtifactUnusable, StoreError
 from repops import hashing
-from repops.errors import BundleInvalid, RepopsError
+from repops.errors import RepopsError
 from repops.program import batch_for, batch_hash, init_state
 from repops.trace import OperandBundle, chain_start, max_bundle_bytes, reexecute
 from roles.jobcontext import JobContext, JobUnusable, load_job
@@ -55,7 +55,11 @@ class RepopsOracle:
         if game.level != Level.OP:
             raise ArbiterError(f"game {game.game_id}: no ruling at level {game.level.name}")
         if game.lo == 0:
-            batch = batch_for(job.program, job.dataset, game.base)
+            try:
+                batch = batch_for(job.program, job.dataset, game.base)
+            except RepopsError as exc:  # no honest step t exists, so no honest h_0 either
+                log.info("game %d: step %d has no batch: %s", game.game_id, game.base, exc)
+                return None
             return chain_start(game.hash_lo, batch_hash(batch))
         link = game.lo
         if link > job.program.tape.num_ops + 1:
@@ -65,7 +69,7 @@ class RepopsOracle:
             raise BundleRejected(f"bundle is for link {bundle.op_index}, the game is at {link}")
         try:
             return reexecute(job.program, bundle, game.hash_lo).h
-        except BundleInvalid as exc:
+        except RepopsError as exc:  # BundleInvalid, or any other inconsistency it carries
             raise BundleRejected(str(exc)) from exc
 
     def _bundle(self, game: GameRecord, limit: int) -> OperandBundle:

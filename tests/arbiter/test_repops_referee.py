@@ -28,7 +28,7 @@ from market.store import ArtifactStore, EmbeddedStore, StoreError, compute_cid, 
 from market.store.cid import DAG_PB, BlockRef
 from market.store.unixfs import encode_pbnode
 from repops import data as data_mod
-from repops import hashing
+from repops import hashing, stio
 from repops.program import Program, State, build_program, init_state
 from repops.trace import OperandBundle, StepTrace, chain_final, max_bundle_bytes
 from tests.e2e.support import MLP_SPEC, digits_bytes, publish_job
@@ -319,3 +319,20 @@ def test_referee_end_link_bundle_is_bounded_by_the_op_not_the_state(
     lying = dataclasses.replace(honest, hash_hi=Hash32(b"\x09" * 32))
     ruling = decide(lying, RepopsOracle(store, dispute_env.market))
     assert not ruling.solver_won and ruling.computed == trace.chain[m + 1]
+
+
+def test_referee_step_without_a_batch_rules_against_the_solver(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    """A dataset the model cannot read: no honest h_0 exists, so the solver's is false."""
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    tokens = torch.arange(300, dtype=torch.uint8) % 128
+    chars = stio.dumps({"train": tokens, "val": tokens[:40]}, {"format": "repops-chars-v1"})
+    job_id = publish_job(dispute_env, store, dataset_bytes=chars)
+    program = build_program(dict(MLP_SPEC))
+    state = init_state(program)
+    trace = HonestStepper().replay(program, state, data_mod.Dataset.from_bytes(digits_bytes()))
+    j = Job(dispute_env, store, job_id, program, data_mod.Dataset.from_bytes(chars), state, trace)
+    g = game(j, Level.OP, 0, trace.state_hash, trace.chain[0])
+    ruling = decide(g, RepopsOracle(store, dispute_env.market))
+    assert not ruling.solver_won and "does not exist" in ruling.reason
