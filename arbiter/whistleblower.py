@@ -429,6 +429,7 @@ class _Pending:
     ctx: JobContext
     manifest: Manifest
     future: Future[Report] | None = None
+    found: tuple[Finding, ...] = ()  # findings about the commitments, before re-execution
 
 
 class Whistleblower:
@@ -537,7 +538,7 @@ class Whistleblower:
         if self.games.get_game(created.game_id).finished:
             return
         ctx = load_job(self.market, self.store, job_id)
-        manifest = Manifest.from_bytes(fetch(self.store, ctx.record.manifest_cid, 1 << 26))
+        manifest, _ = check_manifest(self.store, ctx.record)  # None: our own trace only
         start = int(created.base) if created.level == Level.STEP else None
         self._traces[job_id] = self._trace_from(ctx, manifest, start)
         self._games[created.game_id] = job_id
@@ -587,6 +588,9 @@ class Whistleblower:
                 log.warning("job %d: store trouble, will retry: %s", job_id, exc)
                 heappush(self._queue, (pending.ctx.record.challenge_deadline, job_id))
                 continue
+            except Exception as exc:  # a worker that died must not take the role with it
+                log.error("job %d: check failed in its worker: %s: %s", job_id, type(exc), exc)
+                continue
             self._conclude(pending, result)
 
     def _prepare(self, job_id: JobId) -> _Pending | None:
@@ -613,14 +617,15 @@ class Whistleblower:
         except JobUnusable as exc:
             self.report(f"job {job_id}: cannot verify (the job itself is unusable): {exc}")
             return None
-        finding = _manifest_finding(self.store, record)
-        if isinstance(finding, Finding):
+        manifest, finding = check_manifest(self.store, record)
+        if manifest is None:
+            assert finding is not None
             report = Report(job_id, (), None, finding.detail, (finding,))
             self.findings.append(report)
             self.report(f"job {job_id}: {report.summary()}")
             self.act_on(ctx, None, report)
             return None
-        return _Pending(ctx, finding)
+        return _Pending(ctx, manifest, found=() if finding is None else (finding,))
 
     def _task(self, pending: _Pending) -> CheckTask:
         ctx, manifest = pending.ctx, pending.manifest
@@ -667,6 +672,7 @@ class Whistleblower:
         job_id = ctx.record.job_id
         if result.steps_run:
             self._rates[ctx.program.program_hash] = result.seconds / result.steps_run
+        result = replace(result, findings=result.findings + pending.found)
         self.findings.append(result)
         count = len(pending.manifest.leaves) - 1
         self.report(f"job {job_id}: {result.summary()} (of {count} segments)")
@@ -832,42 +838,44 @@ class Whistleblower:
         return int(self.client.w3.eth.get_block("latest")["timestamp"])
 
 
-def _manifest_finding(store: ArtifactStore, record: JobRecord) -> Manifest | Finding:
-    """The result's manifest, checked against the on-chain commitments, or what is wrong."""
+def check_manifest(
+    store: ArtifactStore, record: JobRecord
+) -> tuple[Manifest, Finding | None] | tuple[None, Finding]:
+    """The result's manifest checked against the on-chain commitments: (manifest, None),
+    (None, why there is no usable manifest), or (manifest, finalStateHash finding).
+
+    Raises StoreTrouble when the store itself fails.
+    """
+
+    def bad(kind: FindingKind, detail: str) -> tuple[None, Finding]:
+        return None, Finding(kind, None, detail)
+
     try:
         raw = fetch(store, record.manifest_cid, MAX_MANIFEST_BYTES)
     except ArtifactBad as exc:
-        return Finding(FindingKind.MANIFEST_MISSING, None, str(exc))
+        return bad(FindingKind.MANIFEST_MISSING, str(exc))
     try:
         manifest = Manifest.from_bytes(raw)
     except ManifestInvalid as exc:
-        return Finding(FindingKind.MANIFEST_MALFORMED, None, str(exc))
+        return bad(FindingKind.MANIFEST_MALFORMED, str(exc))
     leaves = manifest.leaves
+    inconsistent = FindingKind.MANIFEST_INCONSISTENT
     if len(leaves) != record.checkpoint_count:
-        return Finding(
-            FindingKind.MANIFEST_INCONSISTENT,
-            None,
+        return bad(
+            inconsistent,
             f"manifest lists {len(leaves)} leaves, the job commits to {record.checkpoint_count}",
         )
     if manifest.checkpoint_interval != record.steps_per_checkpoint:
-        return Finding(
-            FindingKind.MANIFEST_INCONSISTENT, None, "manifest is for another checkpoint interval"
-        )
+        return bad(inconsistent, "manifest is for another checkpoint interval")
     if manifest.spec_cid != record.spec_cid:
-        return Finding(FindingKind.MANIFEST_INCONSISTENT, None, "manifest is for another spec")
+        return bad(inconsistent, "manifest is for another spec")
     if merkle.merkle_root(leaves) != record.trace_root:
-        return Finding(
-            FindingKind.MANIFEST_INCONSISTENT,
-            None,
-            "manifest leaves do not hash to the committed trace root",
-        )
+        return bad(inconsistent, "manifest leaves do not hash to the committed trace root")
     if record.final_state_hash != leaves[-1]:
-        return Finding(
-            FindingKind.FINAL_HASH_MISMATCH,
-            len(leaves) - 1,
-            "the committed finalStateHash is not leaf m",
-        )
-    return manifest
+        m = len(leaves) - 1
+        detail = "the committed finalStateHash is not leaf m"
+        return manifest, Finding(FindingKind.FINAL_HASH_MISMATCH, m, detail)
+    return manifest, None
 
 
 def _store_address(store: ArtifactStore) -> str:

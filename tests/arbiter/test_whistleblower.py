@@ -19,7 +19,7 @@ from arbiter.whistleblower import (
     Action,
     FindingKind,
     Report,
-    _manifest_finding,
+    check_manifest,
     sample_segments,
 )
 from chain.generated import GameCreated, JobStatus
@@ -99,7 +99,7 @@ def test_manifest_findings_name_what_is_wrong(dispute_env: DisputeEnv, tmp_path:
     node.tick()
     record = dispute_env.market.get_job(job_id)
     assert record.status == JobStatus.Submitted
-    assert isinstance(_manifest_finding(store, record), Manifest)
+    assert check_manifest(store, record) == (_manifest(store, dispute_env, job_id), None)
     good = _manifest(store, dispute_env, job_id)
     swapped = list(good.leaves)
     swapped[1] = b"\x01" * 32
@@ -124,8 +124,30 @@ def test_manifest_findings_name_what_is_wrong(dispute_env: DisputeEnv, tmp_path:
         ),
     }
     for kind, bad in cases.items():
-        finding = _manifest_finding(store, bad)
-        assert not isinstance(finding, Manifest) and finding.kind == kind, (kind, finding)
+        manifest, finding = check_manifest(store, bad)
+        assert finding is not None and finding.kind == kind, (kind, finding)
+        # Only a wrong finalStateHash leaves a manifest to re-execute against.
+        assert (manifest is not None) == (kind == FindingKind.FINAL_HASH_MISMATCH)
+
+
+def test_a_withheld_manifest_is_a_finding_sent_to_its_action(
+    dispute_env: DisputeEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    job_id = publish_job(dispute_env, store)
+    solver_node(dispute_env, store, tmp_path / "solver").tick()
+    assert isinstance(store, EmbeddedStore)
+    store.block_path(dispute_env.market.get_job(job_id).manifest_cid).unlink()
+    wb = whistleblower(dispute_env, store, state_dir=tmp_path / "wb")
+    with caplog.at_level(logging.WARNING, logger="arbiter.whistleblower"):
+        wb.tick()
+    (report,) = wb.findings
+    assert [f.kind for f in report.findings] == [FindingKind.MANIFEST_MISSING]
+    assert report.decisive() == report.findings[0] and report.checked == ()
+    assert any(
+        f"job {job_id}: manifest-missing" in r.getMessage() and "proofless" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_withheld_checkpoint_is_reexecuted_and_the_lie_behind_it_caught_then_resumed(
