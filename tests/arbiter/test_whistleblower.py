@@ -253,3 +253,23 @@ def test_independent_jobs_are_checked_in_parallel_worker_processes(
         (j, None, tuple(range(SEGMENTS))) for j in jobs
     ]
     assert all(r.steps_run == SEGMENTS * K for r in reports)
+
+
+def test_a_withheld_final_model_is_a_finding_even_when_every_segment_matches(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    job_id = publish_job(dispute_env, store)
+    solver_node(dispute_env, store, tmp_path / "solver").tick()
+    manifest = _manifest(store, dispute_env, job_id)
+    assert isinstance(store, EmbeddedStore)
+    store.block_path(manifest.checkpoints[-1].cid).unlink()
+    wb = whistleblower(dispute_env, store, state_dir=tmp_path / "wb")
+    wb.tick()
+    (report,) = wb.findings
+    assert report.mismatch is None and report.checked == tuple(range(SEGMENTS))
+    assert [(f.kind, f.index) for f in report.findings] == [
+        (FindingKind.FINAL_MODEL_UNUSABLE, SEGMENTS)
+    ]
+    assert ACTIONS[report.findings[0].kind] is Action.AVAILABILITY
+    assert dispute_env.game.game_count() == 0  # no availability move on this chain yet
