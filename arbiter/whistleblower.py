@@ -37,7 +37,6 @@ from typing import Any
 import torch
 
 from arbiter.actor import GameActor
-from arbiter.realtrace import HonestStepper, RealTrace, Stepper
 from chain.client import ChainClient
 from chain.contracts import JobRecord
 from chain.deploy import Deployment
@@ -69,6 +68,7 @@ from roles.jobcontext import (
     fetch,
     load_job,
 )
+from roles.realtrace import HonestStepper, RealTrace, Stepper
 
 log = logging.getLogger(__name__)
 

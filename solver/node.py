@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from arbiter.actor import GameActor
-from arbiter.realtrace import RealTrace, Stepper
 from arbiter.strategy import PostBundle
 from chain.client import ChainClient
 from chain.contracts import JobRecord
@@ -31,6 +30,7 @@ from market.store import ArtifactStore, StoreError
 from repops.trace import trace_root
 from repops.version import REPOPS_VERSION
 from roles.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
+from roles.realtrace import RealTrace, Stepper
 from solver.journal import Checkpoint, JobJournal, Journal, Phase, checkpoint_cids
 from solver.settings import SolverSettings
 from solver.trainer import (

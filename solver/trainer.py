@@ -19,7 +19,6 @@ from typing import Protocol
 
 import torch
 
-from arbiter.realtrace import HonestStepper, Stepper
 from chain.types import Cid, JobId
 from market.store import ArtifactStore
 from repops import hashing
@@ -27,6 +26,7 @@ from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint, save_checkpoint, step_of
 from roles.files import write_atomic
 from roles.jobcontext import JobContext, fetch
+from roles.realtrace import HonestStepper, Stepper
 from solver.journal import Checkpoint, JobJournal, Journal, Phase
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import torch
 
-from arbiter.realtrace import HonestStepper
 from arbiter.referee import ArbiterError, BundleRejected, decide
 from arbiter.repops_oracle import RepopsOracle
 from chain.dispute import GameRecord
@@ -31,6 +30,7 @@ from repops import data as data_mod
 from repops import hashing, stio
 from repops.program import Program, State, build_program, init_state
 from repops.trace import OperandBundle, StepTrace, chain_final, max_bundle_bytes
+from roles.realtrace import HonestStepper
 from tests.e2e.support import MLP_SPEC, digits_bytes, publish_job
 from tests.fixtures.dispute import DisputeEnv
 

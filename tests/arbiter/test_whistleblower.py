@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from arbiter.realtrace import HonestStepper
 from arbiter.whistleblower import (
     ACTIONS,
     Action,
@@ -29,6 +28,7 @@ from market.store import ArtifactStore, EmbeddedStore, open_store
 from repops import data as data_mod
 from repops.program import Program, State
 from roles.files import own_secret
+from roles.realtrace import HonestStepper
 from solver.journal import Phase
 from solver.node import SolverNode
 from tests.e2e.support import MLP_SPEC, publish_job, referee, run_market, solver_node, whistleblower

@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from arbiter.realtrace import Stepper
 from arbiter.referee import Referee
 from arbiter.repops_oracle import RepopsOracle
 from arbiter.whistleblower import Whistleblower
@@ -20,6 +19,7 @@ from chain.contracts import JobTerms
 from chain.types import Cid, Hash32, JobId, Wei
 from market.store import ArtifactStore
 from repops import data as data_mod
+from roles.realtrace import Stepper
 from solver.node import SolverNode
 from solver.settings import SolverSettings
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv

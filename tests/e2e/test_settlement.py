@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from arbiter.realtrace import Stepper
 from chain.generated import (
     DisputeResolved,
     GameStatus,
@@ -25,6 +24,7 @@ from chain.generated import (
 )
 from chain.types import JobId
 from market.store import ArtifactStore
+from roles.realtrace import Stepper
 from solver.journal import Phase
 from solver.node import SolverNode
 from tests.e2e.ledger import Ledger, market_events

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from arbiter.realtrace import HonestStepper
 from chain.generated import JobStatus
 from market.store import open_store
 from repops import data as data_mod
 from repops import stio
 from repops.program import Program, State
+from roles.realtrace import HonestStepper
 from solver.journal import Phase
 from solver.node import Event, SolverNode
 from solver.trainer import CALIBRATION_STEPS, training_seconds
