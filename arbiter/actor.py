@@ -25,7 +25,7 @@ from arbiter.strategy import (
 from chain.client import Receipt
 from chain.dispute import DisputeGameClient, GameId, GameRecord
 from chain.errors import ContractRevert
-from chain.generated import Party
+from chain.generated import GameKind, Party
 from chain.types import Cid
 from repops.artifact import chunk, chunk_count, commit_file
 from repops.merkle import merkle_proof
@@ -78,7 +78,9 @@ class GameActor:
             self.games.pending_dissection(game) if self.role == Party.Challenger else None
         )
         now = int(self.games.client.w3.eth.get_block("latest")["timestamp"])
-        move = honest_move(game, self.role, self.trace_for(game), round_hashes, now)
+        # Only dissection games read a trace (building one may mean re-executing).
+        trace = self.trace_for(game) if game.kind == GameKind.Trace else None
+        move = honest_move(game, self.role, trace, round_hashes, now)
         if move is None:
             return None
         self.receipts.append(self.send(game, move, round_hashes))

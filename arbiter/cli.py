@@ -20,7 +20,13 @@ from rich.console import Console
 
 from arbiter.referee import ArbiterError, Referee, Ruling
 from arbiter.repops_oracle import RepopsOracle
-from arbiter.roles import (
+from chain.client import ChainClient
+from chain.deploy import Deployment
+from chain.errors import ChainError, ContractRevert
+from chain.events import LogCursor
+from chain.generated import RulingPending
+from market.store import StoreError
+from roles.startup import (
     RoleSettings,
     add_common_flags,
     connect,
@@ -28,12 +34,6 @@ from arbiter.roles import (
     setup_logging,
     stop_flag,
 )
-from chain.client import ChainClient
-from chain.deploy import Deployment
-from chain.errors import ChainError, ContractRevert
-from chain.events import LogCursor
-from chain.generated import RulingPending
-from market.store import StoreError
 
 log = logging.getLogger("arbiter")
 

@@ -12,31 +12,30 @@ operator link the solver's operand bundle.  Links by level (DisputeTypes.sol pos
 - File games: the checkpoint file at the revealed CID, checked against the revealed file
   root, loaded, and its state hash computed (`referee.file_state`).
 
-A bundle that is missing, malformed or inconsistent raises BundleRejected (the solver
-loses); the referee's own trouble (store unreachable) raises ArbiterError (rule later).
+Every bundle failure the solver causes is a ruling against it (BundleRejected): a CID
+that does not parse, content nobody serves, content that does not verify, a directory, a
+file larger than an honest bundle for that link can be (`max_bundle_bytes`, bounded by
+the op, never by the model), bytes that are not a bundle, a bundle for another link or
+program, missing or extra tensors, wrong shapes, or hashes that do not reproduce the
+agreed chain.  Only the referee's own trouble (store unreachable or misbehaving: any
+StoreError that is not an ArtifactUnusable) raises ArbiterError (rule later).
 """
 
 from __future__ import annotations
 
 import logging
 
-from arbiter.jobcontext import JobContext, JobUnusable, load_job
 from arbiter.referee import ArbiterError, BundleRejected, file_state
 from chain.contracts import JobMarketClient
 from chain.dispute import GameRecord
 from chain.generated import GameKind, Level
 from chain.types import JobId
-from market.store import (
-    ArtifactNotFound,
-    ArtifactStore,
-    IntegrityError,
-    StoreError,
-    StoreUnreachable,
-)
+from market.store import ArtifactStore, ArtifactTooLarge, ArtifactUnusable, StoreError
 from repops import hashing
-from repops.errors import BundleInvalid, RepopsError
+from repops.errors import RepopsError
 from repops.program import batch_for, batch_hash, init_state, load_checkpoint
-from repops.trace import MAX_BUNDLE_BYTES, OperandBundle, chain_start, reexecute
+from repops.trace import OperandBundle, chain_start, max_bundle_bytes, reexecute
+from roles.jobcontext import JobContext, JobUnusable, load_job
 
 log = logging.getLogger(__name__)
 
@@ -70,34 +69,42 @@ class RepopsOracle:
         if game.level != Level.OP:
             raise ArbiterError(f"game {game.game_id}: no ruling at level {game.level.name}")
         if game.lo == 0:
-            batch = batch_for(job.program, job.dataset, game.base)
+            try:
+                batch = batch_for(job.program, job.dataset, game.base)
+            except RepopsError as exc:  # no honest step t exists, so no honest h_0 either
+                log.info("game %d: step %d has no batch: %s", game.game_id, game.base, exc)
+                return None
             return chain_start(game.hash_lo, batch_hash(batch))
         link = game.lo
         if link > job.program.tape.num_ops + 1:
             return None
-        bundle = self._bundle(game)
+        bundle = self._bundle(game, max_bundle_bytes(job.program, link))
         if bundle.op_index != link:
             raise BundleRejected(f"bundle is for link {bundle.op_index}, the game is at {link}")
         try:
             return reexecute(job.program, bundle, game.hash_lo).h
-        except BundleInvalid as exc:
+        except RepopsError as exc:  # BundleInvalid, or any other inconsistency it carries
             raise BundleRejected(str(exc)) from exc
 
     def _file(self, game: GameRecord) -> bytes | None:
-        # Only an unreachable store is the referee's trouble; anything else the CID causes
-        # (not found, bad CID, not a file, too large, corrupt) is the solver's.
+        # As for bundles: whatever the CID causes (bad CID, not found, not a file, too large,
+        # corrupt) is the solver's; only the store's own trouble is the referee's.
         try:
             return self.store.get_bytes(game.bundle_cid, max_size=MAX_CHECKPOINT_BYTES)
-        except StoreUnreachable as exc:
-            raise ArbiterError(f"cannot fetch checkpoint file {game.bundle_cid}: {exc}") from exc
-        except (StoreError, ValueError) as exc:
+        except ArtifactUnusable as exc:
             log.info("game %d: checkpoint file unavailable: %s", game.game_id, exc)
             return None
+        except StoreError as exc:
+            raise ArbiterError(f"cannot fetch checkpoint file {game.bundle_cid}: {exc}") from exc
 
-    def _bundle(self, game: GameRecord) -> OperandBundle:
+    def _bundle(self, game: GameRecord, limit: int) -> OperandBundle:
+        if not game.bundle_cid:
+            raise BundleRejected("no bundle was posted")
         try:
-            raw = self.store.get_bytes(game.bundle_cid, max_size=MAX_BUNDLE_BYTES)
-        except (ArtifactNotFound, IntegrityError) as exc:
+            raw = self.store.get_bytes(game.bundle_cid, max_size=limit)
+        except ArtifactTooLarge as exc:
+            raise BundleRejected(f"bundle oversize: {exc}") from exc
+        except ArtifactUnusable as exc:
             raise BundleRejected(f"bundle {game.bundle_cid} unavailable: {exc}") from exc
         except StoreError as exc:
             raise ArbiterError(f"cannot fetch bundle {game.bundle_cid}: {exc}") from exc

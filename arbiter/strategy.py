@@ -68,7 +68,7 @@ Move = Dissect | Select | OpenOpLevel | PostBundle | AnswerAvailability | Reveal
 def honest_move(
     game: GameRecord,
     role: Party,
-    trace: TraceView,
+    trace: TraceView | None,
     round_hashes: Sequence[bytes] | None,
     now: int,
 ) -> Move | None:
@@ -85,6 +85,8 @@ def honest_move(
         return AnswerAvailability()
     if game.kind == GameKind.File:
         return RevealFile()
+    if trace is None:
+        raise ValueError(f"game {game.game_id}: a dissection game needs the player's trace")
     if role == Party.Solver:
         return _solver_move(game, trace)
     if round_hashes is None:

@@ -2,23 +2,30 @@
 
     whistleblower run [--check all|FRACTION] [--arity D]
 
-For each result in its challenge window it re-executes every checkpoint segment (`all`)
-or a random FRACTION of them, logs what it checked, challenges the first mismatch with a
-bond, plays the dispute to the end and withdraws its winnings.  Settings come from
-ASSAY_* environment variables, overridden by flags.
+For each result in its challenge window, earliest deadline first and up to --workers jobs
+at once, it checks the manifest against the chain and re-executes every checkpoint segment
+(`all`) or a FRACTION of them drawn with a secret of its own (kept in --state-dir, with
+every state it computed, so a restart resumes without recomputing), logs what it checked
+and what it could not, challenges the first mismatch with a bond, plays the dispute to the
+end and withdraws its winnings.  Settings come from ASSAY_* environment variables,
+overridden by flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from arbiter.jobcontext import JobUnusable
-from arbiter.roles import (
+from arbiter.whistleblower import Whistleblower
+from chain.errors import ChainError
+from market.store import StoreError
+from roles.jobcontext import JobUnusable
+from roles.startup import (
     RoleSettings,
     add_common_flags,
     connect,
@@ -26,13 +33,11 @@ from arbiter.roles import (
     setup_logging,
     stop_flag,
 )
-from arbiter.whistleblower import Whistleblower
-from chain.errors import ChainError
-from market.store import StoreError
 
 
 class WhistleblowerSettings(RoleSettings):
     key_file: Path = Path("var/keys/whistleblower.key")
+    state_dir: Path = Path("var/whistleblower")
 
 
 def _fraction(text: str) -> float:
@@ -54,12 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="watch results, check them, challenge mismatches")
     run.add_argument("--check", type=_fraction, default=1.0, help="'all' or a fraction")
     run.add_argument("--arity", type=int, default=4, help="parts per dissection (2..16)")
-    run.add_argument("--seed", type=int, default=0, help="seed of the segment sampling")
+    run.add_argument("--state-dir", type=Path, help="secret and cache (ASSAY_STATE_DIR)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="jobs checked in parallel (default: the number of cores)",
+    )
     run.add_argument("--exit-after", type=float, help="stop after this many idle seconds")
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
-    settings = WhistleblowerSettings(**overrides(args))
+    settings = WhistleblowerSettings(**overrides(args, "state_dir"))
     try:
         role = connect(settings)
         account = role.account
@@ -67,26 +78,32 @@ def main(argv: list[str] | None = None) -> int:
             role.client,
             role.deployment,
             role.store,
+            state_dir=settings.state_dir,
             check_fraction=args.check,
             arity=args.arity,
-            seed=args.seed,
+            workers=max(1, args.workers),
+            store_address=settings.store,
             report=lambda line: console.print(f"[magenta]whistleblower[/] {line}"),
         )
-    except (ChainError, StoreError, JobUnusable, ValueError) as exc:
+    except (ChainError, StoreError, JobUnusable, ValueError, OSError) as exc:
         console.print(f"[red]whistleblower:[/] {exc}")
         return 2
     should_stop = stop_flag()
     console.print(f"whistleblower {account.address}: checking {args.check:.0%} of segments")
     idle_since = time.monotonic()
-    while not should_stop():
-        before = (len(node.findings), node.active_games)
-        node.tick()
-        if (len(node.findings), node.active_games) != before or node.active_games:
-            idle_since = time.monotonic()
-        if args.exit_after is not None and time.monotonic() - idle_since > args.exit_after:
-            break
-        time.sleep(settings.poll_interval)
-    challenged = sum(1 for f in node.findings if f.mismatch is not None)
+    try:
+        while not should_stop():
+            before = (len(node.findings), node.active_games)
+            node.tick()
+            changed = (len(node.findings), node.active_games) != before
+            if changed or node.active_games or node.busy:
+                idle_since = time.monotonic()
+            if args.exit_after is not None and time.monotonic() - idle_since > args.exit_after:
+                break
+            time.sleep(settings.poll_interval)
+    finally:
+        node.close()
+    challenged = sum(1 for f in node.findings if f.decisive() is not None)
     console.print(
         f"whistleblower stopped: {len(node.findings)} result(s) checked, {challenged} challenged"
     )

@@ -2,7 +2,7 @@
 
     python -m bench.api [--submitters 8] [--per-submitter 8]
 
-Every request is a small MLP spec with a 4 KiB dataset upload (multipart), signed in
+Every request is a small MLP spec with a 4 KiB digits dataset upload (multipart), signed in
 advance by its submitter (signing is the client's cost, not the API's).  Submitters post
 concurrently, each its own orders in nonce order.  Prints the POST latency (p50/p99: until
 the 202, which includes off-chain signature checks, chain reads, the eth_call simulation,
@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import statistics
+import struct
 import tempfile
 import threading
 import time
@@ -50,6 +51,26 @@ SPEC: dict[str, Any] = {
     "seed": 0,
 }
 TERMS = MarketTerms(reward=ONE, solver_stake=ONE, challenger_bond=ONE)
+
+
+def _digits_dataset(salt: int, rows: int = 60) -> bytes:
+    """A distinct ~4 KiB repops-digits-v1 file (canonical safetensors, written by hand)."""
+    x = bytes((salt + i * 7 + j * 3) % 17 for i in range(rows + 4) for j in range(64))
+    y = bytes((salt + i) % 10 for i in range(rows + 4))
+    parts = {
+        "test_x": ([4, 64], x[rows * 64 :]),
+        "test_y": ([4], y[rows:]),
+        "train_x": ([rows, 64], x[: rows * 64]),
+        "train_y": ([rows], y[:rows]),
+    }
+    header: dict[str, Any] = {"__metadata__": {"format": "repops-digits-v1"}}
+    offset = 0
+    for name, (shape, data) in parts.items():  # sorted names: the canonical layout
+        header[name] = {"dtype": "U8", "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("ascii")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(d for _, d in parts.values())
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -99,7 +120,7 @@ def run(submitters: int, per_submitter: int, workdir: Path) -> None:
         for s, account in enumerate(accounts):
             mine = []
             for n in range(per_submitter):
-                dataset = f"bench dataset {s}/{n}\n".encode() * 200
+                dataset = _digits_dataset(s * per_submitter + n)
                 sealed = prepare_spec({**SPEC, "seed": n}, dataset)
                 body = sign_submission(account, sealed, TERMS, chain, n, n)
                 mine.append((body, dataset))

@@ -252,6 +252,7 @@ def run(console: Console, workdir: Path) -> int:
             [
                 *(str(VENV_BIN / "whistleblower"), "--key-file", str(keys / "whistleblower.key")),
                 *("run", "--check", "all", "--arity", "4"),
+                *("--state-dir", str(workdir / "whistleblower")),
             ],
             env,
         )

@@ -53,8 +53,15 @@ from frontend_api.orders import (
 )
 from frontend_api.schemas import JobSubmission, OrderIn, PermitIn
 from frontend_api.settings import Settings
+from market.jobcheck import DATASET, check_dataset_fits, min_challenge_window
 from market.jobspec import SealedSpec, SpecInvalid, seal, with_data_cid
-from market.store import ArtifactStore, StoreError, UnixFSImporter, normalize_cid
+from market.store import (
+    ArtifactStore,
+    ArtifactUnusable,
+    StoreError,
+    UnixFSImporter,
+    normalize_cid,
+)
 from market.store.base import READ_SIZE
 from market.store.errors import InvalidCid
 
@@ -264,7 +271,32 @@ class SubmissionService:
                     "spec.data.cid",
                     f"{dataset_cid} is not in the artifact store: upload the dataset file",
                 )
+        self._check_dataset(sealed, upload, str(dataset_cid))
         return sealed, str(dataset_cid)
+
+    def _check_dataset(self, sealed: SealedSpec, upload: Upload | None, dataset_cid: str) -> None:
+        """Refuse a dataset file the spec's model cannot train on (market.jobcheck)."""
+        where = "dataset" if upload is not None else "spec.data.cid"
+        if upload is not None:
+            upload.file.seek(0)
+            raw = upload.file.read()
+            upload.file.seek(0)
+        else:
+            try:
+                raw = self.store.get_bytes(dataset_cid, max_size=self.settings.max_upload_bytes)
+            except ArtifactUnusable as exc:
+                raise _invalid(where, str(exc)) from None
+            except StoreError as exc:
+                raise Unavailable(f"artifact store: {exc}") from None
+        errors = check_dataset_fits(sealed.spec, raw)
+        if errors:
+            problems = [
+                Problem(where if e.path == DATASET else f"spec.{e.path}", e.reason) for e in errors
+            ]
+            first = problems[0]
+            raise InvalidRequest(
+                f"the dataset does not fit the model: {first.field}: {first.reason}", problems
+            )
 
     def _store_bytes(self, sealed: SealedSpec, upload: Upload | None, dataset_cid: str) -> None:
         """Write spec and dataset unpinned (the pin task pins them)."""
@@ -302,6 +334,13 @@ class SubmissionService:
                 raise _invalid(f"order.{name}", "must be positive")
         if order.challenge_window == 0:
             raise _invalid("order.challenge_window", "must be positive")
+        least = min_challenge_window(sealed.spec)
+        if order.challenge_window < least:
+            raise _invalid(
+                "order.challenge_window",
+                f"{order.challenge_window} s is too short to re-execute the job's "
+                f"{sealed.spec.steps} steps: at least {least} s at the reference rate",
+            )
         try:
             submitter = Web3.to_checksum_address(order.submitter)
         except ValueError:

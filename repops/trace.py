@@ -13,10 +13,19 @@ An operand bundle for link j carries op j's input tensors (leaf constants except
 come from the program) and what proves each is the agreed value: the output hashes of
 ops 1..j-1 (which must reproduce the agreed h_{j-1}), the state manifest name ->
 tensorHash (which gives stateHash_t) and the batch manifest (which gives batchHash_t).
-Bytes: a canonical safetensors file (`repops.stio`) with tensors ``in.<position>`` (ops)
-or ``state.<name>`` (link M+1) and metadata key ``bundle`` holding canonical JSON
-``{"format","repops_version","program_hash","op_index","prefix","state_manifest",
-"batch_manifest"}`` with hashes in lowercase hex.
+Bytes: a canonical safetensors file (`repops.stio`) with tensors ``in.<position>`` and
+metadata key ``bundle`` holding canonical JSON ``{"format","repops_version",
+"program_hash","op_index","prefix","state_manifest","batch_manifest"}`` with hashes in
+lowercase hex.
+
+The end link M+1 carries no tensor at all, so that no bundle grows with the model: every
+tensor of the new state is the output of some op of the step (or an input or constant
+passed through), whose tensorHash the bundle already proves (the prefix of M output
+hashes reproduces the agreed h_M; the manifests give the inputs; constants come from the
+program).  The referee derives the new state's manifest name -> tensorHash from those
+proven hashes (`new_state_manifest`) and hashes it: stateHash_{t+1} with no tensor data.
+A bundle's size is therefore bounded by op j's operands plus 32 bytes per op and per
+state tensor, whatever the model size.
 
 `reexecute` is what the arbiter runs on untrusted bundles.  It must never trust a name,
 shape, dtype or count from the bundle: everything is checked against the tape rebuilt
@@ -41,8 +50,10 @@ from repops.program import Program, State, batch_for, check_state
 from repops.tape import DTYPES
 from repops.version import REPOPS_VERSION
 
-BUNDLE_FORMAT = "repops-bundle-v1"
+BUNDLE_FORMAT = "repops-bundle-v2"
+"""v2: the end link M+1 carries no tensors (v1 carried the whole new state)."""
 MAX_BUNDLE_BYTES = 1 << 31
+"""The largest bundle a referee reads; a larger one is the solver's fault (it loses)."""
 
 
 def chain_start(state_hash: bytes, batch_hash: bytes) -> bytes:
@@ -235,15 +246,35 @@ def _hex32(v: object, what: str) -> bytes:
 def _operand_slots(program: Program, j: int) -> list[tuple[str, int]]:
     """(bundle tensor name, source node id) for link j, from the tape alone."""
     tape = program.tape
-    m = tape.num_ops
-    if j == m + 1:
-        return [(f"state.{name}", nid) for name, nid in sorted(tape.outputs.items())]
+    if j == tape.num_ops + 1:
+        return []  # the end link is proven by hashes alone (see new_state_manifest)
     node = tape.nodes[tape.chain[j - 1]]
     return [
         (f"in.{pos}", src)
         for pos, src in enumerate(node.inputs)
         if tape.nodes[src].op is not Op.CONST
     ]
+
+
+def max_bundle_bytes(program: Program, j: int) -> int:
+    """The largest bundle an honest solver can produce for link j (the referee's read limit).
+
+    Op j's operand bytes plus generous room for the header: per tensor entry, per prefix
+    hash, per manifest entry.  Bounded by the op and the program's size, not by the state.
+    """
+    tape = program.tape
+    if not 1 <= j <= tape.num_ops + 1:
+        raise BundleInvalid(f"op index {j} outside [1, {tape.num_ops + 1}]")
+    total = 4096 + 96 * (j - 1)
+    for _, src in _operand_slots(program, j):
+        node = tape.nodes[src]
+        numel = 1
+        for d in node.shape:
+            numel *= d
+        total += 256 + numel * DTYPES[node.dtype].itemsize
+    names = [*program.state_specs, *(f"batch.{k}" for k in program.batch_specs)]
+    total += sum(128 + 2 * len(name.encode("utf-8")) for name in names)
+    return min(total, MAX_BUNDLE_BYTES)
 
 
 def extract_bundle(
@@ -280,6 +311,36 @@ def extract_bundle(
         state_manifest=hashing.manifest_of(state),
         batch_manifest=hashing.manifest_of(batch),
     )
+
+
+def new_state_manifest(
+    program: Program,
+    out_hashes: Sequence[bytes],
+    state_manifest: Mapping[str, bytes],
+    batch_manifest: Mapping[str, bytes],
+) -> dict[str, bytes]:
+    """name -> tensorHash of the state after the step, from proven hashes alone.
+
+    Each tensor of the new state is the output of op jj (its hash is out_hashes[jj - 1]),
+    an input passed through (its manifest entry) or a constant (hashed from the program).
+    """
+    tape = program.tape
+    if len(out_hashes) != tape.num_ops:
+        raise BundleInvalid(f"{len(out_hashes)} output hashes, the step has {tape.num_ops}")
+    chain_pos = {nid: jj for jj, nid in enumerate(tape.chain, start=1)}
+    out: dict[str, bytes] = {}
+    for name, nid in tape.outputs.items():
+        node = tape.nodes[nid]
+        if nid in chain_pos:
+            out[name] = out_hashes[chain_pos[nid] - 1]
+        elif node.op is Op.INPUT:
+            manifest = batch_manifest if node.arg.startswith("batch.") else state_manifest
+            out[name] = manifest[node.arg]
+        elif node.op is Op.CONST:
+            out[name] = hashing.tensor_hash(tape.consts[node.arg])
+        else:  # pragma: no cover - every tape node is an op, an input or a constant
+            raise BundleInvalid(f"state tensor {name!r} comes from no proven value")
+    return out
 
 
 @dataclass(frozen=True)
@@ -356,11 +417,11 @@ def reexecute(
         if hashing.tensor_hash(t) != proven:
             raise BundleInvalid(f"{name} does not match the {what}")
         operands[src] = t
-    # 4. Re-execute on CPU.
+    # 4. Re-execute on CPU (the end link: hash the new state from the proven hashes).
     cpu = torch.device("cpu")
     if j == m + 1:
-        new = {name[len("state.") :]: operands[src] for name, src in slots}
-        nsh = hashing.state_hash(new)
+        manifest = new_state_manifest(program, b.prefix, b.state_manifest, b.batch_manifest)
+        nsh = hashing.state_hash_from_manifest(manifest)
         return Reexecution(j, chain_final(agreed_prev, nsh), nsh)
     nid = tape.chain[j - 1]
     node = tape.nodes[nid]

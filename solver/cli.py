@@ -26,11 +26,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from arbiter.jobcontext import JobUnusable
-from arbiter.roles import add_common_flags, connect, overrides, setup_logging, stop_flag
 from chain.errors import ChainError
 from chain.types import JobId
 from market.store import StoreError
+from roles.jobcontext import JobUnusable
+from roles.startup import add_common_flags, connect, overrides, setup_logging, stop_flag
 from solver.journal import Journal
 from solver.node import Event, SolverNode
 from solver.settings import SolverSettings

@@ -9,12 +9,12 @@ from its last checkpoint and never submits a result twice.  One directory per jo
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from chain.types import Cid, JobId
+from roles.files import write_atomic
 
 
 class Phase(StrEnum):
@@ -95,22 +95,6 @@ class Journal:
         path = self.checkpoint_path(job_id, index)
         write_atomic(path, data)
         return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a reader sees the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def checkpoint_cids(journal: JobJournal) -> list[Cid]:

@@ -16,25 +16,32 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from arbiter.actor import GameActor
-from arbiter.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
-from arbiter.realtrace import RealTrace, Stepper
 from arbiter.strategy import PostBundle
 from chain.client import ChainClient
 from chain.contracts import JobRecord
 from chain.deploy import Deployment
 from chain.dispute import GameRecord
-from chain.errors import ContractRevert
+from chain.errors import ChainError, ContractRevert
 from chain.events import LogCursor
 from chain.generated import GameCreated, JobClaimed, JobPosted, JobStatus, Party
 from chain.types import Address, Cid, Hash32, JobId
 from market.manifest import Manifest, ManifestInvalid, build_manifest
-from market.store import ArtifactStore
+from market.store import ArtifactStore, StoreError
 from repops.merkle import merkle_root
 from repops.trace import trace_root
 from repops.version import REPOPS_VERSION
+from roles.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
+from roles.realtrace import RealTrace, Stepper
 from solver.journal import Checkpoint, JobJournal, Journal, Phase, checkpoint_cids
 from solver.settings import SolverSettings
-from solver.trainer import ProgressSink, Trainer, pick_device, state_bytes_estimate
+from solver.trainer import (
+    ProgressSink,
+    Trainer,
+    TrainingError,
+    pick_device,
+    state_bytes_estimate,
+    training_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +185,10 @@ class SolverNode:
                 continue
             if reason is not None:
                 self._skipped[job_id] = reason
-                log.info("job %d: skipped (%s)", job_id, reason)
+                if reason.startswith("status "):  # someone else's now: nothing to say
+                    log.info("job %d: skipped (%s)", job_id, reason)
+                else:
+                    self.report(Event(job_id, f"skipped: {reason}"))
                 continue
             record = self._contexts[job_id].record
             self.token.approve(self.market.address, record.solver_stake)
@@ -214,6 +224,16 @@ class SolverNode:
             return f"repops version {ctx.spec.get('repops_version')!r} unsupported"
         if state_bytes_estimate(ctx) > self.settings.memory_limit_bytes:
             return "does not fit in the memory limit"
+        try:
+            per_step = self.trainer.calibrate(ctx)
+        except TrainingError as exc:
+            return str(exc)
+        need = training_seconds(ctx, per_step)
+        if need > record.submit_window:
+            return (
+                f"needs ~{need:.0f} s to train ({ctx.program.steps} steps at "
+                f"{per_step * 1e3:.1f} ms), the submit window is {record.submit_window} s"
+            )
         self._contexts[job_id] = ctx
         return None
 
@@ -235,11 +255,29 @@ class SolverNode:
             self.journal.save(entry)
             self.report(Event(job_id, entry.note))
             return
-        ctx = self._context(job_id)
-        self.report(Event(job_id, f"training {ctx.program.steps} steps on {self.trainer.device}"))
-        self.trainer.train(ctx, entry, on_checkpoint=self._defend)
+        try:
+            ctx = self._context(job_id)
+            self.report(
+                Event(job_id, f"training {ctx.program.steps} steps on {self.trainer.device}")
+            )
+            self.trainer.train(ctx, entry, on_checkpoint=self._defend)
+        except (StoreTrouble, StoreError, ChainError) as exc:
+            # Not the job's fault: the journal keeps it, the next tick tries again.
+            log.warning("job %d: training interrupted, will retry: %s", job_id, exc)
+            return
+        except Exception as exc:
+            self._abandon(entry, f"cannot train: {_one_line(exc)}")
+            return
         entry.phase = Phase.SUBMITTING
         self.journal.save(entry)
+
+    def _abandon(self, entry: JobJournal, reason: str) -> None:
+        """Give a job up for good: journaled, so a restart never re-enters it."""
+        entry.phase = Phase.ABANDONED
+        entry.note = reason
+        self.journal.save(entry)
+        log.warning("job %d: abandoned: %s", entry.job_id, reason)
+        self.report(Event(entry.job_id, f"abandoned: {reason}"))
 
     # --------------------------------------------------------------- submit
 
@@ -375,6 +413,11 @@ class JournalArtifacts:
 
     def file_roots(self) -> list[bytes]:
         return self.entry.file_roots
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _account(client: ChainClient) -> LocalAccount:

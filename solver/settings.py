@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arbiter.roles import RoleSettings
+from roles.startup import RoleSettings
 
 
 class SolverSettings(RoleSettings):

@@ -8,23 +8,26 @@ restart reproduces them bit for bit.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
 
-from arbiter.jobcontext import JobContext, fetch
-from arbiter.realtrace import HonestStepper, Stepper
 from chain.types import Cid, JobId
 from market.store import ArtifactStore
 from repops import hashing
 from repops.artifact import commit_file
 from repops.errors import RepopsError
 from repops.program import State, init_state, load_checkpoint, save_checkpoint, step_of
+from roles.files import write_atomic
+from roles.jobcontext import JobContext, fetch
+from roles.realtrace import HonestStepper, Stepper
 from solver.journal import Checkpoint, JobJournal, Journal, Phase
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,43 @@ def tokens_per_step(ctx: JobContext) -> int:
     return ctx.program.batch_size * (block if block else 1)
 
 
+CALIBRATION_STEPS = 3
+"""Steps of the job itself that `Trainer.calibrate` runs (the first one warms up)."""
+TIME_MARGIN = 1.5
+"""A job is claimed only if `TIME_MARGIN` times its estimated training time fits."""
+FIXED_OVERHEAD_S = 5.0
+"""Seconds for fetching, publishing the manifest and sending the result."""
+
+
+def training_seconds(ctx: JobContext, seconds_per_step: float) -> float:
+    """Estimated wall time from claim to submitted result at the measured rate."""
+    return FIXED_OVERHEAD_S + TIME_MARGIN * ctx.program.steps * seconds_per_step
+
+
+class RateCache:
+    """Measured seconds per step by (program hash, device), kept across restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _all(self) -> dict[str, float]:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {str(k): float(v) for k, v in doc.items() if isinstance(v, int | float)}
+
+    def get(self, key: str) -> float | None:
+        return self._all().get(key)
+
+    def put(self, key: str, seconds_per_step: float) -> None:
+        rates = self._all()
+        rates[key] = seconds_per_step
+        write_atomic(self.path, json.dumps(rates, sort_keys=True).encode())
+
+
 class Trainer:
     """Trains one job from wherever its journal says it got to."""
 
@@ -91,6 +131,33 @@ class Trainer:
         self.device = device
         self.stepper: Stepper = stepper or HonestStepper(device)
         self.progress: ProgressSink = progress or NullProgress()
+        self.rates = RateCache(journal.root.parent / "rates.json")
+
+    def calibrate(self, ctx: JobContext) -> float:
+        """Seconds per step of this job on this device: a short run of the job's own first
+        steps (which also proves that spec and dataset train), or the cached rate.
+
+        Raises `TrainingError` naming why the job does not train.
+        """
+        key = f"{ctx.program.program_hash.hex()}/{self.device}"
+        cached = self.rates.get(key)
+        if cached is not None:
+            return cached
+        state = init_state(ctx.program, self.device)
+        timings: list[float] = []
+        try:
+            for _ in range(min(CALIBRATION_STEPS, ctx.program.steps)):
+                started = time.perf_counter()
+                state, loss = self.stepper.step(ctx.program, state, ctx.dataset)
+                timings.append(time.perf_counter() - started)
+        except RepopsError as exc:
+            raise TrainingError(f"spec and dataset do not train: {exc}") from exc
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss is {loss} after {len(timings)} steps")
+        measured = timings[1:] or timings
+        rate = sorted(measured)[len(measured) // 2]
+        self.rates.put(key, rate)
+        return rate
 
     def load_checkpoint(self, ctx: JobContext, entry: JobJournal, index: int) -> State:
         """Checkpoint `index` of this solver's run, from disk or else from the store."""

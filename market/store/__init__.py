@@ -18,8 +18,11 @@ from market.store.dag import CHUNK_SIZE, MAX_LINKS, UnixFSImporter, compute_cid
 from market.store.embedded import EmbeddedStore
 from market.store.errors import (
     ArtifactNotFound,
+    ArtifactTooLarge,
+    ArtifactUnusable,
     IntegrityError,
     InvalidCid,
+    NotAFile,
     StoreError,
     StoreUnreachable,
 )
@@ -31,11 +34,14 @@ __all__ = [
     "MAX_LINKS",
     "ArtifactNotFound",
     "ArtifactStore",
+    "ArtifactTooLarge",
+    "ArtifactUnusable",
     "BlockRef",
     "EmbeddedStore",
     "IntegrityError",
     "InvalidCid",
     "KuboStore",
+    "NotAFile",
     "Source",
     "StoreError",
     "StoreUnreachable",

@@ -24,7 +24,7 @@ from typing import IO, Final, Self
 
 from chain.types import Cid
 from market.store.cid import BlockRef
-from market.store.errors import StoreError
+from market.store.errors import ArtifactTooLarge
 
 READ_SIZE: Final = 256 * 1024
 """How much is read from a source per step (one chunk: bounded memory)."""
@@ -93,7 +93,7 @@ class ArtifactStore(ABC):
         for piece in self.stream(cid):
             out += piece
             if max_size is not None and len(out) > max_size:
-                raise StoreError(f"artifact {cid} is larger than max_size={max_size} bytes")
+                raise ArtifactTooLarge(cid, max_size)
         return bytes(out)
 
     def get_file(self, cid: str, dest: str | os.PathLike[str]) -> Path:

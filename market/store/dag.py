@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from market.store.cid import DAG_PB, RAW, BlockRef
-from market.store.errors import IntegrityError, StoreError
+from market.store.errors import IntegrityError, NotAFile
 from market.store.unixfs import (
     PBLink,
     UnixFSType,
@@ -196,7 +196,7 @@ def _walk(
             kind = UnixFSType(unixfs.type).name.lower()
         except ValueError:
             kind = f"node of type {unixfs.type}"
-        raise StoreError(f"{ref.cid} is a UnixFS {kind}, not a file")
+        raise NotAFile(ref.cid, kind)
     if len(unixfs.blocksizes) != len(node.links):
         raise IntegrityError(
             ref.cid, f"{len(node.links)} links but {len(unixfs.blocksizes)} blocksizes"

@@ -14,7 +14,18 @@ class StoreError(Exception):
     """Root of every artifact-store error."""
 
 
-class InvalidCid(StoreError, ValueError):
+class ArtifactUnusable(StoreError):
+    """The named artifact cannot be had for a reason of its own, not the store's.
+
+    A CID that does not parse, content nobody can serve, content that does not verify,
+    that is larger than the reader allows or that is not a file: whoever published the
+    CID is to blame.  Every other `StoreError` (above all `StoreUnreachable`) is the
+    reader's own trouble and worth retrying.  A referee rules against a party whose
+    artifact raises this; it never rules on any other store error.
+    """
+
+
+class InvalidCid(ArtifactUnusable, ValueError):
     """A string that is not a CID this store can verify (garbage, or an unsupported hash)."""
 
     def __init__(self, text: str, reason: str) -> None:
@@ -24,7 +35,7 @@ class InvalidCid(StoreError, ValueError):
         super().__init__(f"invalid CID {shown!r}: {reason}")
 
 
-class ArtifactNotFound(StoreError):
+class ArtifactNotFound(ArtifactUnusable):
     """The store does not hold the block (or a block under it) and cannot fetch it."""
 
     def __init__(self, cid: str, where: str) -> None:
@@ -42,7 +53,7 @@ class StoreUnreachable(StoreError):
         super().__init__(f"IPFS daemon at {url} is unreachable: {reason}")
 
 
-class IntegrityError(StoreError):
+class IntegrityError(ArtifactUnusable):
     """Content does not match its CID: a corrupted, substituted or truncated block,
     a malformed DAG node, or a daemon that computed a different CID for an upload."""
 
@@ -50,3 +61,21 @@ class IntegrityError(StoreError):
         self.cid = cid
         self.reason = reason
         super().__init__(f"integrity check failed for {cid}: {reason}")
+
+
+class ArtifactTooLarge(ArtifactUnusable):
+    """The file is larger than the reader's limit (read stops at the limit)."""
+
+    def __init__(self, cid: str, limit: int) -> None:
+        self.cid = cid
+        self.limit = limit
+        super().__init__(f"artifact {cid} is larger than the limit of {limit} bytes")
+
+
+class NotAFile(ArtifactUnusable):
+    """The CID names a UnixFS directory, symlink or other node that is not a file."""
+
+    def __init__(self, cid: str, kind: str) -> None:
+        self.cid = cid
+        self.kind = kind
+        super().__init__(f"{cid} is a UnixFS {kind}, not a file")

@@ -11,7 +11,9 @@ send tasks by name, as in production.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +39,45 @@ from market.indexer import Indexer, make_engine
 ONE = 10**18
 INITIAL_BALANCE = 1_000 * ONE
 RELAYER = 1
-DATASET = b"assay test dataset\n" * 64
+
+
+def safetensors_file(tensors: dict[str, tuple[list[int], bytes]], meta: dict[str, str]) -> bytes:
+    """Canonical safetensors bytes of U8 tensors name -> (shape, data), written by hand
+    (the API's tests never import the training engine)."""
+    header: dict[str, Any] = {"__metadata__": meta}
+    offset = 0
+    for name in sorted(tensors):
+        shape, data = tensors[name]
+        header[name] = {"dtype": "U8", "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("ascii")
+    raw += b" " * (-len(raw) % 8)
+    body = b"".join(tensors[name][1] for name in sorted(tensors))
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def digits_file(train_rows: int = 12, salt: int = 0, label_max: int = 9) -> bytes:
+    """A small valid repops-digits-v1 file (pixels 0..16, labels 0..label_max)."""
+
+    def rows(n: int, start: int) -> tuple[bytes, bytes]:
+        x = bytes((start + i * 7 + j * 3 + salt) % 17 for i in range(n) for j in range(64))
+        y = bytes((start + i) % (label_max + 1) for i in range(n))
+        return x, y
+
+    train_x, train_y = rows(train_rows, 0)
+    test_x, test_y = rows(3, train_rows)
+    return safetensors_file(
+        {
+            "train_x": ([train_rows, 64], train_x),
+            "train_y": ([train_rows], train_y),
+            "test_x": ([3, 64], test_x),
+            "test_y": ([3], test_y),
+        },
+        {"format": "repops-digits-v1"},
+    )
+
+
+DATASET = digits_file()
 
 BASE_SPEC: dict[str, Any] = {
     "repops_version": "repops-1",

@@ -282,6 +282,7 @@ def test_job_detail_shows_manifest_checkpoints_and_loss_curve(stack: ApiStack) -
         5,
         [Cid(c) for c, _ in entries],
         [h for _, h in entries],
+        [bytes([0xF0 + i]) * 32 for i in range(len(entries))],
         [2.0 - 0.05 * t for t in range(20)],
     )
     manifest_cid = store.add_bytes(manifest.to_bytes())

@@ -14,7 +14,7 @@ from deploy.cli import runtime_matches
 from frontend_api.chainview import job_terms
 from frontend_api.client import prepare_spec
 from frontend_api.orders import OrderTerms, digest, job_order_typed_data
-from tests.api.conftest import DATASET, ApiStack, ServedApi, base_spec
+from tests.api.conftest import DATASET, ApiStack, ServedApi, base_spec, digits_file
 
 
 def _key_file(tmp_path: Path, stack: ApiStack, index: int) -> Path:
@@ -59,7 +59,7 @@ def test_cli_job_submit_wait_then_status(
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(base_spec()))
     data = tmp_path / "data.bin"
-    data.write_bytes(DATASET + b"cli")
+    data.write_bytes(digits_file(salt=5))
     key = _key_file(tmp_path, stack, 5)
     before = stack.job_count()
     code = assay_main(

@@ -9,24 +9,29 @@ the referee's own store trouble.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from arbiter.realtrace import HonestStepper
 from arbiter.referee import ArbiterError, BundleRejected, decide
 from arbiter.repops_oracle import RepopsOracle
 from chain.dispute import GameRecord
-from chain.generated import GameStatus, Level, Party
+from chain.generated import GameKind, GameStatus, Level, Party
 from chain.types import Address, Cid, Hash32, JobId
-from market.store import ArtifactStore, compute_cid, open_store
+from market.store import ArtifactStore, EmbeddedStore, StoreError, compute_cid, open_store
+from market.store.cid import DAG_PB, BlockRef
+from market.store.unixfs import encode_pbnode
 from repops import data as data_mod
-from repops import hashing
-from repops.program import Program, State, build_program, init_state
-from repops.trace import OperandBundle, StepTrace, chain_final
+from repops import hashing, stio
+from repops.artifact import commit_file
+from repops.program import Program, State, build_program, init_state, save_checkpoint
+from repops.trace import OperandBundle, StepTrace, chain_final, max_bundle_bytes
+from roles.realtrace import HonestStepper
 from tests.e2e.support import MLP_SPEC, digits_bytes, publish_job
 from tests.fixtures.dispute import DisputeEnv
 
@@ -61,13 +66,20 @@ def job(dispute_env: DisputeEnv, tmp_path: Path) -> Job:
 
 
 def game(
-    job: Job, level: Level, lo: int, hash_lo: bytes, hash_hi: bytes, bundle: str = ""
+    job: Job,
+    level: Level,
+    lo: int,
+    hash_lo: bytes,
+    hash_hi: bytes,
+    bundle: str = "",
+    kind: GameKind = GameKind.Trace,
 ) -> GameRecord:
     """A game awaiting a ruling on [lo, lo + 1], as the contract would hold it."""
     zero = Hash32(bytes(32))
     return GameRecord(
         game_id=1,
         job_id=job.job_id,
+        kind=kind,
         solver=Address("0x" + "11" * 20),
         challenger=Address("0x" + "22" * 20),
         status=GameStatus.AwaitingRuling,
@@ -201,5 +213,172 @@ def test_referee_link_past_the_tape_rules_against_the_solver(job: Job) -> None:
 def test_referee_store_unreachable_is_the_referees_problem(job: Job) -> None:
     dead = RepopsOracle(open_store("http://127.0.0.1:9"), job.env.market)
     g = game(job, Level.OP, 5, job.trace.chain[4], job.trace.chain[5], pin_bundle(job, 5))
+    with pytest.raises(ArbiterError):
+        dead.value_after(g)
+
+
+# ---- every bundle failure the solver causes rules against it ------------------------------
+
+
+def _op_game(job: Job, j: int, cid: str) -> GameRecord:
+    return game(job, Level.OP, j, job.trace.chain[j - 1], job.trace.chain[j], cid)
+
+
+def _forged(job: Job, j: int, **changes: Any) -> str:
+    """The honest bundle for link j with some fields replaced, pinned."""
+    honest = OperandBundle.from_bytes(
+        HonestStepper().bundle(job.program, job.state_t, job.dataset, j)
+    )
+    return str(job.store.add_bytes(dataclasses.replace(honest, **changes).to_bytes()))
+
+
+def _directory(job: Job) -> str:
+    block = encode_pbnode([], b"\x08\x01")  # a UnixFS directory with no entries
+    ref = BlockRef.for_block(DAG_PB, block)
+    assert isinstance(job.store, EmbeddedStore)
+    path = job.store.block_path(ref.cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(block)
+    return ref.cid
+
+
+def _with_tensors(job: Job, j: int, edit: Any) -> str:
+    honest = OperandBundle.from_bytes(
+        HonestStepper().bundle(job.program, job.state_t, job.dataset, j)
+    )
+    tensors = dict(honest.tensors)
+    edit(tensors)
+    return _forged(job, j, tensors=tensors)
+
+
+FAILURES: dict[str, Any] = {
+    "unparseable CID": (lambda job: "not-a-cid", "invalid CID"),
+    "no CID posted": (lambda job: "", "no bundle was posted"),
+    "oversize": (
+        lambda job: str(job.store.add_bytes(bytes(max_bundle_bytes(job.program, 5) + 1))),
+        "oversize",
+    ),
+    "directory": (_directory, "not a file"),
+    "not a bundle": (lambda job: str(job.store.add_bytes(b"\x00" * 64)), "malformed"),
+    "missing tensor": (lambda job: _with_tensors(job, 5, lambda t: t.clear()), "missing"),
+    "extra tensor": (
+        lambda job: _with_tensors(job, 5, lambda t: t.update({"in.9": torch.zeros(2)})),
+        "extra",
+    ),
+    "wrong shape": (
+        lambda job: _with_tensors(
+            job, 5, lambda t: t.update({k: v.reshape(-1)[:1] for k, v in t.items()})
+        ),
+        "expected",
+    ),
+    "wrong op": (lambda job: _forged(job, 5, op_index=6), "link 6"),
+    "another program": (lambda job: _forged(job, 5, program_hash=b"\x07" * 32), "another"),
+    "wrong prefix hashes": (
+        lambda job: _forged(job, 5, prefix=(b"\x08" * 32, *job.trace.out_hashes[1:4])),
+        "agreed",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAILURES))
+def test_referee_every_solver_bundle_failure_rules_against_it(job: Job, kind: str) -> None:
+    make, says = FAILURES[kind]
+    g = _op_game(job, 5, make(job))
+    with pytest.raises(BundleRejected, match=says):
+        oracle(job).value_after(g)
+    ruling = decide(g, oracle(job))
+    assert not ruling.solver_won and ruling.computed == bytes(32)
+
+
+def test_referee_store_misbehaving_is_never_a_ruling(job: Job) -> None:
+    class Broken(EmbeddedStore):
+        def stream(self, cid: str) -> Iterator[bytes]:
+            raise StoreError("daemon answered with garbage")
+
+    assert isinstance(job.store, EmbeddedStore)
+    broken = RepopsOracle(Broken(job.store.root), job.env.market)
+    with pytest.raises(ArbiterError, match="garbage"):
+        broken.value_after(_op_game(job, 5, pin_bundle(job, 5)))
+
+
+def test_referee_end_link_bundle_is_bounded_by_the_op_not_the_state(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    """A model whose state is larger than any bundle the referee reads: the end link is
+    still ruled, honestly and against a forged state, from a bundle without tensors."""
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    spec: dict[str, Any] = copy.deepcopy(MLP_SPEC)
+    spec["program"]["model"]["config"]["hidden"] = [256, 256]
+    job_id = publish_job(dispute_env, store, hidden=[256, 256])
+    program = build_program(spec)
+    dataset = data_mod.Dataset.from_bytes(digits_bytes())
+    state = init_state(program)
+    trace = HonestStepper().replay(program, state, dataset)
+    state_bytes = sum(t.numel() * t.element_size() for t in trace.new_state.values())
+    m = program.tape.num_ops
+    limit = max_bundle_bytes(program, m + 1)
+    assert limit < state_bytes // 4  # the whole new state could never be posted
+    raw = HonestStepper().bundle(program, state, dataset, m + 1)
+    assert len(raw) <= limit
+    cid = str(store.add_bytes(raw))
+    big = Job(dispute_env, store, job_id, program, dataset, state, trace)
+    honest = game(big, Level.OP, m + 1, trace.chain[m], trace.chain[m + 1], cid)
+    assert decide(honest, RepopsOracle(store, dispute_env.market)).solver_won
+    lying = dataclasses.replace(honest, hash_hi=Hash32(b"\x09" * 32))
+    ruling = decide(lying, RepopsOracle(store, dispute_env.market))
+    assert not ruling.solver_won and ruling.computed == trace.chain[m + 1]
+
+
+def test_referee_step_without_a_batch_rules_against_the_solver(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    """A dataset the model cannot read: no honest h_0 exists, so the solver's is false."""
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    tokens = torch.arange(300, dtype=torch.uint8) % 128
+    chars = stio.dumps({"train": tokens, "val": tokens[:40]}, {"format": "repops-chars-v1"})
+    job_id = publish_job(dispute_env, store, dataset_bytes=chars)
+    program = build_program(dict(MLP_SPEC))
+    state = init_state(program)
+    trace = HonestStepper().replay(program, state, data_mod.Dataset.from_bytes(digits_bytes()))
+    j = Job(dispute_env, store, job_id, program, data_mod.Dataset.from_bytes(chars), state, trace)
+    g = game(j, Level.OP, 0, trace.state_hash, trace.chain[0])
+    ruling = decide(g, RepopsOracle(store, dispute_env.market))
+    assert not ruling.solver_won and "does not exist" in ruling.reason
+
+
+# ---- file games: the revealed checkpoint file must load to the revealed state hash --------
+
+
+def _file_game(job: Job, data: bytes | None, state_hash: bytes, root: bytes | None = None) -> bool:
+    cid = str(job.store.add_bytes(data)) if data is not None else str(compute_cid(b"absent"))
+    file_root = root if root is not None else commit_file(data or b"").root
+    g = game(job, Level.CHECKPOINT, 0, file_root, state_hash, cid, kind=GameKind.File)
+    return decide(g, oracle(job)).solver_won
+
+
+def test_referee_file_game_honest_checkpoint_loads_and_the_solver_wins(job: Job) -> None:
+    data = save_checkpoint(job.program, job.state_t)
+    assert _file_game(job, data, hashing.state_hash(job.state_t))
+
+
+@pytest.mark.parametrize("defect", ["other-state", "not-committed", "unloadable", "absent"])
+def test_referee_file_game_bad_file_rules_against_the_solver(job: Job, defect: str) -> None:
+    good = save_checkpoint(job.program, job.state_t)
+    committed = hashing.state_hash(job.state_t)
+    if defect == "other-state":  # a real checkpoint, but of another state
+        assert not _file_game(job, save_checkpoint(job.program, init_state(job.program)), committed)
+    elif defect == "not-committed":  # the right file, but not the one the root commits to
+        assert not _file_game(job, good, committed, root=commit_file(good + b"x").root)
+    elif defect == "unloadable":  # committed bytes that are no checkpoint
+        assert not _file_game(job, b"\x00" * 100 + good[100:], committed)
+    else:
+        assert not _file_game(job, None, committed)
+
+
+def test_referee_file_game_store_unreachable_is_the_referees_problem(job: Job) -> None:
+    dead = RepopsOracle(open_store("http://127.0.0.1:9"), job.env.market)
+    data = save_checkpoint(job.program, job.state_t)
+    cid = str(compute_cid(data))
+    g = game(job, Level.CHECKPOINT, 0, commit_file(data).root, bytes(32), cid, GameKind.File)
     with pytest.raises(ArbiterError):
         dead.value_after(g)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from arbiter.realtrace import Stepper
 from arbiter.referee import Referee
 from arbiter.repops_oracle import RepopsOracle
 from arbiter.whistleblower import Whistleblower
@@ -19,6 +19,7 @@ from chain.contracts import JobTerms
 from chain.types import Cid, Hash32, JobId, Wei
 from market.store import ArtifactStore
 from repops import data as data_mod
+from roles.realtrace import Stepper
 from solver.node import SolverNode
 from solver.settings import SolverSettings
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
@@ -61,7 +62,10 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
     spec.update(
         {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_interval", "seed")}
     )
-    spec["data"]["cid"] = str(store.add_bytes(digits_bytes()))
+    if "hidden" in overrides:
+        spec["program"]["model"]["config"]["hidden"] = list(overrides["hidden"])
+    dataset = overrides.get("dataset_bytes")
+    spec["data"]["cid"] = str(store.add_bytes(digits_bytes() if dataset is None else dataset))
     raw = canonical(spec)
     spec_cid = store.add_bytes(raw)
     terms = JobTerms(
@@ -71,7 +75,7 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
         solver_stake=Wei(STAKE),
         challenger_bond=Wei(BOND),
         claim_deadline=env.devnet.timestamp() + 3_600,
-        submit_window=3_600,
+        submit_window=int(overrides.get("submit_window", 3_600)),
         challenge_window=WINDOW_S,
         steps_per_checkpoint=spec["checkpoint_interval"],
         checkpoint_count=spec["steps"] // spec["checkpoint_interval"] + 1,
@@ -93,10 +97,18 @@ def solver_node(
 
 
 def whistleblower(
-    env: DisputeEnv, store: ArtifactStore, index: int = 0, stepper: Stepper | None = None
+    env: DisputeEnv,
+    store: ArtifactStore,
+    index: int = 0,
+    stepper: Stepper | None = None,
+    state_dir: Path | None = None,
+    **options: Any,
 ) -> Whistleblower:
     client = env.client.with_account(env.challenger(index))
-    return Whistleblower(client, env.deployment, store, stepper=stepper, arity=4)
+    where = state_dir if state_dir is not None else Path(tempfile.mkdtemp(prefix="wb-"))
+    return Whistleblower(
+        client, env.deployment, store, state_dir=where, stepper=stepper, arity=4, **options
+    )
 
 
 def referee(env: DisputeEnv, store: ArtifactStore) -> Referee:

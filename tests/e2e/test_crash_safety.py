@@ -18,7 +18,7 @@ from chain.generated import GameStatus, JobClaimed, JobStatus, ResultSubmitted
 from chain.types import JobId
 from market.ipfsd import IpfsDaemon
 from market.store import ArtifactStore
-from solver import journal as journal_mod
+from roles import files as files_mod
 from solver.journal import Checkpoint, JobJournal, Journal, Phase
 from tests.e2e.ledger import Ledger, market_events
 from tests.e2e.procs import RoleFiles, run_role
@@ -69,7 +69,7 @@ def test_journal_write_killed_before_rename_keeps_old_checkpoint_and_journal(
     def killed(src: object, dst: object) -> None:
         raise KeyboardInterrupt("SIGKILL between fsync and rename")
 
-    monkeypatch.setattr(journal_mod.os, "replace", killed)
+    monkeypatch.setattr(files_mod.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         journal.save(_entry(Phase.SUBMITTING, 3))
     with pytest.raises(KeyboardInterrupt):

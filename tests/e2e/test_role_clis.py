@@ -4,12 +4,11 @@ result was challenged, and how the referee ruled; the money ends where it should
 
 from __future__ import annotations
 
-import math
-import random
 from pathlib import Path
 
 import pytest
 
+from arbiter.whistleblower import sample_segments
 from chain.generated import GameStatus, JobStatus
 from market.ipfsd import IpfsDaemon
 from market.store import ArtifactStore
@@ -23,15 +22,16 @@ from tests.support.cheaters import UlpCheater
 K = MLP_SPEC["checkpoint_interval"]
 SEGMENTS = MLP_SPEC["steps"] // K
 CHECK = 0.5
-SEED = 0
 EXIT_AFTER_S = 3
 
 
+SECRET = bytes(range(32))
+"""The whistleblower's sampling secret, planted in its state dir so the test knows it."""
+
+
 def sampled_segments(job_id: int) -> list[int]:
-    """The segments `whistleblower run --check 0.5 --seed 0` re-executes for a job (its
-    documented sampling: seeded by "<seed>/<job id>", ceil(fraction * count) of them)."""
-    rng = random.Random(f"{SEED}/{job_id}")
-    return sorted(rng.sample(range(SEGMENTS), max(1, math.ceil(CHECK * SEGMENTS))))
+    """The segments `whistleblower run --check 0.5` re-executes for a job with SECRET."""
+    return sample_segments(SECRET, job_id, SEGMENTS, CHECK)
 
 
 @pytest.mark.slow
@@ -57,6 +57,9 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
 
     files = RoleFiles.write(env, tmp_path)
     wb_key = files.key("whistleblower", env.challenger(0))
+    wb_state = tmp_path / "wb-state"
+    wb_state.mkdir()
+    (wb_state / "sampling.secret").write_text(SECRET.hex())
     arbiter_key = files.key("arbiter", env.arbiter)
     wb_argv = [
         "whistleblower",
@@ -64,8 +67,8 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
         "run",
         "--check",
         str(CHECK),
-        "--seed",
-        str(SEED),
+        "--state-dir",
+        str(wb_state),
         "--exit-after",
         str(EXIT_AFTER_S),
     ]
@@ -94,10 +97,14 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
 
     honest_checked = sampled_segments(honest_job)
     assert f"whistleblower {env.challenger(0).address}: checking 50% of segments" in out
-    assert f"job {honest_job}: checked segments {honest_checked} of {SEGMENTS}: all match" in out
+    honest_rest = [i for i in range(SEGMENTS) if i not in honest_checked]
     assert (
-        f"job {cheated_job}: segment {target} (steps {target * K}..{(target + 1) * K}) ends in a "
-        "different state; challenging" in out
+        f"job {honest_job}: checked segments {honest_checked}; not checked {honest_rest}; "
+        f"all checked segments match (of {SEGMENTS} segments)" in out
+    )
+    assert (
+        f"job {cheated_job}: segment-mismatch {target + 1}: segment {target} "
+        f"(steps {target * K}..{(target + 1) * K}) ends in a different state; challenging" in out
     )
     assert f"job {cheated_job}: opened game 1 (bond 4 WORK)" in out
     assert f"job {cheated_job}: game 1 ended: ChallengerWon" in out

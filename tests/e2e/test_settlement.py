@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from arbiter.realtrace import Stepper
-from arbiter.whistleblower import Finding
 from chain.generated import (
     DisputeResolved,
     GameStatus,
@@ -26,6 +24,7 @@ from chain.generated import (
 )
 from chain.types import JobId
 from market.store import ArtifactStore
+from roles.realtrace import Stepper
 from solver.journal import Phase
 from solver.node import SolverNode
 from tests.e2e.ledger import Ledger, market_events
@@ -78,7 +77,14 @@ def test_honest_solver_unchallenged_is_paid_and_job_finalized(
 
     run_market(env, [node.tick, wb.tick], ref, done=lambda: _settled(node, job_id))
 
-    assert wb.findings == [Finding(job_id, (0, 1, 2, 3), None, "all checked segments match")]
+    (report,) = wb.findings
+    assert (report.job_id, report.checked, report.mismatch, report.findings) == (
+        job_id,
+        (0, 1, 2, 3),
+        None,
+        (),
+    )
+    assert report.reason == "all checked segments match" and report.not_checked == ()
     assert env.game.game_count() == 0
     record = env.market.get_job(job_id)
     assert record.status == JobStatus.Finalized

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from arbiter.jobcontext import load_job
 from chain.generated import JobStatus, ResultSubmitted
 from market.ipfsd import IpfsDaemon
 from market.manifest import Manifest
@@ -15,6 +14,7 @@ from market.store import ArtifactStore
 from repops import hashing
 from repops.program import init_state, step_of, train
 from repops.trace import trace_root
+from roles.jobcontext import load_job
 from tests.e2e.ledger import Ledger, market_events
 from tests.e2e.procs import RoleFiles, role, wait_for
 from tests.e2e.support import WINDOW_S, publish_job

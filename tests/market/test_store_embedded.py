@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from market.store import (
     ArtifactNotFound,
+    ArtifactTooLarge,
+    ArtifactUnusable,
     EmbeddedStore,
     IntegrityError,
     InvalidCid,
-    StoreError,
+    NotAFile,
     compute_cid,
     open_store,
 )
@@ -143,7 +145,7 @@ def test_embedded_directory_node_raises_store_error(store: EmbeddedStore) -> Non
     path = store.block_path(ref.cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(block)
-    with pytest.raises(StoreError, match="directory, not a file"):
+    with pytest.raises(NotAFile, match="directory, not a file"):
         store.get_bytes(ref.cid)
 
 
@@ -192,8 +194,9 @@ def test_embedded_reopened_directory_serves_same_artifacts(tmp_path: Path) -> No
 
 def test_embedded_get_bytes_over_max_size_raises(store: EmbeddedStore) -> None:
     cid = store.add_bytes(pseudo_random(2 * CHUNK))
-    with pytest.raises(StoreError, match="max_size"):
+    with pytest.raises(ArtifactTooLarge, match=f"limit of {CHUNK} bytes") as caught:
         store.get_bytes(cid, max_size=CHUNK)
+    assert caught.value.limit == CHUNK and isinstance(caught.value, ArtifactUnusable)
 
 
 def test_embedded_add_stream_of_text_raises_type_error(store: EmbeddedStore) -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from arbiter.realtrace import HonestStepper
 from repops import data as data_mod
 from repops import hashing
 from repops.program import Program, State, batch_for, build_program, step_of
 from repops.torch_reference import TorchTwin, make_optimizer, torch_step
 from repops.trace import StepTrace, chain_final, replay_step
+from roles.realtrace import HonestStepper
 
 
 def _with_final(trace: StepTrace, new_state: State) -> StepTrace:

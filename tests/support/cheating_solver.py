@@ -14,8 +14,8 @@ import sys
 
 from rich.console import Console
 
-from arbiter.realtrace import Stepper
-from arbiter.roles import connect, stop_flag
+from roles.realtrace import Stepper
+from roles.startup import connect, stop_flag
 from solver.cli import RichProgress, settings_from_args
 from solver.node import Event, SolverNode
 from tests.support.cheaters import (

@@ -14,7 +14,7 @@ from typing import Any
 
 from chain.contracts import JobMarketClient, JobRecord
 from chain.types import Cid, JobId
-from market.store import ArtifactStore, StoreError
+from market.store import ArtifactStore, ArtifactUnusable, StoreError
 from repops import data as data_mod
 from repops.errors import RepopsError
 from repops.program import Program, build_program
@@ -31,6 +31,11 @@ class StoreTrouble(JobUnusable):
     """The artifact store could not be reached (try again later; not the job's fault)."""
 
 
+class ArtifactBad(JobUnusable):
+    """The artifact itself cannot be had (bad CID, absent, corrupt, too large, not a file):
+    the fault of whoever published its CID, not the store's."""
+
+
 @dataclass(frozen=True)
 class JobContext:
     record: JobRecord
@@ -40,9 +45,12 @@ class JobContext:
 
 
 def fetch(store: ArtifactStore, cid: Cid, max_size: int) -> bytes:
-    """Verified bytes of `cid`; StoreTrouble when the store itself fails."""
+    """Verified bytes of `cid`: ArtifactBad when the artifact is at fault, StoreTrouble
+    when the store itself fails."""
     try:
         return store.get_bytes(cid, max_size=max_size)
+    except ArtifactUnusable as exc:
+        raise ArtifactBad(f"artifact {cid} unusable: {exc}") from exc
     except StoreError as exc:
         raise StoreTrouble(f"cannot fetch {cid}: {exc}") from exc
 
