@@ -285,8 +285,13 @@ class CachedTrace(RealTrace):
         self._doc.setdefault("steps", {})
         self._doc.setdefault("ops", {})
 
+    def _key(self, checkpoint: int, offset: int) -> str:
+        # Keyed by the state the values descend from, not by position: an own-trace game
+        # and a game from the solver's checkpoint may hold different states at one index.
+        return f"{self.leaves[checkpoint].hex()}/{offset}"
+
     def step_state(self, checkpoint: int, offset: int) -> bytes:
-        key = f"{checkpoint}/{offset}"
+        key = self._key(checkpoint, offset)
         held = self._doc["steps"].get(key)
         if held is not None:
             return bytes.fromhex(held)
@@ -296,11 +301,12 @@ class CachedTrace(RealTrace):
         return value
 
     def op_link(self, step: int, j: int) -> bytes:
-        held = self._doc["ops"].get(str(step))
+        k = self.program.checkpoint_interval
+        key = self._key(step // k, step % k)
+        held = self._doc["ops"].get(key)
         if held is None:
-            chain = self._chain(step).chain
-            held = [h.hex() for h in chain]
-            self._doc["ops"][str(step)] = held
+            held = [h.hex() for h in self._chain(step).chain]
+            self._doc["ops"][key] = held
             self.cache.save_hashes(self._doc)
         return bytes.fromhex(held[j])
 

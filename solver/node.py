@@ -21,7 +21,7 @@ from chain.client import ChainClient
 from chain.contracts import JobRecord
 from chain.deploy import Deployment
 from chain.dispute import GameRecord
-from chain.errors import ChainError, ContractRevert
+from chain.errors import ChainError, ContractRevert, NodeUnreachable
 from chain.events import LogCursor
 from chain.generated import GameCreated, JobClaimed, JobPosted, JobStatus, Party
 from chain.types import Address, Cid, Hash32, JobId
@@ -117,7 +117,7 @@ class SolverNode:
             self._train(active)
         for entry in self.journal.all():
             if entry.phase == Phase.SUBMITTING:
-                self._submit(entry)
+                self._submit_guarded(entry)
         self._defend()
         self._settle()
 
@@ -281,6 +281,15 @@ class SolverNode:
 
     # --------------------------------------------------------------- submit
 
+    def _submit_guarded(self, entry: JobJournal) -> None:
+        """Submit, retrying only what can succeed later: never a crash loop."""
+        try:
+            self._submit(entry)
+        except (StoreTrouble, StoreError, NodeUnreachable) as exc:
+            log.warning("job %d: cannot submit yet, will retry: %s", entry.job_id, exc)
+        except JobUnusable as exc:
+            self._abandon(entry, f"cannot submit: {_one_line(exc)}")
+
     def _submit(self, entry: JobJournal) -> None:
         job_id = JobId(entry.job_id)
         ctx = self._context(job_id)
@@ -294,6 +303,9 @@ class SolverNode:
             entry.note = f"could not submit (status {record.status.name})"
             self.journal.save(entry)
             self.report(Event(job_id, entry.note))
+            return
+        if self._now() > record.submit_deadline:  # the transaction could only revert
+            self._abandon(entry, f"submit deadline {record.submit_deadline} passed")
             return
         program = ctx.program
         manifest = build_manifest(

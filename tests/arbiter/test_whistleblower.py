@@ -184,6 +184,7 @@ def test_withheld_checkpoint_is_reexecuted_and_the_lie_behind_it_caught_then_res
         (FindingKind.CHECKPOINT_UNAVAILABLE, 2),
     ]
     assert env.game.game_count() == 1 and wb.active_games == 1
+    asked = wb._traces[job_id].step_state(2, 1)  # a position its game will ask for
 
     counting = CountingStepper()
     restarted = whistleblower(env, store, state_dir=wb_dir, check_fraction=0.25, stepper=counting)
@@ -192,6 +193,8 @@ def test_withheld_checkpoint_is_reexecuted_and_the_lie_behind_it_caught_then_res
     assert isinstance(created, GameCreated)
     restarted._resume(created)
     assert counting.calls == 0  # the agreed start state came from its own cache
+    assert restarted._traces[job_id].step_state(2, 1) == asked
+    assert counting.calls == 0  # and what it already answered is read back, not replayed
     run_market(
         env, [cheater.tick, restarted.tick], referee(env, store), lambda: _settled(cheater, job_id)
     )

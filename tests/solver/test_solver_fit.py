@@ -131,3 +131,24 @@ def test_calibration_rate_is_cached_across_restarts(
     restarted = solver_node(dispute_env, store, state_dir, stepper=second)
     assert restarted._unfit(job_id) is None
     assert second.calls == 0
+
+
+def test_solver_past_its_submit_deadline_abandons_instead_of_reverting_forever(
+    dispute_env: DisputeEnv, tmp_path: Path
+) -> None:
+    store = open_store(f"embedded:{tmp_path / 'ipfs'}")
+    job_id = publish_job(dispute_env, store, submit_window=60)
+    node = solver_node(dispute_env, store, tmp_path / "state")
+    node._scan()
+    node._maybe_claim()
+    entry = node.journal.load(job_id)
+    assert entry is not None
+    node._train(entry)
+    assert entry.phase == Phase.SUBMITTING
+    dispute_env.devnet.increase_time(120)
+    node.tick()
+    reloaded = node.journal.load(job_id)
+    assert reloaded is not None and reloaded.phase == Phase.ABANDONED
+    assert reloaded.note.startswith("submit deadline") and "passed" in reloaded.note
+    assert dispute_env.market.get_job(job_id).status == JobStatus.Claimed
+    node.tick()  # and it stays quiet
