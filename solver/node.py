@@ -307,6 +307,13 @@ class SolverNode:
         if self._now() > record.submit_deadline:  # the transaction could only revert
             self._abandon(entry, f"submit deadline {record.submit_deadline} passed")
             return
+        self._publish_result(ctx, record, entry)
+        entry.phase = Phase.SUBMITTED
+        self.journal.save(entry)
+
+    def _publish_result(self, ctx: JobContext, record: JobRecord, entry: JobJournal) -> None:
+        """Pin the manifest, then commit traceRoot, finalStateHash and filesRoot on-chain."""
+        job_id = JobId(entry.job_id)
         program = ctx.program
         manifest = build_manifest(
             record.spec_cid,
@@ -329,8 +336,6 @@ class SolverNode:
             Hash32(entry.leaves[-1]),
             Hash32(merkle_root(entry.file_roots)),
         )
-        entry.phase = Phase.SUBMITTED
-        self.journal.save(entry)
         self.report(
             Event(job_id, f"submitted trace root 0x{root.hex()[:16]}…, manifest {manifest_cid}")
         )
