@@ -19,19 +19,19 @@ from pathlib import Path
 import pytest
 
 from chain.contracts import JobRecord
-from chain.generated import GameKind, GameStatus, JobStatus
+from chain.generated import AvailabilityAnswered, GameKind, GameStatus, JobStatus
 from chain.types import Cid, Hash32, JobId
 from market.manifest import build_manifest
 from market.store import ArtifactStore, open_store
-from repops.artifact import commit_file
+from repops.artifact import chunk, chunk_count, commit_file
 from repops.merkle import merkle_root
 from roles.jobcontext import JobContext
 from solver.journal import JobJournal, Phase, checkpoint_cids
 from solver.node import SolverNode
 from solver.settings import SolverSettings
-from tests.e2e.ledger import Ledger
+from tests.e2e.ledger import Ledger, market_events
 from tests.e2e.support import publish_job, referee, run_market, whistleblower
-from tests.fixtures.dispute import REWARD, STAKE, DisputeEnv
+from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
 
 TO_WINNER = STAKE // 2  # WINNER_SHARE_BPS = 5_000
 
@@ -186,5 +186,45 @@ def test_unverifiable_result_is_not_paid_and_the_cheater_is_slashed(
     assert ledger.delta(env.submitter.address) == -REWARD  # escrowed ...
     assert env.market.credits(env.submitter.address) == REWARD  # ... and refunded
     assert ledger.burned_since() == STAKE - TO_WINNER
+    total, minted = ledger.conserved()
+    assert total == minted
+
+
+def test_honest_solver_answers_availability_challenges_from_its_files_and_is_paid(
+    dispute_env: DisputeEnv, store: ArtifactStore, tmp_path: Path
+) -> None:
+    """Griefers asking for chunks of real checkpoint files (first, last, past the end of the
+    final model) only pay the honest solver: each answer takes the bond's winner share, the
+    posted bytes are the published file's, and the result finalizes with reward and stake."""
+    env = dispute_env
+    job_id = publish_job(env, store)
+    settings = SolverSettings(state_dir=tmp_path / "solver", device="cpu", poll_interval=0.0)
+    node = SolverNode(env.client.with_account(env.solver()), env.deployment, store, settings)
+    node.tick()
+    record = env.market.get_job(job_id)
+    assert record.status == JobStatus.Submitted
+    ledger = Ledger.take(env)
+    manifest_entries = json.loads(store.get_bytes(record.manifest_cid))["checkpoints"]
+    m = len(manifest_entries) - 1
+    final = store.get_bytes(Cid(manifest_entries[m]["cid"]))
+    asks = [(0, 0), (m, 0), (m, chunk_count(len(final)) - 1), (m, 10**6)]
+    games = env.game.as_account(env.challenger())
+    env.token.as_account(env.challenger()).approve(env.market.address, len(asks) * BOND)
+    for checkpoint, index in asks:
+        game_id, _ = games.challenge_availability(job_id, checkpoint, index)
+        node.tick()
+        assert env.game.get_game(game_id).status == GameStatus.SolverWon
+    answered = market_events(env, AvailabilityAnswered)
+    assert [(a.checkpoint, a.chunk) for a in answered] == asks
+    assert answered[2].data == chunk(final, asks[2][1]) and answered[3].data == b""
+
+    def settled() -> bool:
+        entry = node.journal.load(job_id)
+        return entry is not None and entry.phase == Phase.SETTLED
+
+    run_market(env, [node.tick], referee(env, store), settled)
+    assert env.market.get_job(job_id).status == JobStatus.Finalized
+    gained = ledger.delta(env.solver().address)
+    assert gained == REWARD + STAKE + len(asks) * (BOND // 2)
     total, minted = ledger.conserved()
     assert total == minted
