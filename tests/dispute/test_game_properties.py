@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arbiter.actor import GameActor
 from arbiter.dissection import boundaries, parts, position_value
 from arbiter.referee import Referee, TraceOracle
 from arbiter.strategy import (
@@ -93,6 +94,28 @@ def _open(env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId, ari
     return game_id
 
 
+def _side_games(
+    env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId, referee: Referee
+) -> int:
+    """0-2 availability or file games by a griefer, each answered by the solver (honest or
+    not, it holds the files it committed) before the main game opens; returns how many."""
+    count = data.draw(st.integers(0, 2), label="side games")
+    griefer = env.game.as_account(env.challenger(1))
+    env.token.as_account(env.challenger(1)).approve(env.market.address, count * BOND)
+    solver = GameActor(sides.solver, Party.Solver, lambda _g: sides.lie, None, lambda _g: sides.lie)
+    for _ in range(count):
+        checkpoint = data.draw(st.integers(0, sides.lie.checkpoints), label="side checkpoint")
+        if data.draw(st.booleans(), label="file game"):
+            game_id, _ = griefer.challenge_file(job_id, checkpoint)
+        else:
+            chunk = data.draw(st.integers(0, 3), label="side chunk")
+            game_id, _ = griefer.challenge_availability(job_id, checkpoint, chunk)
+        solver.play(game_id)
+        referee.rule_if_pending(game_id)
+        assert env.game.get_game(game_id).status == GameStatus.SolverWon
+    return count
+
+
 def _cheater_move(data: st.DataObject, sides: Sides, game: GameRecord) -> tuple[bytes, ...] | None:
     """One move of a cheating solver; returns the hashes it dissected with, if it did."""
     gid, lie = game.game_id, sides.lie
@@ -162,9 +185,12 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
         lie,
         lie.honest(),
     )
-    referee = Referee(env.referee.as_account(env.arbiter), env.game, TraceOracle(sides.honest))
+    files = {str(lie.file_cid(i)): lie.file_bytes(i) for i in range(m + 1)}
+    oracle = TraceOracle(sides.honest, files=files)
+    referee = Referee(env.referee.as_account(env.arbiter), env.game, oracle)
     before = read_ledger(env)
     job_id = env.post_and_submit(lie, env.solver())
+    side = _side_games(env, data, sides, job_id, referee)
     game_id = _open(env, data, sides, job_id, arity)
     dishonest = Party.Solver if cheating else Party.Challenger
     pending: tuple[bytes, ...] | None = None
@@ -202,6 +228,10 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
     gained = {a: after.credits[a] - before.credits[a] for a in (solver, challenger)}
     burned = after.market_burned - before.market_burned
     job = env.market.get_job(job_id)
+    griefer = env.challenger(1).address
+    assert after.credits[griefer] == before.credits[griefer]  # every side game cost its bond
+    gained[solver] -= side * BOND_TO_SOLVER
+    burned -= side * BOND_BURNED
     if cheating:
         assert final.status == GameStatus.ChallengerWon, final
         assert gained == {solver: 0, challenger: BOND + STAKE_TO_CHALLENGER}
@@ -218,7 +248,9 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
     env.market.finalize(job_id)
     final_ledger = read_ledger(env)
     final_ledger.assert_conserved()
-    assert final_ledger.credits[solver] - before.credits[solver] == BOND_TO_SOLVER + REWARD + STAKE
+    assert final_ledger.credits[solver] - before.credits[solver] == (
+        (1 + side) * BOND_TO_SOLVER + REWARD + STAKE
+    )
 
 
 @settings(
