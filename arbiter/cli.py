@@ -1,10 +1,11 @@
 """`arbiter`: rule on dispute games narrowed to a single operator.
 
-    arbiter run               watch the chain and rule on every game awaiting a ruling
-    arbiter rule GAME_ID      rule on one game now
+    arbiter run               watch the chain; vote, appeal wrong proposals, settle rulings
+    arbiter rule GAME_ID      vote on one game now
+    arbiter join              stake ARBITER_STAKE and join the committee
 
 Settings come from ASSAY_* environment variables, overridden by flags: the RPC URL, the
-deployment JSON, the arbiter's key file (a registered arbiter) and the artifact store.
+deployment JSON, the arbiter's key file (a committee member) and the artifact store.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from chain.client import ChainClient
 from chain.deploy import Deployment
 from chain.errors import ChainError, ContractRevert
 from chain.events import LogCursor
-from chain.generated import RulingPending
+from chain.generated import ArbiterJoined, RulingPending
 from market.store import StoreError
 from roles.startup import (
     RoleSettings,
@@ -63,9 +64,25 @@ def _referee(settings: ArbiterSettings) -> tuple[Referee, Deployment, ChainClien
     client, deployment = role.client, role.deployment
     oracle = RepopsOracle(role.store, deployment.market(client))
     referee = Referee(deployment.referee(client), deployment.game(client), oracle)
-    if not referee.referee.is_arbiter(role.account.address):
-        raise ArbiterError(f"{role.account.address} is not a registered arbiter")
+    if referee.referee.member(role.account.address).stake == 0:
+        raise ArbiterError(
+            f"{role.account.address} is not a committee member: run `arbiter join` first"
+        )
     return referee, deployment, client
+
+
+def cmd_join(settings: ArbiterSettings, console: Console) -> int:
+    role = connect(settings)
+    client, deployment = role.client, role.deployment
+    referee = deployment.referee(client)
+    stake = referee.arbiter_stake()
+    deployment.token(client).approve(referee.address, stake)
+    receipt = referee.join(client.address)
+    joined = receipt.one(ArbiterJoined)
+    console.print(
+        f"{client.address} staked {stake} and votes on rulings requested from {joined.active_from}"
+    )
+    return 0
 
 
 def _show(console: Console, ruling: Ruling) -> None:
@@ -75,9 +92,9 @@ def _show(console: Console, ruling: Ruling) -> None:
 
 def cmd_rule(settings: ArbiterSettings, game_id: int, console: Console) -> int:
     referee, _, _ = _referee(settings)
-    ruling = referee.rule_if_pending(game_id)
+    ruling = referee.vote_if_pending(game_id)
     if ruling is None:
-        console.print(f"game {game_id} is not awaiting a ruling")
+        console.print(f"game {game_id} awaits no vote of {referee.account}")
         return 1
     _show(console, ruling)
     return 0
@@ -95,20 +112,21 @@ def cmd_run(settings: ArbiterSettings, console: Console) -> int:
     while not should_stop():
         for game_id in sorted(watcher.poll()):
             try:
-                ruling = referee.rule_if_pending(game_id)
-            except ContractRevert as exc:  # another arbiter ruled first, or the window closed
-                log.info("game %d: not ruled (%s)", game_id, exc)
-                watcher.pending.discard(game_id)
+                ruling = referee.vote_if_pending(game_id)
+                settled = referee.act(game_id)
+            except ContractRevert as exc:  # a window closed under us, or another member settled
+                log.info("game %d: %s", game_id, exc)
                 continue
             except (ArbiterError, StoreError) as exc:
                 log.warning("game %d: will retry: %s", game_id, exc)
                 continue
-            watcher.pending.discard(game_id)
             if ruling is not None:
                 ruled += 1
                 _show(console, ruling)
+            if settled:
+                watcher.pending.discard(game_id)
         time.sleep(settings.poll_interval)
-    console.print(f"arbiter stopped after {ruled} ruling(s)")
+    console.print(f"arbiter stopped after {ruled} vote(s)")
     return 0
 
 
@@ -117,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     add_common_flags(parser, "arbiter")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="watch the chain and rule on every pending game")
-    rule = sub.add_parser("rule", help="rule on one game awaiting a ruling")
+    rule = sub.add_parser("rule", help="vote on one game awaiting a ruling")
     rule.add_argument("game_id", type=int)
+    sub.add_parser("join", help="stake and join the arbiter committee")
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
@@ -126,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "rule":
             return cmd_rule(settings, args.game_id, console)
+        if args.command == "join":
+            return cmd_join(settings, console)
         return cmd_run(settings, console)
     except (ChainError, ArbiterError, StoreError) as exc:
         console.print(f"[red]arbiter:[/] {exc}")

@@ -22,7 +22,7 @@ from typing import Protocol
 from arbiter.dissection import TraceView, position_value
 from chain.client import Receipt
 from chain.dispute import ArbiterRefereeClient, DisputeGameClient, GameId, GameRecord
-from chain.generated import GameKind, GameStatus
+from chain.generated import GameKind, GameStatus, RulingPhase
 from repops.artifact import commit_file
 
 log = logging.getLogger(__name__)
@@ -106,26 +106,99 @@ class TraceOracle:
 
 
 class Referee:
-    """Rules, as one registered arbiter, on every game awaiting a ruling."""
+    """One committee member: votes on every game awaiting a ruling that it may vote on,
+    appeals a proposed ruling that contradicts its own re-execution (when `appeal_wrong`),
+    and settles rulings whose windows have passed (anyone may)."""
 
     def __init__(
-        self, referee: ArbiterRefereeClient, games: DisputeGameClient, oracle: LinkOracle
+        self,
+        referee: ArbiterRefereeClient,
+        games: DisputeGameClient,
+        oracle: LinkOracle,
+        *,
+        appeal_wrong: bool = True,
     ) -> None:
         self.referee = referee
         self.games = games
         self.oracle = oracle
+        self.appeal_wrong = appeal_wrong
         self.receipts: list[Receipt] = []
+        self._mine: dict[GameId, Ruling] = {}
 
-    def rule_if_pending(self, game_id: GameId) -> Ruling | None:
+    @property
+    def account(self) -> str:
+        return self.referee.client.address
+
+    def _now(self) -> int:
+        return int(self.referee.client.w3.eth.get_block("latest")["timestamp"])
+
+    def my_ruling(self, game: GameRecord) -> Ruling:
+        """This member's ruling on `game` (re-executed once, then remembered)."""
+        if game.game_id not in self._mine:
+            self._mine[game.game_id] = decide(game, self.oracle)
+        return self._mine[game.game_id]
+
+    def vote_if_pending(self, game_id: GameId) -> Ruling | None:
+        """Vote on `game_id` if it awaits a ruling this member may still vote on."""
         game = self.games.get_game(game_id)
         if game.status != GameStatus.AwaitingRuling:
             return None
-        ruling = decide(game, self.oracle)
-        self.receipts.append(self.referee.rule(game_id, ruling.solver_won, ruling.computed))
+        phase = self.referee.phase(game_id)
+        if phase not in (RulingPhase.Voting, RulingPhase.Escalated):
+            return None
+        if phase == RulingPhase.Escalated and self._now() >= self.referee.escalation_deadline(
+            game_id
+        ):
+            return None
+        if not self.referee.eligible(game_id, self.account):
+            return None
+        if self.referee.vote_of(game_id, self.account)[0]:
+            return None
+        ruling = self.my_ruling(game)
+        self.receipts.append(self.referee.vote(game_id, ruling.computed))
         log.info(
-            "game %d ruled: %s (%s)",
+            "game %d: voted %s (%s)",
             game_id,
             "solver won" if ruling.solver_won else "challenger won",
             ruling.reason,
         )
         return ruling
+
+    def appeal_if_wrong(self, game_id: GameId) -> bool:
+        """Appeal a proposal that contradicts this member's own re-execution."""
+        if not self.appeal_wrong or self.referee.phase(game_id) != RulingPhase.AppealOpen:
+            return False
+        record = self.referee.ruling(game_id)
+        if self._now() >= record.proposed_at + self.referee.appeal_window():
+            return False
+        game = self.games.get_game(game_id)
+        mine = self.my_ruling(game)
+        if mine.computed == record.proposed_hash:
+            return False
+        self.receipts.append(self.referee.appeal(game_id))
+        log.warning("game %d: appealed a proposed ruling that contradicts re-execution", game_id)
+        return True
+
+    def settle_if_due(self, game_id: GameId) -> bool:
+        """Settle `game_id` once its last window has passed."""
+        phase = self.referee.phase(game_id)
+        now = self._now()
+        if phase == RulingPhase.AppealOpen:
+            record = self.referee.ruling(game_id)
+            due = now > record.proposed_at + self.referee.appeal_window()
+        elif phase == RulingPhase.Escalated:
+            due = now > self.referee.escalation_deadline(game_id)
+        else:
+            return False
+        if not due:
+            return False
+        self.receipts.append(self.referee.settle(game_id))
+        log.info("game %d: ruling settled", game_id)
+        return True
+
+    def act(self, game_id: GameId) -> bool:
+        """Whatever this member should do now on `game_id`; whether the ruling is settled."""
+        self.vote_if_pending(game_id)
+        self.appeal_if_wrong(game_id)
+        self.settle_if_due(game_id)
+        return self.referee.phase(game_id) == RulingPhase.Settled

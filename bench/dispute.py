@@ -35,7 +35,7 @@ from chain.contracts import JobTerms
 from chain.deploy import deploy
 from chain.devnet import running_devnet
 from chain.dispute import GameRecord
-from chain.generated import Party
+from chain.generated import GameStatus, Party
 from chain.types import Cid, Hash32, JobId, Wei
 from repops.artifact import CHUNK_SIZE, chunk_count, file_root
 from repops.merkle import merkle_proof, merkle_root
@@ -56,9 +56,10 @@ def play_one(arity: int) -> tuple[int, int]:
     honest = SyntheticTrace(seed=7, checkpoints=STEPS // K, k=K, ops=OPS)
     cheat = SyntheticTrace(seed=7, checkpoints=STEPS // K, k=K, ops=OPS, divergence=DIVERGENCE)
     with running_devnet() as devnet:
-        deployer, submitter, solver, challenger, arbiter = devnet.accounts[:5]
+        deployer, submitter, solver, challenger = devnet.accounts[:4]
+        arbiters = devnet.accounts[4:7]
         client = ChainClient(devnet.web3(), deployer)
-        deployment = deploy(client, arbiters=[arbiter.address])
+        deployment = deploy(client, arbiters=[a.address for a in arbiters])
         token, market = deployment.token(client), deployment.market(client)
         game = deployment.game(client)
         for account in (submitter, solver, challenger):
@@ -91,9 +92,17 @@ def play_one(arity: int) -> tuple[int, int]:
         challenger_actor = GameActor(
             game.as_account(challenger), Party.Challenger, lambda _g: honest
         )
-        referee = Referee(deployment.referee(client).as_account(arbiter), game, TraceOracle(honest))
+        # The committee of three: two equal votes are a majority, final at once.
+        committee = [
+            Referee(deployment.referee(client).as_account(a), game, TraceOracle(honest))
+            for a in arbiters
+        ]
         while not (record := game.get_game(game_id)).finished:
-            if referee.rule_if_pending(game_id) is not None:
+            if record.status == GameStatus.AwaitingRuling:
+                for member in committee:
+                    if game.get_game(game_id).finished:
+                        break
+                    member.vote_if_pending(game_id)
                 continue
             actor = solver_actor if record.turn == Party.Solver else challenger_actor
             if actor.step(game_id) is None:
@@ -102,7 +111,7 @@ def play_one(arity: int) -> tuple[int, int]:
             opened,
             *solver_actor.receipts,
             *challenger_actor.receipts,
-            *referee.receipts,
+            *(r for member in committee for r in member.receipts),
         ]
         return record.rounds, sum(r.gas_used for r in receipts)
 

@@ -130,6 +130,26 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class PayoutRecord:
+    """A job's dispute money (mirrors struct Payout of contracts/src/lib/PayoutLib.sol)."""
+
+    held_for_solver: Wei
+    reward_pool: Wei
+    claimed_amount: Wei
+    winning_games: int
+    claimed_games: int
+    reopenings: int
+
+    @classmethod
+    def from_tuple(cls, raw: tuple[Any, ...]) -> PayoutRecord:
+        return cls(Wei(raw[0]), Wei(raw[1]), Wei(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]))
+
+    @property
+    def unpaid_pool(self) -> Wei:
+        return Wei(self.reward_pool - self.claimed_amount)
+
+
+@dataclass(frozen=True)
 class PermitSignature:
     """An EIP-2612 permit, signed off-chain by the token owner."""
 
@@ -327,6 +347,10 @@ class JobMarketClient:
     def void_dispute(self, job_id: JobId, challenger: str) -> Receipt:
         return self.client.transact(self._c.functions.voidDispute(job_id, challenger))
 
+    def claim_reward(self, job_id: JobId, challenger: str) -> Receipt:
+        """Credit `challenger` its part of a slashed job's winners' pool (no game open)."""
+        return self.client.transact(self._c.functions.claimReward(job_id, challenger))
+
     # ----------------------------------------------------------------- reads
 
     def get_job(self, job_id: JobId) -> JobRecord:
@@ -372,3 +396,13 @@ class JobMarketClient:
 
     def late_share_bps(self) -> int:
         return int(self.client.call(self._c.functions.LATE_SHARE_BPS().call))
+
+    def min_challenger_bond(self) -> Wei:
+        return Wei(self.client.call(self._c.functions.MIN_CHALLENGER_BOND().call))
+
+    def payout_of(self, job_id: JobId) -> PayoutRecord:
+        raw = self.client.call(self._c.functions.payoutOf(job_id).call)
+        return PayoutRecord.from_tuple(tuple(raw))
+
+    def unclaimed_wins(self, job_id: JobId, challenger: str) -> int:
+        return int(self.client.call(self._c.functions.unclaimedWins(job_id, challenger).call))

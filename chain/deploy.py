@@ -24,6 +24,21 @@ DEFAULT_LATE_SHARE_BPS = 5_000
 DEFAULT_CLOCK_BUDGET_S = 3_600
 DEFAULT_LEVEL_EXTENSION_S = 1_800
 DEFAULT_RULING_WINDOW_S = 3_600
+DEFAULT_APPEAL_WINDOW_S = 3_600
+DEFAULT_ESCALATION_WINDOW_S = 3_600
+DEFAULT_QUORUM = 2
+DEFAULT_ARBITER_STAKE = 20 * 10**18
+DEFAULT_APPEAL_BOND = 5 * 10**18
+DEFAULT_MIN_CHALLENGER_BOND = 10**16
+"""A game's gas (bench.dispute: <= 3 M) at 1 gwei, counted 1:1 in WORK's smallest unit
+plus margin; a real deployment sets it from its gas price and the token's price."""
+MAX_LEVEL_EXTENSIONS = 4
+"""ArbiterReferee.MAX_LEVEL_EXTENSIONS: how many level extensions sizes the longest game."""
+
+
+def membership_delay_for(clock_budget: int, level_extension: int) -> int:
+    """The shortest membership delay ArbiterReferee.setGame accepts for these clocks."""
+    return 2 * (clock_budget + MAX_LEVEL_EXTENSIONS * level_extension) + 1
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ class Deployment:
     def game(self, client: ChainClient) -> DisputeGameClient:
         if "DisputeGame" not in self.addresses:
             raise DeploymentError("this deployment has no DisputeGame")
-        return DisputeGameClient(client, self.addresses["DisputeGame"])
+        return DisputeGameClient(client, self.addresses["DisputeGame"], start_block=self.block)
 
     def referee(self, client: ChainClient) -> ArbiterRefereeClient:
         if "ArbiterReferee" not in self.addresses:
@@ -103,25 +118,59 @@ def deploy(
     clock_budget: int = DEFAULT_CLOCK_BUDGET_S,
     level_extension: int = DEFAULT_LEVEL_EXTENSION_S,
     ruling_window: int = DEFAULT_RULING_WINDOW_S,
+    appeal_window: int = DEFAULT_APPEAL_WINDOW_S,
+    escalation_window: int = DEFAULT_ESCALATION_WINDOW_S,
+    quorum: int = DEFAULT_QUORUM,
+    arbiter_stake: int = DEFAULT_ARBITER_STAKE,
+    appeal_bond: int = DEFAULT_APPEAL_BOND,
+    min_challenger_bond: int = DEFAULT_MIN_CHALLENGER_BOND,
+    membership_delay: int | None = None,
     arbiters: Sequence[str] = (),
 ) -> Deployment:
     """Deploy WorkToken (the signer is admin and minter), JobMarket over it and, unless
-    `with_dispute_game` is False, ArbiterReferee and DisputeGame wired to the market."""
+    `with_dispute_game` is False, ArbiterReferee and DisputeGame wired to the market.
+
+    Each of `arbiters` becomes a founding committee member, active at once (no game exists
+    yet), its stake minted to and paid by the deployer."""
     token_address, token_receipt = client.deploy("WorkToken", [client.address])
     market_address, _ = client.deploy(
-        "JobMarket", [token_address, winner_share_bps, late_share_bps]
+        "JobMarket", [token_address, winner_share_bps, late_share_bps, min_challenger_bond]
     )
     addresses = {"WorkToken": Address(token_address), "JobMarket": Address(market_address)}
-    params = {"winner_share_bps": winner_share_bps, "late_share_bps": late_share_bps}
+    params = {
+        "winner_share_bps": winner_share_bps,
+        "late_share_bps": late_share_bps,
+        "min_challenger_bond": min_challenger_bond,
+    }
     if with_dispute_game:
-        referee_address, _ = client.deploy("ArbiterReferee", [client.address, ruling_window])
+        delay = membership_delay
+        if delay is None:
+            delay = membership_delay_for(clock_budget, level_extension)
+        referee_address, _ = client.deploy(
+            "ArbiterReferee",
+            [
+                token_address,
+                client.address,
+                arbiter_stake,
+                quorum,
+                ruling_window,
+                appeal_window,
+                escalation_window,
+                appeal_bond,
+                delay,
+            ],
+        )
         game_address, _ = client.deploy(
             "DisputeGame", [market_address, referee_address, clock_budget, level_extension]
         )
         referee = ArbiterRefereeClient(client, referee_address)
         referee.set_game(game_address)
-        for arbiter in arbiters:
-            referee.register_arbiter(arbiter)
+        if arbiters:
+            token = WorkTokenClient(client, token_address)
+            token.mint(client.address, arbiter_stake * len(arbiters))
+            token.approve(referee_address, arbiter_stake * len(arbiters))
+            for arbiter in arbiters:
+                referee.join(arbiter)
         JobMarketClient(client, market_address).set_dispute_game(game_address)
         addresses["ArbiterReferee"] = Address(referee_address)
         addresses["DisputeGame"] = Address(game_address)
@@ -129,6 +178,12 @@ def deploy(
             "clock_budget": clock_budget,
             "level_extension": level_extension,
             "ruling_window": ruling_window,
+            "appeal_window": appeal_window,
+            "escalation_window": escalation_window,
+            "quorum": quorum,
+            "arbiter_stake": arbiter_stake,
+            "appeal_bond": appeal_bond,
+            "membership_delay": delay,
         }
     return Deployment(
         chain_id=client.w3.eth.chain_id,

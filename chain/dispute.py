@@ -13,8 +13,16 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
-from chain.events import decode_logs
-from chain.generated import Dissected, GameCreated, GameKind, GameStatus, Level, Party
+from chain.events import decode_logs, latest_logs
+from chain.generated import (
+    Dissected,
+    GameCreated,
+    GameKind,
+    GameStatus,
+    Level,
+    Party,
+    RulingPhase,
+)
 from chain.types import Address, Cid, Hash32, JobId
 
 GameId = int
@@ -102,13 +110,15 @@ class DisputeGameClient:
 
     NAME = "DisputeGame"
 
-    def __init__(self, client: ChainClient, address: str) -> None:
+    def __init__(self, client: ChainClient, address: str, start_block: int = 0) -> None:
         self.client = client
         self.address = Address(client.w3.to_checksum_address(address))
+        self.start_block = start_block
+        """The contract's creation block: no event scan reaches below it."""
         self._c = client.contract(self.NAME, address)
 
     def as_account(self, account: LocalAccount) -> DisputeGameClient:
-        return DisputeGameClient(self.client.with_account(account), self.address)
+        return DisputeGameClient(self.client.with_account(account), self.address, self.start_block)
 
     # ---------------------------------------------------------------- writes
 
@@ -211,16 +221,13 @@ class DisputeGameClient:
         """The hashes of the solver's dissection awaiting the challenger's selection."""
         if game.round_hash == bytes(32):
             return None
-        logs = self.client.w3.eth.get_logs(
-            {
-                "address": self.client.w3.to_checksum_address(self.address),
-                "fromBlock": 0,
-                "toBlock": "latest",
-                "topics": [
-                    "0x" + Dissected.topic.hex(),
-                    "0x" + game.game_id.to_bytes(32, "big").hex(),
-                ],
-            }
+        # The pending dissection is the game's newest Dissected event: search back from the
+        # latest block in bounded pages, never below the contract's creation block.
+        logs = latest_logs(
+            self.client.w3,
+            [self.client.w3.to_checksum_address(self.address)],
+            self.start_block,
+            ["0x" + Dissected.topic.hex(), "0x" + game.game_id.to_bytes(32, "big").hex()],
         )
         events = [e.event for e in decode_logs(logs) if isinstance(e.event, Dissected)]
         if not events:
@@ -240,8 +247,46 @@ class DisputeGameClient:
         return int(self.client.call(self._c.functions.LEVEL_EXTENSION().call))
 
 
+@dataclass(frozen=True)
+class RulingRecord:
+    """The committee's ruling on one game (mirrors ArbiterReferee.Ruling)."""
+
+    game_id: GameId
+    requested_at: int
+    proposed_at: int
+    appealed_at: int
+    committee_size: int
+    settled: bool
+    appellant: Address
+    solver_hash: Hash32
+    proposed_hash: Hash32
+
+    @classmethod
+    def from_tuple(cls, game_id: GameId, raw: Sequence[Any]) -> RulingRecord:
+        return cls(
+            game_id,
+            int(raw[0]),
+            int(raw[1]),
+            int(raw[2]),
+            int(raw[3]),
+            bool(raw[4]),
+            Address(raw[5]),
+            Hash32(bytes(raw[6])),
+            Hash32(bytes(raw[7])),
+        )
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One committee membership (mirrors ArbiterReferee.Member)."""
+
+    stake: int
+    active_from: int
+    exit_at: int
+
+
 class ArbiterRefereeClient:
-    """The arbiter committee: registry, rulings, expiry."""
+    """The staked arbiter committee: membership, votes, appeals, settlement."""
 
     NAME = "ArbiterReferee"
 
@@ -253,26 +298,97 @@ class ArbiterRefereeClient:
     def as_account(self, account: LocalAccount) -> ArbiterRefereeClient:
         return ArbiterRefereeClient(self.client.with_account(account), self.address)
 
+    # ---------------------------------------------------------------- writes
+
     def set_game(self, game: str) -> Receipt:
         return self.client.transact(self._c.functions.setGame(game))
 
-    def register_arbiter(self, arbiter: str) -> Receipt:
-        return self.client.transact(self._c.functions.registerArbiter(arbiter))
+    def join(self, arbiter: str) -> Receipt:
+        """Stake ARBITER_STAKE from the signer for `arbiter` (approve the referee first)."""
+        return self.client.transact(self._c.functions.join(arbiter))
 
-    def remove_arbiter(self, arbiter: str) -> Receipt:
-        return self.client.transact(self._c.functions.removeArbiter(arbiter))
+    def leave(self) -> Receipt:
+        return self.client.transact(self._c.functions.leave())
 
-    def rule(self, game_id: GameId, solver_won: bool, computed_hash: bytes) -> Receipt:
-        return self.client.transact(self._c.functions.rule(game_id, solver_won, computed_hash))
+    def withdraw_stake(self) -> Receipt:
+        return self.client.transact(self._c.functions.withdrawStake())
 
-    def expire_ruling(self, game_id: GameId) -> Receipt:
-        return self.client.transact(self._c.functions.expireRuling(game_id))
+    def withdraw(self) -> Receipt:
+        return self.client.transact(self._c.functions.withdraw())
 
-    def is_arbiter(self, account: str) -> bool:
-        return bool(self.client.call(self._c.functions.isArbiter(account).call))
+    def vote(self, game_id: GameId, computed_hash: bytes) -> Receipt:
+        return self.client.transact(self._c.functions.vote(game_id, computed_hash))
 
-    def ruling_deadline(self, game_id: GameId) -> int:
-        return int(self.client.call(self._c.functions.rulingDeadline(game_id).call))
+    def appeal(self, game_id: GameId) -> Receipt:
+        """Lock APPEAL_BOND from the signer (approve the referee first) and escalate."""
+        return self.client.transact(self._c.functions.appeal(game_id))
+
+    def settle(self, game_id: GameId) -> Receipt:
+        return self.client.transact(self._c.functions.settle(game_id))
+
+    # ----------------------------------------------------------------- reads
+
+    def _read(self, name: str, *args: Any) -> Any:
+        return self.client.call(getattr(self._c.functions, name)(*args).call)
+
+    def phase(self, game_id: GameId) -> RulingPhase:
+        return RulingPhase(self._read("phase", game_id))
+
+    def ruling(self, game_id: GameId) -> RulingRecord:
+        return RulingRecord.from_tuple(game_id, tuple(self._read("rulingOf", game_id)))
+
+    def member(self, account: str) -> MemberRecord:
+        raw = self._read("members", account)
+        return MemberRecord(int(raw[0]), int(raw[1]), int(raw[2]))
+
+    def eligible(self, game_id: GameId, account: str) -> bool:
+        return bool(self._read("eligible", game_id, account))
+
+    def is_active(self, account: str) -> bool:
+        return bool(self._read("isActive", account))
+
+    def vote_of(self, game_id: GameId, arbiter: str) -> tuple[bool, bytes]:
+        voted, computed = self._read("voteOf", game_id, arbiter)
+        return bool(voted), bytes(computed)
+
+    def tally(self, game_id: GameId, computed_hash: bytes) -> int:
+        return int(self._read("tally", game_id, computed_hash))
+
+    def committee(self) -> list[Address]:
+        return [Address(a) for a in self._read("committee")]
+
+    def escalation_deadline(self, game_id: GameId) -> int:
+        return int(self._read("escalationDeadline", game_id))
+
+    def credits(self, account: str) -> int:
+        return int(self._read("credits", account))
+
+    def total_burned(self) -> int:
+        return int(self._read("totalBurned"))
+
+    def total_credits(self) -> int:
+        return int(self._read("totalCredits"))
+
+    def settlement_bound(self) -> int:
+        return int(self._read("settlementBound"))
 
     def ruling_window(self) -> int:
-        return int(self.client.call(self._c.functions.RULING_WINDOW().call))
+        return int(self._read("RULING_WINDOW"))
+
+    def appeal_window(self) -> int:
+        return int(self._read("APPEAL_WINDOW"))
+
+    def escalation_window(self) -> int:
+        return int(self._read("ESCALATION_WINDOW"))
+
+    def appeal_bond(self) -> int:
+        return int(self._read("APPEAL_BOND"))
+
+    def arbiter_stake(self) -> int:
+        return int(self._read("ARBITER_STAKE"))
+
+    def quorum(self) -> int:
+        return int(self._read("QUORUM"))
+
+    def membership_delay(self) -> int:
+        return int(self._read("MEMBERSHIP_DELAY"))

@@ -95,9 +95,71 @@ def only(events: Iterable[ContractEvent | EventLog], kind: type[E]) -> list[E]:
     return found
 
 
+MAX_LOG_RANGE = 10_000
+"""Most blocks one eth_getLogs may span: public RPC providers cap ranges at about this."""
+
+
+def _query(
+    addresses: Sequence[str], from_block: int, to_block: int, topics: Sequence[Any] | None
+) -> dict[str, Any]:
+    query: dict[str, Any] = {
+        "address": list(addresses),
+        "fromBlock": from_block,
+        "toBlock": to_block,
+    }
+    if topics:
+        query["topics"] = list(topics)
+    return query
+
+
+def get_logs_paged(
+    w3: Any,
+    addresses: Sequence[str],
+    from_block: int,
+    to_block: int,
+    topics: Sequence[Any] | None = None,
+    page: int = MAX_LOG_RANGE,
+) -> list[Any]:
+    """Raw logs of blocks [from_block, to_block], fetched in ranges of at most `page`
+    blocks, oldest first."""
+    if page < 1:
+        raise ValueError(f"page must be at least 1 block, not {page}")
+    logs: list[Any] = []
+    start = from_block
+    while start <= to_block:
+        end = min(to_block, start + page - 1)
+        logs.extend(w3.eth.get_logs(_query(addresses, start, end, topics)))
+        start = end + 1
+    return logs
+
+
+def latest_logs(
+    w3: Any,
+    addresses: Sequence[str],
+    from_block: int,
+    topics: Sequence[Any] | None = None,
+    page: int = MAX_LOG_RANGE,
+) -> list[Any]:
+    """The logs of the newest page (searching back from the latest block to `from_block`,
+    one range of at most `page` blocks at a time) that holds any match; [] if none does.
+
+    For "the last event of this kind": usually one request, however long the chain."""
+    if page < 1:
+        raise ValueError(f"page must be at least 1 block, not {page}")
+    end = int(w3.eth.block_number)
+    while end >= from_block:
+        start = max(from_block, end - page + 1)
+        logs = list(w3.eth.get_logs(_query(addresses, start, end, topics)))
+        if logs:
+            return logs
+        end = start - 1
+    return []
+
+
 class LogCursor:
     """The events some contracts emitted since the last poll, with no block missed or
-    read twice: each poll covers (last block read, latest block]."""
+    read twice: each poll covers (last block read, latest block], in eth_getLogs ranges of
+    at most `page` blocks, starting at `from_block` (the deployment block)."""
 
     def __init__(
         self,
@@ -105,23 +167,26 @@ class LogCursor:
         addresses: Sequence[str],
         from_block: int,
         topic: bytes | None = None,
+        page: int = MAX_LOG_RANGE,
     ) -> None:
         self.w3 = w3
         self.addresses = [w3.to_checksum_address(a) for a in addresses]
         self.next_block = from_block
         self.topic = topic
+        self.page = page
 
     def poll(self) -> list[EventLog]:
         latest = int(self.w3.eth.block_number)
         if latest < self.next_block:
             return []
-        query: dict[str, Any] = {
-            "address": self.addresses,
-            "fromBlock": self.next_block,
-            "toBlock": latest,
-        }
-        if self.topic is not None:
-            query["topics"] = ["0x" + self.topic.hex()]
-        logs = self.w3.eth.get_logs(query)
-        self.next_block = latest + 1
-        return decode_logs(logs)
+        topics = None if self.topic is None else ["0x" + self.topic.hex()]
+        out: list[EventLog] = []
+        start = self.next_block
+        while start <= latest:
+            # One page at a time, advancing the cursor after each: a failure mid-way loses
+            # nothing and re-reads nothing.
+            end = min(latest, start + self.page - 1)
+            out.extend(decode_logs(get_logs_paged(self.w3, self.addresses, start, end, topics)))
+            self.next_block = end + 1
+            start = end + 1
+        return out

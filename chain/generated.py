@@ -59,6 +59,16 @@ class Party(IntEnum):
     Challenger = 1
 
 
+class RulingPhase(IntEnum):
+    """Solidity enum RulingPhase."""
+
+    Unrequested = 0
+    Voting = 1
+    AppealOpen = 2
+    Escalated = 3
+    Settled = 4
+
+
 class AccessControlBadConfirmation(ContractRevert):
     """Solidity error AccessControlBadConfirmation()."""
 
@@ -73,6 +83,32 @@ class AccessControlUnauthorizedAccount(ContractRevert):
     signature = "AccessControlUnauthorizedAccount(address,bytes32)"
     selector = bytes.fromhex("e2517d3f")
     fields = ("account", "neededRole")
+
+
+class AlreadyMember(ContractRevert):
+    """`account` is already a member (or has not withdrawn its exit)."""
+
+    signature = "AlreadyMember(address)"
+    selector = bytes.fromhex("0268f929")
+    fields = ("account",)
+
+
+class AlreadyVoted(ContractRevert):
+    """`account` already voted on this game (votes are final)."""
+
+    signature = "AlreadyVoted(uint256,address)"
+    selector = bytes.fromhex("04f9da63")
+    fields = ("gameId", "account")
+
+
+class BondBelowMinimum(ContractRevert):
+    """A job's challenger bond `bond` is below the market's minimum `minimum` (the cost of
+    defending one game).
+    """
+
+    signature = "BondBelowMinimum(uint256,uint256)"
+    selector = bytes.fromhex("3455212a")
+    fields = ("bond", "minimum")
 
 
 class ChallengeWindowClosed(ContractRevert):
@@ -121,6 +157,14 @@ class ClockNotExpired(ContractRevert):
     signature = "ClockNotExpired(uint256,uint8,uint64)"
     selector = bytes.fromhex("6b7f7bc6")
     fields = ("gameId", "party", "remaining")
+
+
+class CommitteeFull(ContractRevert):
+    """The committee already has MAX_ARBITERS members."""
+
+    signature = "CommitteeFull(uint256)"
+    selector = bytes.fromhex("d139a65c")
+    fields = ("max",)
 
 
 class DeadlineInPast(ContractRevert):
@@ -259,6 +303,14 @@ class EmptySpec(ContractRevert):
     fields = ()
 
 
+class ExitPending(ContractRevert):
+    """The member already asked to leave; it may withdraw at `exitAt` plus the settlement bound."""
+
+    signature = "ExitPending(address,uint64)"
+    selector = bytes.fromhex("9b4f3db8")
+    fields = ("account", "exitAt")
+
+
 class FileRootMismatch(ContractRevert):
     """The revealed length and chunk root do not hash to the revealed file root."""
 
@@ -276,7 +328,7 @@ class FinalStateMatches(ContractRevert):
 
 
 class GameAlreadySet(ContractRevert):
-    """The referee was already bound to a game contract."""
+    """The referee is bound to a game contract once; it already is."""
 
     signature = "GameAlreadySet(address)"
     selector = bytes.fromhex("bde9f56f")
@@ -371,6 +423,14 @@ class InvalidProof(ContractRevert):
     fields = ("gameId", "index")
 
 
+class InvalidRefereeParameter(ContractRevert):
+    """A constructor parameter is out of range."""
+
+    signature = "InvalidRefereeParameter(string,uint256)"
+    selector = bytes.fromhex("5a2fb218")
+    fields = ("name", "value")
+
+
 class InvalidShortString(ContractRevert):
     """Solidity error InvalidShortString()."""
 
@@ -395,6 +455,16 @@ class InvalidWindow(ContractRevert):
     fields = ("window", "maxWindow")
 
 
+class MembershipDelayTooShort(ContractRevert):
+    """The membership delay must outlast the longest game the bound DisputeGame allows, or a member
+    who joined during a game could vote on it.
+    """
+
+    signature = "MembershipDelayTooShort(uint64,uint64)"
+    selector = bytes.fromhex("f50c9a8c")
+    fields = ("delay", "longestGame")
+
+
 class NoOpenDispute(ContractRevert):
     """No dispute is open on the job."""
 
@@ -404,15 +474,23 @@ class NoOpenDispute(ContractRevert):
 
 
 class NoPendingRuling(ContractRevert):
-    """No ruling was requested for the game, or it was already given."""
+    """No ruling was requested for the game, or it was already settled."""
 
     signature = "NoPendingRuling(uint256)"
     selector = bytes.fromhex("41d33439")
     fields = ("gameId",)
 
 
+class NoRefereeCredit(ContractRevert):
+    """`account` has no credit to withdraw from the referee."""
+
+    signature = "NoRefereeCredit(address)"
+    selector = bytes.fromhex("6b34a040")
+    fields = ("account",)
+
+
 class NotArbiter(ContractRevert):
-    """`account` is not a registered arbiter."""
+    """`account` is not a member with a stake."""
 
     signature = "NotArbiter(address)"
     selector = bytes.fromhex("720c75c2")
@@ -435,6 +513,16 @@ class NotDisputeGame(ContractRevert):
     fields = ("caller",)
 
 
+class NotEligible(ContractRevert):
+    """`account` may not vote on this game: it was not an active member when the ruling was
+    requested (joined later, exited before, or was slashed since).
+    """
+
+    signature = "NotEligible(uint256,address)"
+    selector = bytes.fromhex("6fc842cf")
+    fields = ("gameId", "account")
+
+
 class NotExpired(ContractRevert):
     """The job has no missed deadline to act on (status `status`)."""
 
@@ -452,7 +540,7 @@ class NotGame(ContractRevert):
 
 
 class NotOwner(ContractRevert):
-    """Only the owner may do this."""
+    """The caller is not the deployer, the only account that may bind the game."""
 
     signature = "NotOwner(address)"
     selector = bytes.fromhex("245aecd3")
@@ -547,22 +635,6 @@ class RoundMismatch(ContractRevert):
     fields = ("gameId",)
 
 
-class RulingWindowClosed(ContractRevert):
-    """The ruling deadline `deadline` has passed."""
-
-    signature = "RulingWindowClosed(uint256,uint64)"
-    selector = bytes.fromhex("0f2098b7")
-    fields = ("gameId", "deadline")
-
-
-class RulingWindowOpen(ContractRevert):
-    """The ruling deadline `deadline` has not passed yet."""
-
-    signature = "RulingWindowOpen(uint256,uint64)"
-    selector = bytes.fromhex("c91ab59b")
-    fields = ("gameId", "deadline")
-
-
 class SafeERC20FailedOperation(ContractRevert):
     """Solidity error SafeERC20FailedOperation(address)."""
 
@@ -577,6 +649,16 @@ class SelfChallenge(ContractRevert):
     signature = "SelfChallenge(uint256,address)"
     selector = bytes.fromhex("80d5f497")
     fields = ("jobId", "solver")
+
+
+class StakeLocked(ContractRevert):
+    """The stake can be withdrawn only from `availableAt` (every game the member could vote on is
+    settled by then, so it can still be slashed until then).
+    """
+
+    signature = "StakeLocked(address,uint64)"
+    selector = bytes.fromhex("daac4151")
+    fields = ("account", "availableAt")
 
 
 class StringTooLong(ContractRevert):
@@ -643,6 +725,14 @@ class WrongLevel(ContractRevert):
     fields = ("gameId", "expected", "actual")
 
 
+class WrongRulingPhase(ContractRevert):
+    """The call needs the ruling in `expected` but it is in `actual`."""
+
+    signature = "WrongRulingPhase(uint256,uint8,uint8)"
+    selector = bytes.fromhex("b3f7eea9")
+    fields = ("gameId", "expected", "actual")
+
+
 class WrongStatus(ContractRevert):
     """The job is in `actual` but the call needs `expected`."""
 
@@ -694,12 +784,16 @@ class ZeroSolverStake(ContractRevert):
 ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     AccessControlBadConfirmation.selector: AccessControlBadConfirmation,
     AccessControlUnauthorizedAccount.selector: AccessControlUnauthorizedAccount,
+    AlreadyMember.selector: AlreadyMember,
+    AlreadyVoted.selector: AlreadyVoted,
+    BondBelowMinimum.selector: BondBelowMinimum,
     ChallengeWindowClosed.selector: ChallengeWindowClosed,
     ChallengeWindowOpen.selector: ChallengeWindowOpen,
     CheckpointCountMismatch.selector: CheckpointCountMismatch,
     ClaimDeadlinePassed.selector: ClaimDeadlinePassed,
     ClockExpired.selector: ClockExpired,
     ClockNotExpired.selector: ClockNotExpired,
+    CommitteeFull.selector: CommitteeFull,
     DeadlineInPast.selector: DeadlineInPast,
     DisputeGameAlreadySet.selector: DisputeGameAlreadySet,
     DisputesOpen.selector: DisputesOpen,
@@ -717,6 +811,7 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     EmptyBundle.selector: EmptyBundle,
     EmptyCommitment.selector: EmptyCommitment,
     EmptySpec.selector: EmptySpec,
+    ExitPending.selector: ExitPending,
     FileRootMismatch.selector: FileRootMismatch,
     FinalStateMatches.selector: FinalStateMatches,
     GameAlreadySet.selector: GameAlreadySet,
@@ -731,14 +826,18 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     InvalidOrderSignature.selector: InvalidOrderSignature,
     InvalidPart.selector: InvalidPart,
     InvalidProof.selector: InvalidProof,
+    InvalidRefereeParameter.selector: InvalidRefereeParameter,
     InvalidShortString.selector: InvalidShortString,
     InvalidStepsPerCheckpoint.selector: InvalidStepsPerCheckpoint,
     InvalidWindow.selector: InvalidWindow,
+    MembershipDelayTooShort.selector: MembershipDelayTooShort,
     NoOpenDispute.selector: NoOpenDispute,
     NoPendingRuling.selector: NoPendingRuling,
+    NoRefereeCredit.selector: NoRefereeCredit,
     NotArbiter.selector: NotArbiter,
     NotDeployer.selector: NotDeployer,
     NotDisputeGame.selector: NotDisputeGame,
+    NotEligible.selector: NotEligible,
     NotExpired.selector: NotExpired,
     NotGame.selector: NotGame,
     NotOwner.selector: NotOwner,
@@ -753,10 +852,9 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     OrderExpired.selector: OrderExpired,
     ReentrancyGuardReentrantCall.selector: ReentrancyGuardReentrantCall,
     RoundMismatch.selector: RoundMismatch,
-    RulingWindowClosed.selector: RulingWindowClosed,
-    RulingWindowOpen.selector: RulingWindowOpen,
     SafeERC20FailedOperation.selector: SafeERC20FailedOperation,
     SelfChallenge.selector: SelfChallenge,
+    StakeLocked.selector: StakeLocked,
     StringTooLong.selector: StringTooLong,
     SubmitDeadlinePassed.selector: SubmitDeadlinePassed,
     UnknownGame.selector: UnknownGame,
@@ -765,6 +863,7 @@ ERRORS_BY_SELECTOR: dict[bytes, type[ContractRevert]] = {
     WrongHashCount.selector: WrongHashCount,
     WrongKind.selector: WrongKind,
     WrongLevel.selector: WrongLevel,
+    WrongRulingPhase.selector: WrongRulingPhase,
     WrongStatus.selector: WrongStatus,
     ZeroAddress.selector: ZeroAddress,
     ZeroChallengerBond.selector: ZeroChallengerBond,
@@ -803,29 +902,43 @@ class Approval(ContractEvent):
 
 
 @dataclass(frozen=True)
-class ArbiterRegistered(ContractEvent):
-    """`arbiter` joined the committee."""
+class ArbiterJoined(ContractEvent):
+    """`payer` staked for `arbiter`, who votes on rulings requested from `activeFrom`."""
 
-    signature: ClassVar[str] = "ArbiterRegistered(address)"
+    signature: ClassVar[str] = "ArbiterJoined(address,address,uint256,uint64)"
     topic: ClassVar[bytes] = bytes.fromhex(
-        "6b918af7a7f11d4f617c7c1769b807dc10e7d63ba1c5115f88960343ba92fb06"
+        "815439cb6076029116daef47e21e07e06a0ae33e1130fb475fabc3762e3a2da2"
     )
-    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (("arbiter", "address", True),)
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("arbiter", "address", True),
+        ("payer", "address", True),
+        ("stake", "uint256", False),
+        ("active_from", "uint64", False),
+    )
 
     arbiter: str
+    payer: str
+    stake: int
+    active_from: int
 
 
 @dataclass(frozen=True)
-class ArbiterRemoved(ContractEvent):
-    """`arbiter` left the committee."""
+class ArbiterSlashed(ContractEvent):
+    """`arbiter` voted for an overturned ruling and lost `amount`."""
 
-    signature: ClassVar[str] = "ArbiterRemoved(address)"
+    signature: ClassVar[str] = "ArbiterSlashed(uint256,address,uint256)"
     topic: ClassVar[bytes] = bytes.fromhex(
-        "b7a0f68489d6e103758c5896f7f700d18e1e9213039ef12daf1c81a88b1ce671"
+        "52b7aedda44580eb0e9d1feea28ae0bd8b8a4f5a4ff586316d19910de8b87311"
     )
-    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (("arbiter", "address", True),)
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("arbiter", "address", True),
+        ("amount", "uint256", False),
+    )
 
+    game_id: int
     arbiter: str
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -1044,6 +1157,42 @@ class EIP712DomainChanged(ContractEvent):
         "0a6387c9ea3628b88a633bb4f3b151770f70085117a15f9bf3787cda53f13d31"
     )
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
+
+
+@dataclass(frozen=True)
+class Escalated(ContractEvent):
+    """The ruling on `gameId` went to the whole committee, which has until `deadline`."""
+
+    signature: ClassVar[str] = "Escalated(uint256,address,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "dfe90ff1d10faa669a7567cb39ea7c557a0a7312a9177368f2eca120c9491cdd"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("appellant", "address", True),
+        ("deadline", "uint64", False),
+    )
+
+    game_id: int
+    appellant: str
+    deadline: int
+
+
+@dataclass(frozen=True)
+class ExitRequested(ContractEvent):
+    """`arbiter` leaves: it votes only on rulings requested before `exitAt`."""
+
+    signature: ClassVar[str] = "ExitRequested(address,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "12af565fbdd53c6be7b24b4d08750ab523585c012527663059a728d6bf640d51"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("arbiter", "address", True),
+        ("exit_at", "uint64", False),
+    )
+
+    arbiter: str
+    exit_at: int
 
 
 @dataclass(frozen=True)
@@ -1340,6 +1489,40 @@ class OrdersRevoked(ContractEvent):
 
 
 @dataclass(frozen=True)
+class RefereeCredited(ContractEvent):
+    """`amount` became withdrawable from the referee by `account`."""
+
+    signature: ClassVar[str] = "RefereeCredited(address,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "bc517dc0c2a4e046504f300ed16da3d829986cefbc8196c5ab88e92e326aa35b"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("account", "address", True),
+        ("amount", "uint256", False),
+    )
+
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class RefereeWithdrawn(ContractEvent):
+    """`account` withdrew `amount` of referee credit."""
+
+    signature: ClassVar[str] = "RefereeWithdrawn(address,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "15deb2a226bdceee3a400af6e8fd35cadf507f9be7653a5b804879b756dd1296"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("account", "address", True),
+        ("amount", "uint256", False),
+    )
+
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class ResultSubmitted(ContractEvent):
     """The solver committed its result."""
 
@@ -1368,6 +1551,29 @@ class ResultSubmitted(ContractEvent):
     final_state_hash: bytes
     files_root: bytes
     challenge_deadline: int
+
+
+@dataclass(frozen=True)
+class RewardClaimed(ContractEvent):
+    """`challenger` was paid `amount`, its part of the slashed job's winners' pool for `games`
+    winning games.
+    """
+
+    signature: ClassVar[str] = "RewardClaimed(uint256,address,uint32,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "354ba26de6a54dfee9ed93a03ca169eba2841c37e338b5eb1875eceece2329f2"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("job_id", "uint256", True),
+        ("challenger", "address", True),
+        ("games", "uint32", False),
+        ("amount", "uint256", False),
+    )
+
+    job_id: int
+    challenger: str
+    games: int
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -1429,28 +1635,28 @@ class RoleRevoked(ContractEvent):
 
 @dataclass(frozen=True)
 class Ruled(ContractEvent):
-    """`arbiter` ruled; `computedHash` is the link value its re-execution produced."""
+    """The committee decided `computedHash`; `overturned`: a majority reversed the proposal."""
 
-    signature: ClassVar[str] = "Ruled(uint256,address,bool,bytes32)"
+    signature: ClassVar[str] = "Ruled(uint256,bytes32,bool,bool)"
     topic: ClassVar[bytes] = bytes.fromhex(
-        "df159af847f2ebdaa284fb654f1c687c2eba5aefa15736b292ce824320f5e18a"
+        "fc5f5578b837c9476199407b4887fcbab9438f5dee0bafb645394dda2347bd67"
     )
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("game_id", "uint256", True),
-        ("arbiter", "address", True),
-        ("solver_won", "bool", False),
         ("computed_hash", "bytes32", False),
+        ("solver_won", "bool", False),
+        ("overturned", "bool", False),
     )
 
     game_id: int
-    arbiter: str
-    solver_won: bool
     computed_hash: bytes
+    solver_won: bool
+    overturned: bool
 
 
 @dataclass(frozen=True)
 class RulingExpired(ContractEvent):
-    """No ruling came in time; the game was voided."""
+    """The committee could not decide; the game was voided."""
 
     signature: ClassVar[str] = "RulingExpired(uint256)"
     topic: ClassVar[bytes] = bytes.fromhex(
@@ -1463,19 +1669,42 @@ class RulingExpired(ContractEvent):
 
 @dataclass(frozen=True)
 class RulingPending(ContractEvent):
-    """A ruling on `gameId` is due by `deadline`."""
+    """A ruling on `gameId` was requested; `committeeSize` members may vote until `deadline`."""
 
-    signature: ClassVar[str] = "RulingPending(uint256,uint64)"
+    signature: ClassVar[str] = "RulingPending(uint256,uint32,uint64)"
     topic: ClassVar[bytes] = bytes.fromhex(
-        "aead3923b0d1c9e313fe387f10c99082205918ea667d0adacb2e747ce374f3d8"
+        "f2c0725282584ca2f59ccf574adcd3250bd23426db0f4349741ebd2a3e22b6e0"
     )
     abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
         ("game_id", "uint256", True),
+        ("committee_size", "uint32", False),
         ("deadline", "uint64", False),
     )
 
     game_id: int
+    committee_size: int
     deadline: int
+
+
+@dataclass(frozen=True)
+class RulingProposed(ContractEvent):
+    """QUORUM votes agree on `computedHash`; it stands unless appealed by `appealDeadline`."""
+
+    signature: ClassVar[str] = "RulingProposed(uint256,bytes32,bool,uint64)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "c16befb9466351c62d4f628c392f58b509db733fba271278fb396e1f774e8ed3"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("computed_hash", "bytes32", False),
+        ("solver_won", "bool", False),
+        ("appeal_deadline", "uint64", False),
+    )
+
+    game_id: int
+    computed_hash: bytes
+    solver_won: bool
+    appeal_deadline: int
 
 
 @dataclass(frozen=True)
@@ -1565,6 +1794,23 @@ class SolverTimedOut(ContractEvent):
 
 
 @dataclass(frozen=True)
+class StakeWithdrawn(ContractEvent):
+    """`arbiter` took back its stake and left the committee."""
+
+    signature: ClassVar[str] = "StakeWithdrawn(address,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "8108595eb6bad3acefa9da467d90cc2217686d5c5ac85460f8b7849c840645fc"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("arbiter", "address", True),
+        ("amount", "uint256", False),
+    )
+
+    arbiter: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class TimedOut(ContractEvent):
     """`party` ran out of time and lost."""
 
@@ -1601,6 +1847,46 @@ class Transfer(ContractEvent):
 
 
 @dataclass(frozen=True)
+class Voted(ContractEvent):
+    """`arbiter` voted `computedHash`, which now has `votes` votes."""
+
+    signature: ClassVar[str] = "Voted(uint256,address,bytes32,uint32)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "1646ab8b35c7a562562f8278c957754a35d5c699605167f83855bb5bdabf7f85"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("game_id", "uint256", True),
+        ("arbiter", "address", True),
+        ("computed_hash", "bytes32", False),
+        ("votes", "uint32", False),
+    )
+
+    game_id: int
+    arbiter: str
+    computed_hash: bytes
+    votes: int
+
+
+@dataclass(frozen=True)
+class WinningsHeld(ContractEvent):
+    """The solver won a dispute; `amount` of the bond is held for it until finalize."""
+
+    signature: ClassVar[str] = "WinningsHeld(uint256,address,uint256)"
+    topic: ClassVar[bytes] = bytes.fromhex(
+        "8039eeaeb8dcbe1ea9aa18eb7d4132045111781e3231801d4206bdd689c67984"
+    )
+    abi_inputs: ClassVar[tuple[tuple[str, str, bool], ...]] = (
+        ("job_id", "uint256", True),
+        ("solver", "address", True),
+        ("amount", "uint256", False),
+    )
+
+    job_id: int
+    solver: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class Withdrawn(ContractEvent):
     """`account` withdrew `amount`."""
 
@@ -1619,8 +1905,8 @@ class Withdrawn(ContractEvent):
 
 EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     Approval.topic: Approval,
-    ArbiterRegistered.topic: ArbiterRegistered,
-    ArbiterRemoved.topic: ArbiterRemoved,
+    ArbiterJoined.topic: ArbiterJoined,
+    ArbiterSlashed.topic: ArbiterSlashed,
     AvailabilityAnswered.topic: AvailabilityAnswered,
     AvailabilityRequested.topic: AvailabilityRequested,
     BundlePosted.topic: BundlePosted,
@@ -1633,6 +1919,8 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     DisputeVoided.topic: DisputeVoided,
     Dissected.topic: Dissected,
     EIP712DomainChanged.topic: EIP712DomainChanged,
+    Escalated.topic: Escalated,
+    ExitRequested.topic: ExitRequested,
     FileChallenged.topic: FileChallenged,
     FileRevealed.topic: FileRevealed,
     FinalMismatchProven.topic: FinalMismatchProven,
@@ -1648,18 +1936,25 @@ EVENTS_BY_TOPIC: dict[bytes, type[ContractEvent]] = {
     LevelEntered.topic: LevelEntered,
     OpLevelOpened.topic: OpLevelOpened,
     OrdersRevoked.topic: OrdersRevoked,
+    RefereeCredited.topic: RefereeCredited,
+    RefereeWithdrawn.topic: RefereeWithdrawn,
     ResultSubmitted.topic: ResultSubmitted,
+    RewardClaimed.topic: RewardClaimed,
     RoleAdminChanged.topic: RoleAdminChanged,
     RoleGranted.topic: RoleGranted,
     RoleRevoked.topic: RoleRevoked,
     Ruled.topic: Ruled,
     RulingExpired.topic: RulingExpired,
     RulingPending.topic: RulingPending,
+    RulingProposed.topic: RulingProposed,
     RulingRequested.topic: RulingRequested,
     Selected.topic: Selected,
     SolverSlashed.topic: SolverSlashed,
     SolverTimedOut.topic: SolverTimedOut,
+    StakeWithdrawn.topic: StakeWithdrawn,
     TimedOut.topic: TimedOut,
     Transfer.topic: Transfer,
+    Voted.topic: Voted,
+    WinningsHeld.topic: WinningsHeld,
     Withdrawn.topic: Withdrawn,
 }

@@ -21,6 +21,7 @@ import keyword
 import logging
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,12 +291,12 @@ def _generated_py(
         lines.append("")
     for name in sorted(errors):
         err = errors[name]
-        doc = err.notice.replace('"""', "'''") or f"Solidity error {err.signature}."
+        doc = _docstring(err.notice or f"Solidity error {err.signature}.")
         selector = keccak(text=err.signature)[:4].hex()
         lines += [
             "",
             f"class {name}(ContractRevert):",
-            f'    """{doc}"""',
+            f"    {doc}",
             "",
             f'    signature = "{err.signature}"',
             f'    selector = bytes.fromhex("{selector}")',
@@ -320,14 +321,14 @@ def _generated_py(
     ]
     for name in sorted(events):
         ev = events[name]
-        doc = ev.notice.replace('"""', "'''") or f"Solidity event {ev.signature}."
+        doc = _docstring(ev.notice or f"Solidity event {ev.signature}.")
         topic = keccak(text=ev.signature).hex()
         abi_inputs = tuple((_snake(n), t, idx) for n, t, idx in ev.inputs)
         lines += [
             "",
             "@dataclass(frozen=True)",
             f"class {name}(ContractEvent):",
-            f'    """{doc}"""',
+            f"    {doc}",
             "",
             f'    signature: ClassVar[str] = "{ev.signature}"',
             f'    topic: ClassVar[bytes] = bytes.fromhex("{topic}")',
@@ -344,6 +345,15 @@ def _generated_py(
         "",
     ]
     return _ruff_format("\n".join(lines))
+
+
+def _docstring(notice: str) -> str:
+    """A class docstring for a NatSpec notice: whitespace collapsed, wrapped to the line limit."""
+    text = " ".join(notice.replace('"' * 3, "'" * 3).split())
+    if len(text) <= 88:
+        return '"' * 3 + text + '"' * 3
+    body = textwrap.fill(text, width=92, subsequent_indent="    ")
+    return '"' * 3 + body + "\n    " + '"' * 3
 
 
 def _ruff_format(code: str) -> str:

@@ -46,7 +46,11 @@ def test_dispute_view_follows_a_game_to_its_outcome(stack: ApiStack) -> None:
     )
     client = ChainClient(stack.devnet.web3(), stack.devnet.accounts[0])
     referee = stack.deployment.referee(client)
-    referee.register_arbiter(arbiter.address)
+    # A committee of one (founding: no game exists yet); its vote is a majority.
+    stake = referee.arbiter_stake()
+    stack.deployment.token(client).mint(client.address, stake)
+    stack.deployment.token(client).approve(referee.address, stake)
+    referee.join(arbiter.address)
     market = stack.market
     for who in (submitter, solver, challenger):
         stack.token.as_account(who).approve(market.address, 1_000 * ONE)
@@ -100,7 +104,7 @@ def test_dispute_view_follows_a_game_to_its_outcome(stack: ApiStack) -> None:
         record = games.get_game(game_id)
         if record.finished:
             break
-        if ref.rule_if_pending(game_id) is None:
+        if ref.vote_if_pending(game_id) is None:
             actor = solver_actor if record.turn == Party.Solver else challenger_actor
             assert actor.step(game_id) is not None
     assert games.get_game(game_id).status == GameStatus.ChallengerWon

@@ -129,6 +129,22 @@ JOB_TUPLE = (
 # JobMarket.disputeTerms: (status, solver, specHash, traceRoot, checkpointCount,
 # stepsPerCheckpoint), the status first.
 DISPUTE_TERMS_TUPLE = "(uint8,address,bytes32,bytes32,bytes32,bytes32,uint32,uint32)"
+# JobMarket.payoutOf: (heldForSolver, rewardPool, claimedAmount, winningGames, claimedGames,
+# reopenings), PayoutLib.sol's struct Payout.
+MAX_REOPENINGS = 2  # JobMarket.MAX_REOPENINGS
+PAYOUT_TUPLE = "(uint256,uint256,uint256,uint32,uint32,uint32)"
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    """JobMarket.payoutOf(jobId): a job's held solver winnings, winners' pool, reopenings."""
+
+    held_for_solver: int
+    reward_pool: int
+    claimed_amount: int
+    winning_games: int
+    claimed_games: int
+    reopenings: int
 
 
 @dataclass(frozen=True)
@@ -182,6 +198,7 @@ class MarketSnapshot:
     credits: dict[str, int]
     order_nonces: dict[str, int]
     jobs: dict[int, JobView]
+    payouts: dict[int, PayoutView]
     # What a dispute game reads of each job; the revert for an unknown id.
     dispute_terms: dict[int, DisputeTermsView | ContractRevert]
 
@@ -213,6 +230,8 @@ class BatchReader:
             calls.append((self._market, calldata("orderNonces(address)", ["address"], [holder])))
         for job_id in range(1, job_count + 1):
             calls.append((self._market, calldata("getJob(uint256)", ["uint256"], [job_id])))
+        for job_id in range(1, job_count + 1):
+            calls.append((self._market, calldata("payoutOf(uint256)", ["uint256"], [job_id])))
         for job_id in range(1, job_count + 1):
             calls.append((self._market, calldata("disputeTerms(uint256)", ["uint256"], [job_id])))
         payload: list[dict[str, Any]] = [
@@ -292,6 +311,11 @@ class BatchReader:
                 files_root=bytes(job[17]),
             )
         base += job_count
+        payouts: dict[int, PayoutView] = {}
+        for offset in range(job_count):
+            (raw,) = abi_decode([PAYOUT_TUPLE], raw_of(base + offset))
+            payouts[offset + 1] = PayoutView(*(int(v) for v in raw))
+        base += job_count
         dispute_terms: dict[int, DisputeTermsView | ContractRevert] = {}
         for offset in range(job_count):
             value = results[base + offset]
@@ -321,6 +345,7 @@ class BatchReader:
             credits=credits,
             order_nonces=order_nonces,
             jobs=jobs,
+            payouts=payouts,
             dispute_terms=dispute_terms,
         )
 

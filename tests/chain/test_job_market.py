@@ -26,10 +26,12 @@ from chain.contracts import (
     PermitSignature,
     SignedJobOrder,
 )
+from chain.deploy import DEFAULT_MIN_CHALLENGER_BOND
 from chain.errors import ContractRevert
 from chain.generated import (
     AccessControlUnauthorizedAccount,
     Approval,
+    BondBelowMinimum,
     ChallengeWindowClosed,
     ChallengeWindowOpen,
     ChallengeWindowReopened,
@@ -69,11 +71,13 @@ from chain.generated import (
     OrderExpired,
     OrdersRevoked,
     ResultSubmitted,
+    RewardClaimed,
     SolverSlashed,
     SolverTimedOut,
     SubmitDeadlinePassed,
     Transfer,
     UnknownJob,
+    WinningsHeld,
     Withdrawn,
     WrongStatus,
     ZeroAddress,
@@ -108,6 +112,7 @@ from tests.fixtures.anvil import INITIAL_BALANCE, MarketEnv
 REWARD = 10**21
 STAKE = 3 * 10**20 + 1
 BOND = 10**20 + 1
+MIN_BOND = DEFAULT_MIN_CHALLENGER_BOND
 WINNER_SHARE_BPS = 5_000
 LATE_SHARE_BPS = 5_000
 
@@ -1563,7 +1568,9 @@ def test_withdraw_without_credit_reverts_nothing_to_withdraw(market_env: MarketE
 
 def fresh_market(env: MarketEnv, deployer: LocalAccount | None = None) -> JobMarketClient:
     client = ChainClient(env.devnet.web3(), deployer or env.accounts[0])
-    address, _ = client.deploy("JobMarket", [env.token.address, WINNER_SHARE_BPS, LATE_SHARE_BPS])
+    address, _ = client.deploy(
+        "JobMarket", [env.token.address, WINNER_SHARE_BPS, LATE_SHARE_BPS, MIN_BOND]
+    )
     return JobMarketClient(client, address)
 
 
@@ -1720,22 +1727,29 @@ def test_resolve_dispute_solver_won_splits_bond_and_result_still_finalizes(
     assert receipt.one(DisputeResolved) == DisputeResolved(
         job_id=job_id, challenger=challenger(env).address, solver_won=True
     )
-    assert receipt.one(Credited) == Credited(account=solver(env).address, amount=to_solver)
+    # The solver's share is held until its job finalizes, not credited.
+    assert receipt.one(WinningsHeld) == WinningsHeld(
+        job_id=job_id, solver=solver(env).address, amount=to_solver
+    )
+    assert not [e for e in receipt.events if isinstance(e, Credited)]
     assert receipt.one(Transfer) == Transfer(
         from_=env.market.address, to=ZERO_ADDRESS, value=burned
     )
     assert not [e for e in receipt.events if isinstance(e, SolverSlashed)]
     job = env.market.get_job(job_id)
     assert (job.status, job.open_disputes) == (JobStatus.Submitted, 0)
-    assert env.market.credits(solver(env).address) == to_solver
+    assert env.market.credits(solver(env).address) == 0
+    assert env.market.payout_of(job_id).held_for_solver == to_solver
     assert env.market.credits(challenger(env).address) == 0
     assert env.market.total_burned() == burned
     assert balance(env, challenger(env)) == INITIAL_BALANCE - BOND
 
     pin_time(env.devnet, challenge_deadline + 1)
-    env.market.finalize(job_id)
+    finalized = env.market.finalize(job_id)
+    assert finalized.one(JobFinalized).payout == to_solver + REWARD + STAKE
     assert env.market.status_of(job_id) is JobStatus.Finalized
     assert env.market.credits(solver(env).address) == to_solver + REWARD + STAKE
+    assert env.market.payout_of(job_id).held_for_solver == 0
     assert_conserved(env)
 
 
@@ -1751,7 +1765,7 @@ def test_resolve_dispute_challenger_won_slashes_stake_and_refunds_reward(
 
     to_winner = STAKE * WINNER_SHARE_BPS // BPS
     burned = STAKE - to_winner
-    # The winner gets ONE credit: its bond back plus its share of the stake.
+    # The only game closes the job: the winner gets ONE credit, its bond back plus the pool.
     assert list(receipt.events) == [
         DisputeResolved(job_id=job_id, challenger=challenger(env).address, solver_won=False),
         SolverSlashed(
@@ -1761,9 +1775,10 @@ def test_resolve_dispute_challenger_won_slashes_stake_and_refunds_reward(
             to_winner=to_winner,
             burned=burned,
         ),
-        Credited(account=challenger(env).address, amount=BOND + to_winner),
         Credited(account=submitter(env).address, amount=REWARD),
         Transfer(from_=env.market.address, to=ZERO_ADDRESS, value=burned),
+        RewardClaimed(job_id=job_id, challenger=challenger(env).address, games=1, amount=to_winner),
+        Credited(account=challenger(env).address, amount=BOND + to_winner),
     ]
     job = env.market.get_job(job_id)
     assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
@@ -1791,11 +1806,12 @@ def test_resolve_dispute_challenger_won_slashes_stake_and_refunds_reward(
 
 
 @pytest.mark.parametrize("solver_won", [False, True], ids=["challenger-won", "solver-won"])
-def test_resolve_second_dispute_after_slash_only_returns_its_bond_whoever_won(
+def test_resolve_second_dispute_after_slash_returns_its_bond_and_shares_the_pool_if_won(
     market_env: MarketEnv, solver_won: bool
 ) -> None:
-    """Once the solver is proven wrong, a later game settles nothing but its own bond: no
-    second slash, and a proven cheater earns no share of a losing late challenger's bond."""
+    """Once the solver is proven wrong, a later game returns its bond: no second slash, a
+    proven cheater earns no share of a losing late challenger's bond, and a later game that
+    also proved the lie owns an equal part of the winners' pool (paid when the last closes)."""
     env = market_env
     job_id, challenge_deadline = submitted_job(env)
     first, second = challenger(env), env.accounts[7]
@@ -1810,15 +1826,29 @@ def test_resolve_second_dispute_after_slash_only_returns_its_bond_whoever_won(
 
     receipt = env.market_as(env.game).resolve_dispute(job_id, second.address, solver_won)
 
+    second_part = part = 0 if solver_won else to_winner - to_winner // 2
     assert list(receipt.events) == [
         DisputeResolved(job_id=job_id, challenger=second.address, solver_won=solver_won),
-        Credited(account=second.address, amount=BOND),
+        *(
+            []
+            if solver_won
+            else [RewardClaimed(job_id=job_id, challenger=second.address, games=1, amount=part)]
+        ),
+        Credited(account=second.address, amount=BOND + second_part),
     ]
     job = env.market.get_job(job_id)
     assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
     assert job.challenge_deadline == challenge_deadline
-    assert env.market.credits(second.address) == BOND
-    assert env.market.credits(first.address) == BOND + to_winner
+    # The first winner is paid its part by anyone's claim.
+    env.market_as(second).claim_reward(job_id, first.address)
+    expect_revert(
+        NothingToWithdraw,
+        lambda: env.market.claim_reward(job_id, first.address),
+        account=first.address,
+    )
+    first_part = to_winner - second_part
+    assert env.market.credits(second.address) == BOND + second_part
+    assert env.market.credits(first.address) == BOND + first_part
     assert env.market.credits(solver(env).address) == 0
     assert env.market.credits(submitter(env).address) == REWARD
     assert env.market.total_credits() == 2 * BOND + to_winner + REWARD
@@ -1832,7 +1862,7 @@ def test_resolve_second_dispute_after_slash_only_returns_its_bond_whoever_won(
         jobId=job_id,
     )
     env.market_as(second).withdraw()
-    assert balance(env, second) == INITIAL_BALANCE
+    assert balance(env, second) == INITIAL_BALANCE + second_part
     expect_revert(
         NothingToWithdraw,
         lambda: env.market_as(solver(env)).withdraw(),
@@ -1841,12 +1871,12 @@ def test_resolve_second_dispute_after_slash_only_returns_its_bond_whoever_won(
     assert_conserved(env)
 
 
-def test_resolve_solver_won_before_the_slash_keeps_the_solvers_bond_share(
+def test_resolve_solver_won_before_the_slash_forfeits_the_solvers_bond_share_to_the_winners(
     market_env: MarketEnv,
 ) -> None:
-    """Settlement follows resolution order: a game the solver wins BEFORE another game proves
-    it wrong still splits that bond solver/burn, and the share stays with the (later slashed)
-    solver; only resolutions after the slash return bonds whole."""
+    """A game the solver wins BEFORE another game proves it wrong still splits that bond
+    solver/burn, but the solver's share is only held: the slash forfeits it to the winners'
+    pool, so a proven cheater keeps nothing it won (e.g. by an honest challenger's timeout)."""
     env = market_env
     job_id, _ = submitted_job(env)
     first, second = challenger(env), env.accounts[7]
@@ -1858,15 +1888,17 @@ def test_resolve_solver_won_before_the_slash_keeps_the_solvers_bond_share(
     to_solver = BOND * WINNER_SHARE_BPS // BPS
     assert list(receipt.events) == [
         DisputeResolved(job_id=job_id, challenger=first.address, solver_won=True),
-        Credited(account=solver(env).address, amount=to_solver),
+        WinningsHeld(job_id=job_id, solver=solver(env).address, amount=to_solver),
         Transfer(from_=env.market.address, to=ZERO_ADDRESS, value=BOND - to_solver),
     ]
-    env.market_as(env.game).resolve_dispute(job_id, second.address, False)
+    slash = env.market_as(env.game).resolve_dispute(job_id, second.address, False)
     to_winner = STAKE * WINNER_SHARE_BPS // BPS
+    assert slash.one(SolverSlashed).to_winner == to_winner + to_solver
     assert env.market.status_of(job_id) is JobStatus.Slashed
-    assert env.market.credits(solver(env).address) == to_solver
+    assert env.market.credits(solver(env).address) == 0
+    assert env.market.payout_of(job_id).held_for_solver == 0
     assert env.market.credits(first.address) == 0
-    assert env.market.credits(second.address) == BOND + to_winner
+    assert env.market.credits(second.address) == BOND + to_winner + to_solver
     assert env.market.total_burned() == (BOND - to_solver) + (STAKE - to_winner)
     assert_conserved(env)
 
@@ -1895,6 +1927,9 @@ def test_resolve_dispute_after_slash_then_void_of_the_last_one_keeps_the_slash(
     assert (job.status, job.open_disputes) == (JobStatus.Slashed, 0)
     assert job.challenge_deadline == challenge_deadline
     to_winner = STAKE * WINNER_SHARE_BPS // BPS
+    # The only winning game was not the closing one: its pool is claimed.
+    assert env.market.credits(first.address) == BOND
+    env.market.claim_reward(job_id, first.address)
     assert {
         who.address: env.market.credits(who.address)
         for who in (first, second, third, solver(env), submitter(env))
@@ -2433,7 +2468,9 @@ def test_market_constructor_with_share_over_bps_reverts_invalid_bps(
 
     expect_revert(
         InvalidBps,
-        lambda: client.deploy("JobMarket", [market_env.token.address, winner_bps, late_bps]),
+        lambda: client.deploy(
+            "JobMarket", [market_env.token.address, winner_bps, late_bps, MIN_BOND]
+        ),
         bps=bad,
     )
 
@@ -2441,13 +2478,14 @@ def test_market_constructor_with_share_over_bps_reverts_invalid_bps(
 def test_market_constructor_with_zero_token_reverts_zero_address(market_env: MarketEnv) -> None:
     client = ChainClient(market_env.devnet.web3(), market_env.accounts[0])
 
-    expect_revert(ZeroAddress, lambda: client.deploy("JobMarket", [ZERO_ADDRESS, 5_000, 5_000]))
+    args = [ZERO_ADDRESS, 5_000, 5_000, MIN_BOND]
+    expect_revert(ZeroAddress, lambda: client.deploy("JobMarket", args))
 
 
 def test_market_constructor_with_full_shares_records_immutables(market_env: MarketEnv) -> None:
     deployer = market_env.accounts[2]
     client = ChainClient(market_env.devnet.web3(), deployer)
-    address, _ = client.deploy("JobMarket", [market_env.token.address, BPS, 0])
+    address, _ = client.deploy("JobMarket", [market_env.token.address, BPS, 0, MIN_BOND])
     market = JobMarketClient(client, address)
 
     assert (market.winner_share_bps(), market.late_share_bps()) == (BPS, 0)
@@ -2658,3 +2696,34 @@ def test_revoke_orders_makes_a_signed_unrelayed_order_unusable(market_env: Marke
     fresh = env.market.sign_job_order(signer, terms, deadline)
     job_id, _ = env.market_as(relayer).post_job_for(fresh, permit)
     assert env.market.get_job(job_id).submitter == signer.address
+
+
+# ------------------------------------------------------------------ minimum challenger bond
+
+
+def test_post_job_with_one_wei_bond_reverts_bond_below_minimum(market_env: MarketEnv) -> None:
+    """Issue 11's cheap games: a 1-wei bond made a game cost a griefer nothing. A job must
+    ask at least MIN_CHALLENGER_BOND (the cost of defending one game); the minimum passes."""
+    env = market_env
+    who = submitter(env)
+    minimum = env.market.min_challenger_bond()
+    assert minimum == MIN_BOND > 1
+    for bond in (1, minimum - 1):
+        terms = make_terms(now(env), reward=REWARD, solver_stake=STAKE, challenger_bond=bond)
+        expect_revert(
+            BondBelowMinimum,
+            lambda terms=terms: env.market_as(who).post_job(terms),
+            bond=bond,
+            minimum=minimum,
+        )
+    terms = make_terms(now(env), reward=REWARD, solver_stake=STAKE, challenger_bond=minimum)
+    env.token_as(who).approve(env.market.address, REWARD)
+    job_id, _ = env.market_as(who).post_job(terms)
+    assert env.market.get_job(job_id).challenger_bond == minimum
+    assert_conserved(env)
+
+
+def test_market_constructor_with_zero_minimum_bond_reverts(market_env: MarketEnv) -> None:
+    client = ChainClient(market_env.devnet.web3(), market_env.accounts[0])
+    args = [market_env.token.address, 5_000, 5_000, 0]
+    expect_revert(ZeroChallengerBond, lambda: client.deploy("JobMarket", args))

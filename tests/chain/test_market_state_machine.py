@@ -61,6 +61,7 @@ from chain.contracts import (
 from chain.errors import ContractRevert
 from chain.generated import (
     Approval,
+    BondBelowMinimum,
     ChallengeWindowClosed,
     ChallengeWindowOpen,
     ChallengeWindowReopened,
@@ -98,11 +99,13 @@ from chain.generated import (
     NotSubmitter,
     OrderExpired,
     ResultSubmitted,
+    RewardClaimed,
     SolverSlashed,
     SolverTimedOut,
     SubmitDeadlinePassed,
     Transfer,
     UnknownJob,
+    WinningsHeld,
     Withdrawn,
     WrongStatus,
     ZeroChallengerBond,
@@ -116,6 +119,7 @@ from tests.chain.support import (
     FINAL_STATE,
     LEGAL_TRANSITIONS,
     MANIFEST_CID,
+    MAX_REOPENINGS,
     MAX_UINT256,
     MAX_WINDOW,
     SPEC_CID,
@@ -126,6 +130,7 @@ from tests.chain.support import (
     BatchReader,
     DisputeTermsView,
     MarketSnapshot,
+    PayoutView,
     mine_at,
     rpc,
 )
@@ -176,6 +181,27 @@ class ModelJob:
     # The deadline submitResult set; a void may later move challenge_deadline past it.
     submitted_deadline: int = 0
     disputes: list[str] = field(default_factory=list)
+    # PayoutLib's record: bond shares held for the solver, the winners' pool of a slash
+    held: int = 0
+    pool: int = 0
+    claimed_amount: int = 0
+    winning_games: int = 0
+    claimed_games: int = 0
+    reopenings: int = 0
+    unclaimed: Counter[str] = field(default_factory=Counter)
+
+    def claim(self, challenger: str) -> tuple[int, int]:
+        """PayoutLib.claim for `challenger`'s unpaid winning games: (games, amount)."""
+        games = self.unclaimed.pop(challenger, 0)
+        if games == 0:
+            return 0, 0
+        if self.claimed_games + games == self.winning_games:
+            amount = self.pool - self.claimed_amount
+        else:
+            amount = self.pool * games // self.winning_games
+        self.claimed_games += games
+        self.claimed_amount += amount
+        return games, amount
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,7 @@ class Model:
     allowances: dict[str, int]
     burned: int
     order_nonces: dict[str, int]
+    min_bond: int
     jobs: dict[int, ModelJob] = field(default_factory=dict)
 
     # ------------------------------------------------------------- token mechanics
@@ -280,6 +307,8 @@ class Model:
             raise Revert(ZeroSolverStake)
         if terms.challenger_bond == 0:
             raise Revert(ZeroChallengerBond)
+        if terms.challenger_bond < self.min_bond:
+            raise Revert(BondBelowMinimum, bond=terms.challenger_bond, minimum=self.min_bond)
         if terms.spec_hash == ZERO_HASH or not terms.spec_cid:
             raise Revert(EmptySpec)
         if terms.claim_deadline <= ts:
@@ -420,7 +449,8 @@ class Model:
         if job.disputes:
             raise Revert(DisputesOpen, jobId=job_id, count=len(job.disputes))
         job.status = JobStatus.Finalized
-        payout = job.reward + job.stake
+        payout = job.reward + job.stake + job.held
+        job.held = 0
         return [
             JobFinalized(job_id=job_id, solver=job.solver, payout=payout),
             *self.credit(job.solver, payout),
@@ -472,8 +502,14 @@ class Model:
         events: list[ContractEvent] = []
         # Referee silence must not let a result finalize unchallenged: a void on a job still
         # Submitted gives challengers a full window from now (never a shorter one).
+        # ... at most MAX_REOPENINGS times, so silence delays settlement by a bounded time.
         reopened = ts + job.challenge_window
-        if job.status == JobStatus.Submitted and reopened > job.challenge_deadline:
+        if (
+            job.status == JobStatus.Submitted
+            and reopened > job.challenge_deadline
+            and job.reopenings < MAX_REOPENINGS
+        ):
+            job.reopenings += 1
             job.challenge_deadline = reopened
             events.append(ChallengeWindowReopened(job_id=job_id, challenge_deadline=reopened))
         return [
@@ -489,28 +525,63 @@ class Model:
         events: list[ContractEvent] = [
             DisputeResolved(job_id=job_id, challenger=challenger, solver_won=solver_won)
         ]
-        if job.status == JobStatus.Slashed:
-            # An earlier game already proved the solver wrong: whoever won this one, its
-            # challenger just gets the bond back (a proven cheater earns nothing).
-            return events + self.credit(challenger, job.bond)
+        owed = job.bond
         if solver_won:
-            to_solver = job.bond * self.winner_bps // BPS
-            return events + self.credit(job.solver, to_solver) + self.burn(job.bond - to_solver)
-        job.status = JobStatus.Slashed
-        to_winner = job.stake * self.winner_bps // BPS
-        burned = job.stake - to_winner
-        events.append(
-            SolverSlashed(
-                job_id=job_id,
-                solver=job.solver,
-                winner=challenger,
-                to_winner=to_winner,
-                burned=burned,
-            )
-        )
-        events += self.credit(challenger, job.bond + to_winner)
-        events += self.credit(job.submitter, job.reward)
-        return events + self.burn(burned)
+            if job.status == JobStatus.Submitted:
+                # The solver's share is held until it finalizes (forfeited if slashed).
+                owed = 0
+                to_solver = job.bond * self.winner_bps // BPS
+                job.held += to_solver
+                events.append(WinningsHeld(job_id=job_id, solver=job.solver, amount=to_solver))
+                events += self.burn(job.bond - to_solver)
+            # After a slash a game the solver wins only returns the bond.
+        else:
+            if job.status == JobStatus.Submitted:
+                job.status = JobStatus.Slashed
+                to_winners = job.stake * self.winner_bps // BPS
+                burned = job.stake - to_winners
+                job.pool = to_winners + job.held
+                job.held = 0
+                events.append(
+                    SolverSlashed(
+                        job_id=job_id,
+                        solver=job.solver,
+                        winner=challenger,
+                        to_winner=job.pool,
+                        burned=burned,
+                    )
+                )
+                events += self.credit(job.submitter, job.reward)
+                events += self.burn(burned)
+            # Every game proving the result false owns an equal part of the pool.
+            job.winning_games += 1
+            job.unclaimed[challenger] += 1
+        if job.status == JobStatus.Slashed and not job.disputes:
+            # The closing game pays its challenger's pool part at once.
+            claimed, amount = self.claim_events(job_id, job, challenger)
+            events += claimed
+            owed += amount
+        return events + self.credit(challenger, owed)
+
+    @staticmethod
+    def claim_events(
+        job_id: int, job: ModelJob, challenger: str
+    ) -> tuple[list[ContractEvent], int]:
+        games, amount = job.claim(challenger)
+        if games == 0:
+            return [], 0
+        claimed = RewardClaimed(job_id=job_id, challenger=challenger, games=games, amount=amount)
+        return [claimed], amount
+
+    def claim_reward(self, ts: int, who: str, job_id: int, challenger: str) -> list[ContractEvent]:
+        job = self.job(job_id)
+        self.require(job_id, job, JobStatus.Slashed)
+        if job.disputes:
+            raise Revert(DisputesOpen, jobId=job_id, count=len(job.disputes))
+        if job.unclaimed[challenger] == 0:
+            raise Revert(NothingToWithdraw, account=challenger)
+        events, amount = self.claim_events(job_id, job, challenger)
+        return events + self.credit(challenger, amount)
 
 
 @dataclass
@@ -873,6 +944,26 @@ class MarketMachine(RuleBasedStateMachine):
             "void_dispute",
             lambda: self.session.markets[caller].void_dispute(JobId(job_id), challenger_address),
             lambda m, ts: m.void_dispute(ts, caller_address, job_id, challenger_address),
+        )
+
+    @chaos_args(
+        caller=st.sampled_from(ACTORS),
+        ref=job_refs,
+        pick=st.one_of(
+            st.integers(min_value=0, max_value=3), st.integers(min_value=-8, max_value=-1)
+        ),
+    )
+    def claim_reward(self, caller: int, ref: int, pick: int) -> None:
+        """Anyone credits a winning challenger its part of a slashed job's pool."""
+        job_id = self.job_id(ref)
+        job = self.model.jobs.get(job_id)
+        owed = sorted(a for a, n in job.unclaimed.items() if n) if job else []
+        challenger_address = owed[pick % len(owed)] if pick >= 0 and owed else self.addr(-pick)
+        caller_address = self.addr(caller)
+        self.act(
+            "claim_reward",
+            lambda: self.session.markets[caller].claim_reward(JobId(job_id), challenger_address),
+            lambda m, ts: m.claim_reward(ts, caller_address, job_id, challenger_address),
         )
 
     def sign_order(
@@ -1279,6 +1370,7 @@ class MarketMachine(RuleBasedStateMachine):
         unknown = snap.dispute_terms.pop(len(m.jobs) + 1)
         assert isinstance(unknown, UnknownJob), unknown
         assert unknown.args_by_name == {"jobId": len(m.jobs) + 1}
+        assert snap.payouts.pop(len(m.jobs) + 1) == PayoutView(0, 0, 0, 0, 0, 0)
         buckets = snap.total_credits
         for job in snap.jobs.values():
             if job.status in LIVE:
@@ -1286,6 +1378,29 @@ class MarketMachine(RuleBasedStateMachine):
             if job.status in STAKED:
                 buckets += job.solver_stake
             buckets += job.open_disputes * job.challenger_bond
+        for job_id, payout in snap.payouts.items():
+            buckets += payout.held_for_solver + payout.reward_pool - payout.claimed_amount
+            mj = m.jobs[job_id]
+            assert (
+                payout.held_for_solver,
+                payout.reward_pool,
+                payout.claimed_amount,
+                payout.winning_games,
+                payout.claimed_games,
+                payout.reopenings,
+            ) == (
+                mj.held,
+                mj.pool,
+                mj.claimed_amount,
+                mj.winning_games,
+                mj.claimed_games,
+                mj.reopenings,
+            ), job_id
+            # PayoutLib: the pool is paid exactly once every winning game claimed.
+            assert payout.claimed_amount <= payout.reward_pool
+            if payout.winning_games and payout.claimed_games == payout.winning_games:
+                assert payout.claimed_amount == payout.reward_pool
+            assert payout.reopenings <= MAX_REOPENINGS
         assert snap.market_balance == buckets
 
         # (c) statuses and legal transitions.
@@ -1365,6 +1480,7 @@ def session(_deployed_market: MarketEnv) -> Iterator[Session]:
             allowances={h: env.token.allowance(h, env.market.address) for h in holders},
             burned=snap.market_burned,
             order_nonces=dict(snap.order_nonces),
+            min_bond=env.market.min_challenger_bond(),
         )
         assert env.market.job_count() == 0
         yield Session(

@@ -19,14 +19,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from arbiter.actor import GameActor
-from arbiter.referee import Referee, TraceOracle
+from arbiter.referee import Referee
 from arbiter.strategy import Move, choose_opening, honest_move
 from arbiter.synthetic import Divergence, SyntheticTrace
 from chain.client import Receipt
 from chain.dispute import DisputeGameClient, GameId, GameRecord
 from chain.generated import GameStatus, JobStatus, Party
 from chain.types import JobId
-from tests.dispute.play import actors
+from tests.dispute.play import actors, committee, rule_honestly, vote_all
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
 
 BPS = 10_000
@@ -83,9 +83,13 @@ class Match:
     def record(self) -> GameRecord:
         return self.env.game.get_game(self.game_id)
 
-    def referee(self) -> Referee:
-        env = self.env
-        return Referee(env.referee.as_account(env.arbiter), env.game, TraceOracle(self.honest))
+    def referee(self, i: int = 0) -> Referee:
+        """Committee member `i`, ruling from the honest trace."""
+        return committee(self.env, self.honest)[i]
+
+    def rule(self) -> GameRecord:
+        """The honest committee rules on the pending game (a majority votes: final at once)."""
+        return rule_honestly(self.env, self.game_id, self.honest)
 
     def honest_move_of(self, party: Party) -> Move:
         """The move `party`'s actor would make now (whatever the clocks say)."""
@@ -111,7 +115,7 @@ class Match:
         game = self.record()
         assert not game.finished, f"game {self.game_id} already ended: {game.status.name}"
         if game.status == GameStatus.AwaitingRuling:
-            assert self.referee().rule_if_pending(self.game_id) is not None
+            assert self.rule().status != GameStatus.AwaitingRuling
             return
         if game.turn == Party.Solver:
             assert self.solver.step(self.game_id) is not None
@@ -208,6 +212,7 @@ def _calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = (
 
 LIVE = frozenset({JobStatus.Open, JobStatus.Claimed, JobStatus.Submitted})
 STAKED = frozenset({JobStatus.Claimed, JobStatus.Submitted})
+PAYOUT_TUPLE = "(uint256,uint256,uint256,uint32,uint32,uint32)"
 JOB_TUPLE = (
     "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
     "uint256,uint256,uint256,bytes32,bytes32,bytes32,bytes32,string,string)"
@@ -223,22 +228,27 @@ class Ledger:
     total_supply: int
     total_minted: int
     market_burned: int
+    referee_burned: int
     total_credits: int
     credits: dict[str, int]
-    buckets: int  # escrows + stakes + open bonds + credits, from the chain's own jobs
+    buckets: int  # escrows + stakes + open bonds + held + unpaid pools + credits, per job
+    referee_balance: int
+    referee_buckets: int  # member stakes + open appeal bonds + referee credits
 
     def assert_conserved(self) -> None:
         """DESIGN.md §1.4: every token is in a balance, the market's buckets, or burned."""
         assert sum(self.balances.values()) + self.market_balance == self.total_supply
-        assert self.total_supply + self.market_burned == self.total_minted
+        assert self.total_supply + self.market_burned + self.referee_burned == self.total_minted
         assert self.total_credits == sum(self.credits.values())
         assert self.market_balance == self.buckets
+        assert self.referee_balance == self.referee_buckets
 
 
 def read_ledger(env: DisputeEnv) -> Ledger:
     """One JSON-RPC batch: all balances, credits, totals and every job."""
     token, market = env.token.address, env.market.address
-    holders = [a.address for a in env.accounts] + [env.game.address, env.referee.address]
+    holders = [a.address for a in env.accounts + env.arbiters + env.spare_arbiters]
+    holders += [env.game.address, env.referee.address]
     job_count = env.market.job_count()
     calls: list[tuple[str, str]] = []
     for holder in [*holders, market]:
@@ -248,11 +258,14 @@ def read_ledger(env: DisputeEnv) -> Ledger:
         (token, _calldata("totalMinted()")),
         (market, _calldata("totalBurned()")),
         (market, _calldata("totalCredits()")),
+        (env.referee.address, _calldata("totalBurned()")),
     ]
     for holder in holders:
         calls.append((market, _calldata("credits(address)", ["address"], [holder])))
     for job_id in range(1, job_count + 1):
         calls.append((market, _calldata("getJob(uint256)", ["uint256"], [job_id])))
+    for job_id in range(1, job_count + 1):
+        calls.append((market, _calldata("payoutOf(uint256)", ["uint256"], [job_id])))
     payload = [
         {
             "jsonrpc": "2.0",
@@ -273,12 +286,16 @@ def read_ledger(env: DisputeEnv) -> Ledger:
     n = len(holders)
     balances = {h: uint(values[i]) for i, h in enumerate(holders)}
     market_balance = uint(values[n])
-    total_supply, total_minted, market_burned, total_credits = (
-        uint(v) for v in values[n + 1 : n + 5]
+    total_supply, total_minted, market_burned, total_credits, referee_burned = (
+        uint(v) for v in values[n + 1 : n + 6]
     )
-    credits = {h: uint(values[n + 5 + i]) for i, h in enumerate(holders)}
+    credits = {h: uint(values[n + 6 + i]) for i, h in enumerate(holders)}
     buckets = total_credits
-    for raw in values[2 * n + 5 :]:
+    job_values = values[2 * n + 6 : 2 * n + 6 + job_count]
+    for raw in values[2 * n + 6 + job_count :]:
+        held, pool, claimed = abi_decode([PAYOUT_TUPLE], raw)[0][:3]
+        buckets += int(held) + int(pool) - int(claimed)
+    for raw in job_values:
         (job,) = abi_decode([JOB_TUPLE], raw)
         status = JobStatus(job[1])
         if status in LIVE:
@@ -286,15 +303,26 @@ def read_ledger(env: DisputeEnv) -> Ledger:
         if status in STAKED:
             buckets += int(job[12])
         buckets += int(job[2]) * int(job[13])
+    referee = env.referee
+    referee_buckets = referee.total_credits()
+    referee_buckets += sum(referee.member(a).stake for a in referee.committee())
+    bond = referee.appeal_bond()
+    for game_id in range(1, env.game.game_count() + 1):
+        ruling = referee.ruling(game_id)
+        if ruling.appealed_at and not ruling.settled:
+            referee_buckets += bond
     return Ledger(
         balances,
         market_balance,
         total_supply,
         total_minted,
         market_burned,
+        referee_burned,
         total_credits,
         credits,
         buckets,
+        balances[referee.address],
+        referee_buckets,
     )
 
 
@@ -312,9 +340,12 @@ __all__ = [
     "Match",
     "Selector",
     "cheat_trace",
+    "committee",
     "game_as",
     "now",
     "open_match",
     "pin_time",
     "read_ledger",
+    "rule_honestly",
+    "vote_all",
 ]

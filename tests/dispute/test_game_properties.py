@@ -3,7 +3,10 @@
 DESIGN.md §1.1 and §1.4 as properties: whatever the dishonest side does (garbage hashes,
 valid-looking hashes from its lie, a random operator count, random selections, silence),
 the honest side wins, and every token stays in a balance, a market bucket, or burned.
-The honest side plays arbiter/strategy.py; the referee rules from the honest trace.
+The honest side plays arbiter/strategy.py; the committee (three or five staked members, a
+random minority of them rogue, a random silent first round) rules: the rogues vote the
+outcome-flipping hash first, a wrong proposal is appealed by the honest party and overturned
+by the honest majority (the rogues slashed), and the honest party still wins.
 
 Each example runs in its own EVM snapshot (anvil forgets a snapshot once reverted to, so
 a new one is taken per example); Hypothesis draws every adversarial choice, so a failing
@@ -17,12 +20,13 @@ import os
 from dataclasses import dataclass
 
 import pytest
+from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arbiter.actor import GameActor
 from arbiter.dissection import boundaries, parts, position_value
-from arbiter.referee import Referee, TraceOracle
+from arbiter.referee import TraceOracle, decide
 from arbiter.strategy import (
     Dissect,
     OpenOpLevel,
@@ -33,8 +37,9 @@ from arbiter.strategy import (
 )
 from arbiter.synthetic import Divergence, SyntheticTrace
 from chain.dispute import DisputeGameClient, GameId, GameRecord
-from chain.generated import GameStatus, JobStatus, Level, OpLevelNotOpen, Party
+from chain.generated import GameStatus, JobStatus, Level, OpLevelNotOpen, Party, RulingPhase
 from chain.types import Cid, JobId
+from tests.dispute.play import rule_honestly
 from tests.dispute.support import (
     BOND,
     BOND_BURNED,
@@ -44,10 +49,17 @@ from tests.dispute.support import (
     STAKE,
     STAKE_BURNED,
     STAKE_TO_CHALLENGER,
+    ZERO,
     pin_time,
     read_ledger,
 )
-from tests.fixtures.dispute import DisputeEnv
+from tests.fixtures.dispute import (
+    APPEAL_BOND,
+    APPEAL_WINDOW,
+    ARBITER_STAKE,
+    RULING_WINDOW,
+    DisputeEnv,
+)
 
 GAMES = int(os.environ.get("ASSAY_DISPUTE_EXAMPLES", "200"))
 BUNDLE = Cid("bafkreipropertybundle")
@@ -94,12 +106,13 @@ def _open(env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId, ari
     return game_id
 
 
-def _side_games(
-    env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId, referee: Referee
-) -> int:
+def _side_games(env: DisputeEnv, data: st.DataObject, sides: Sides, job_id: JobId) -> int:
     """0-2 availability or file games by a griefer, each answered by the solver (honest or
     not, it holds the files it committed) before the main game opens; returns how many."""
     count = data.draw(st.integers(0, 2), label="side games")
+    lie = sides.lie
+    files = {str(lie.file_cid(i)): lie.file_bytes(i) for i in range(lie.checkpoints + 1)}
+    oracle = TraceOracle(sides.honest, files=files)
     griefer = env.game.as_account(env.challenger(1))
     env.token.as_account(env.challenger(1)).approve(env.market.address, count * BOND)
     solver = GameActor(sides.solver, Party.Solver, lambda _g: sides.lie, None, lambda _g: sides.lie)
@@ -111,8 +124,7 @@ def _side_games(
             chunk = data.draw(st.integers(0, 3), label="side chunk")
             game_id, _ = griefer.challenge_availability(job_id, checkpoint, chunk)
         solver.play(game_id)
-        referee.rule_if_pending(game_id)
-        assert env.game.get_game(game_id).status == GameStatus.SolverWon
+        assert rule_honestly(env, game_id, sides.honest, oracle).status == GameStatus.SolverWon
     return count
 
 
@@ -185,12 +197,17 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
         lie,
         lie.honest(),
     )
-    files = {str(lie.file_cid(i)): lie.file_bytes(i) for i in range(m + 1)}
-    oracle = TraceOracle(sides.honest, files=files)
-    referee = Referee(env.referee.as_account(env.arbiter), env.game, oracle)
+    # The committee: the founding three, or five with two spare members joining (still
+    # founding: no game exists yet in this snapshot); a minority of them rogue.
+    members = list(env.arbiters)
+    if data.draw(st.booleans(), label="committee of five"):
+        for spare in env.spare_arbiters[:2]:
+            env.referee.as_account(spare).join(spare.address)
+            members.append(spare)
+    rogue_count = data.draw(st.integers(0, (len(members) - 1) // 2), label="rogue arbiters")
     before = read_ledger(env)
     job_id = env.post_and_submit(lie, env.solver())
-    side = _side_games(env, data, sides, job_id, referee)
+    side = _side_games(env, data, sides, job_id)
     game_id = _open(env, data, sides, job_id, arity)
     dishonest = Party.Solver if cheating else Party.Challenger
     pending: tuple[bytes, ...] | None = None
@@ -199,7 +216,8 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
         if game.finished:
             break
         if game.status == GameStatus.AwaitingRuling:
-            assert referee.rule_if_pending(game_id) is not None
+            appellant = env.challenger() if cheating else env.solver()
+            committee_rules(env, data, sides, game, members, rogue_count, appellant)
             continue
         if game.turn == dishonest and data.draw(st.integers(0, 11), label="silence") == 0:
             clock = game.solver_clock if game.turn == Party.Solver else game.challenger_clock
@@ -230,11 +248,13 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
     job = env.market.get_job(job_id)
     griefer = env.challenger(1).address
     assert after.credits[griefer] == before.credits[griefer]  # every side game cost its bond
-    gained[solver] -= side * BOND_TO_SOLVER
     burned -= side * BOND_BURNED
     if cheating:
         assert final.status == GameStatus.ChallengerWon, final
-        assert gained == {solver: 0, challenger: BOND + STAKE_TO_CHALLENGER}
+        # The bond shares the cheater won in side games are forfeited to the winner.
+        forfeited = side * BOND_TO_SOLVER
+        assert gained == {solver: 0, challenger: BOND + STAKE_TO_CHALLENGER + forfeited}
+        assert env.market.payout_of(job_id).held_for_solver == 0
         assert burned == STAKE_BURNED
         assert after.credits[env.submitter.address] - before.credits[env.submitter.address] == (
             REWARD
@@ -242,7 +262,9 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
         assert job.status == JobStatus.Slashed
         return
     assert final.status == GameStatus.SolverWon, final
-    assert gained == {solver: BOND_TO_SOLVER, challenger: 0}
+    # The solver's bond share is held until its job finalizes.
+    assert gained == {solver: 0, challenger: 0}
+    assert env.market.payout_of(job_id).held_for_solver == (1 + side) * BOND_TO_SOLVER
     assert burned == BOND_BURNED
     pin_time(env, max(job.challenge_deadline, env.devnet.timestamp()) + 1)
     env.market.finalize(job_id)
@@ -251,6 +273,56 @@ def play_random_game(env: DisputeEnv, data: st.DataObject) -> None:
     assert final_ledger.credits[solver] - before.credits[solver] == (
         (1 + side) * BOND_TO_SOLVER + REWARD + STAKE
     )
+
+
+def committee_rules(
+    env: DisputeEnv,
+    data: st.DataObject,
+    sides: Sides,
+    game: GameRecord,
+    members: list[LocalAccount],
+    rogue_count: int,
+    appellant: LocalAccount,
+) -> None:
+    """The committee rules on `game`: a rogue minority votes the outcome-flipping hash first,
+    maybe after a silent first round; a wrong proposal is appealed by the harmed honest
+    party; the honest majority then decides, and the rogues behind an overturned proposal
+    lose their stakes (half to the appellant)."""
+    game_id = game.game_id
+    referee = env.referee
+    honest_hash = decide(game, TraceOracle(sides.honest)).computed
+    honest_wins = honest_hash != ZERO and honest_hash == game.hash_hi
+    wrong = ZERO if honest_wins else (game.hash_hi if game.hash_hi != ZERO else b"\x0b" * 32)
+    if data.draw(st.booleans(), label="silent first round"):
+        pin_time(env, referee.ruling(game_id).requested_at + RULING_WINDOW + 1)
+    rogues, honest = members[:rogue_count], members[rogue_count:]
+    for rogue in rogues:
+        referee.as_account(rogue).vote(game_id, wrong)
+    appealed = referee.phase(game_id) == RulingPhase.AppealOpen
+    credit_before = referee.credits(appellant.address)
+    if appealed:
+        assert referee.ruling(game_id).proposed_hash == wrong
+        assert env.game.get_game(game_id).status == GameStatus.AwaitingRuling
+        referee.as_account(appellant).appeal(game_id)
+    for member in honest:
+        if referee.phase(game_id) in (RulingPhase.Settled, RulingPhase.AppealOpen):
+            break
+        referee.as_account(member).vote(game_id, honest_hash)
+    if referee.phase(game_id) == RulingPhase.AppealOpen:
+        # QUORUM honest votes short of a majority proposed the right hash: nobody appeals it,
+        # and it stands once the appeal window has passed.
+        proposal = referee.ruling(game_id)
+        assert proposal.proposed_hash == honest_hash
+        pin_time(env, proposal.proposed_at + APPEAL_WINDOW + 1)
+        referee.as_account(members[0]).settle(game_id)
+    assert referee.phase(game_id) == RulingPhase.Settled
+    ruled = env.game.get_game(game_id).status
+    assert ruled == (GameStatus.SolverWon if honest_wins else GameStatus.ChallengerWon)
+    if appealed and wrong != honest_hash:
+        for rogue in rogues:
+            assert referee.member(rogue.address).stake == 0
+        slashed = rogue_count * ARBITER_STAKE
+        assert referee.credits(appellant.address) - credit_before == (APPEAL_BOND + slashed // 2)
 
 
 @settings(

@@ -44,11 +44,14 @@ class Ledger:
         return self.env.market.total_burned() - self.burned
 
     def conserved(self) -> tuple[int, int]:
-        """(accounts + market + burned, minted): equal when no token was lost or created."""
+        """(accounts + market + referee + burned, minted): equal when no token was lost or
+        created (the referee holds the committee's stakes and burns slashed ones)."""
         env = self.env
-        held = sum(env.token.balance_of(a.address) for a in env.accounts)
+        accounts = env.accounts + env.arbiters + env.spare_arbiters
+        held = sum(env.token.balance_of(a.address) for a in accounts)
+        held += env.token.balance_of(env.market.address) + env.token.balance_of(env.referee.address)
         return (
-            held + env.token.balance_of(env.market.address) + env.market.total_burned(),
+            held + env.market.total_burned() + env.referee.total_burned(),
             env.token.total_minted(),
         )
 

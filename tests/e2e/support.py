@@ -8,6 +8,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from arbiter.referee import Referee
 from arbiter.repops_oracle import RepopsOracle
 from arbiter.whistleblower import Whistleblower
+from chain.client import Receipt
 from chain.contracts import JobTerms
 from chain.types import Cid, Hash32, JobId, Wei
 from market.store import ArtifactStore
@@ -111,16 +113,39 @@ def whistleblower(
     )
 
 
-def referee(env: DisputeEnv, store: ArtifactStore) -> Referee:
-    client = env.client.with_account(env.arbiter)
-    oracle = RepopsOracle(store, env.deployment.market(client))
-    return Referee(env.deployment.referee(client), env.deployment.game(client), oracle)
+@dataclass
+class Committee:
+    """The founding committee, every member re-executing from the store (repops oracle)."""
+
+    members: list[Referee]
+
+    @property
+    def receipts(self) -> list[Receipt]:
+        return [r for member in self.members for r in member.receipts]
+
+    def rule(self, game_id: int) -> bool:
+        """Members vote until the ruling on `game_id` is decided; whether any voted."""
+        voted = False
+        for member in self.members:
+            if member.vote_if_pending(game_id) is not None:
+                voted = True
+        return voted
 
 
-def rule_all(env: DisputeEnv, ref: Referee) -> int:
+def referee(env: DisputeEnv, store: ArtifactStore) -> Committee:
+    members = []
+    for account in env.arbiters:
+        client = env.client.with_account(account)
+        oracle = RepopsOracle(store, env.deployment.market(client))
+        game = env.deployment.game(client)
+        members.append(Referee(env.deployment.referee(client), game, oracle))
+    return Committee(members)
+
+
+def rule_all(env: DisputeEnv, ref: Committee) -> int:
     ruled = 0
     for game_id in range(1, env.game.game_count() + 1):
-        if ref.rule_if_pending(game_id) is not None:
+        if ref.rule(game_id):
             ruled += 1
     return ruled
 
@@ -128,7 +153,7 @@ def rule_all(env: DisputeEnv, ref: Referee) -> int:
 def run_market(
     env: DisputeEnv,
     ticks: Iterable[Callable[[], None]],
-    ref: Referee,
+    ref: Committee,
     done: Callable[[], bool],
     max_rounds: int = 60,
 ) -> int:

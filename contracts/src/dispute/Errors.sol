@@ -3,7 +3,7 @@ pragma solidity 0.8.30;
 
 import {GameKind, GameStatus, Level, Party} from "./DisputeTypes.sol";
 
-/// @title DisputeGame and ArbiterReferee errors
+/// @title DisputeGame errors (the referee's are in IArbiterRefereeErrors.sol)
 /// @notice chain/errors.py turns each into a Python exception of the same name.
 
 /// @notice `gameId` does not name a game.
@@ -46,22 +46,8 @@ error EmptyBundle(uint256 gameId);
 error NotReferee(address caller);
 /// @notice A challenger may not challenge its own result.
 error SelfChallenge(uint256 jobId, address solver);
-/// @notice Only the owner may do this.
-error NotOwner(address caller);
-/// @notice `account` is not a registered arbiter.
-error NotArbiter(address account);
-/// @notice No ruling was requested for the game, or it was already given.
-error NoPendingRuling(uint256 gameId);
-/// @notice The ruling deadline `deadline` has not passed yet.
-error RulingWindowOpen(uint256 gameId, uint64 deadline);
-/// @notice The ruling deadline `deadline` has passed.
-error RulingWindowClosed(uint256 gameId, uint64 deadline);
-/// @notice The referee was already bound to a game contract.
-error GameAlreadySet(address game);
 /// @notice Each party's clock budget must be positive.
 error ZeroClockBudget();
-/// @notice Only the bound game may request rulings.
-error NotGame(address caller);
 /// @notice The move belongs to games of kind `expected`; this game is `actual`.
 error WrongKind(uint256 gameId, GameKind expected, GameKind actual);
 /// @notice The revealed length and chunk root do not hash to the revealed file root.

@@ -17,6 +17,9 @@ error ZeroReward();
 error ZeroSolverStake();
 /// @notice A posted job must require a challenger bond (it is what a false accuser loses).
 error ZeroChallengerBond();
+/// @notice A job's challenger bond `bond` is below the market's minimum `minimum` (the cost
+///         of defending one game).
+error BondBelowMinimum(uint256 bond, uint256 minimum);
 /// @notice The spec hash and the spec CID must both be given.
 error EmptySpec();
 /// @notice The claim deadline `deadline` is not after the current time `nowTs`.

@@ -9,14 +9,16 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
+import {Payout, PayoutLib} from "../lib/PayoutLib.sol";
 import "./Errors.sol";
 import {DisputeTerms, Job, JobStatus, JobTerms, PermitSig} from "./JobTypes.sol";
 
 /// @title JobMarket
 /// @notice Escrows training rewards, holds solver stakes and challenger bonds, and settles them.
 /// @dev Every token the market holds is in exactly one bucket: a live job's escrowed reward, a
-///      claimed job's solver stake, an open dispute's bond, or an account's withdrawable credit
-///      (`totalCredits`). Tokens leave only by `withdraw` or by burning (`totalBurned`).
+///      claimed job's solver stake, an open dispute's bond, a job's bond winnings held for its
+///      solver or unpaid winners' pool (`payoutOf`, rules in PayoutLib), or an account's
+///      withdrawable credit (`totalCredits`). Tokens leave only by `withdraw` or by burning (`totalBurned`).
 ///      Disputes are played by a separate game contract (registered once) which opens them here
 ///      (the bond is pulled into the market) and reports each outcome back.
 ///      A submitter without gas can sign an EIP-712 JobOrder plus an EIP-2612 permit and let
@@ -44,6 +46,13 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     uint256 public immutable LATE_SHARE_BPS;
     /// @notice May register the dispute game, once.
     address public immutable DEPLOYER;
+    /// @notice Smallest challenger bond a job may ask: at least what an honest solver spends
+    ///         defending one full game (gas of every move at the deployment's gas price), so a
+    ///         griefer's lost bond always covers the solver's cost (its winner share is paid).
+    uint256 public immutable MIN_CHALLENGER_BOND;
+    /// @notice Most times voids may reopen a job's challenge window: the referee's silence
+    ///         delays settlement by at most MAX_REOPENINGS challenge windows.
+    uint32 public constant MAX_REOPENINGS = 2;
 
     /// @notice The dispute game allowed to open and resolve disputes (zero until registered).
     address public disputeGame;
@@ -59,6 +68,9 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     mapping(address submitter => uint256 nonce) public orderNonces;
 
     mapping(uint256 jobId => Job) internal _jobs;
+    mapping(uint256 jobId => Payout) internal _payouts;
+    /// @notice Games `challenger` won on `jobId` and has not yet been paid its pool part for.
+    mapping(uint256 jobId => mapping(address challenger => uint32 games)) public unclaimedWins;
 
     /// @notice A job was posted and its reward escrowed.
     event JobPosted(
@@ -112,19 +124,27 @@ contract JobMarket is ReentrancyGuard, EIP712 {
     event OrdersRevoked(address indexed submitter, uint256 nonce);
     /// @notice The dispute game was registered.
     event DisputeGameSet(address indexed game);
+    /// @notice The solver won a dispute; `amount` of the bond is held for it until finalize.
+    event WinningsHeld(uint256 indexed jobId, address indexed solver, uint256 amount);
+    /// @notice `challenger` was paid `amount`, its part of the slashed job's winners' pool for
+    ///         `games` winning games.
+    event RewardClaimed(uint256 indexed jobId, address indexed challenger, uint32 games, uint256 amount);
 
     /// @param token The WorkToken (must support burn).
     /// @param winnerShareBps Share of a loser's stake/bond paid to the dispute winner.
     /// @param lateShareBps Share of a late solver's stake paid to the submitter.
-    constructor(ERC20Burnable token, uint256 winnerShareBps, uint256 lateShareBps)
+    /// @param minChallengerBond Smallest challenger bond a job may ask (> 0).
+    constructor(ERC20Burnable token, uint256 winnerShareBps, uint256 lateShareBps, uint256 minChallengerBond)
         EIP712("Assay JobMarket", "1")
     {
         if (address(token) == address(0)) revert ZeroAddress();
         if (winnerShareBps > BPS) revert InvalidBps(winnerShareBps);
         if (lateShareBps > BPS) revert InvalidBps(lateShareBps);
+        if (minChallengerBond == 0) revert ZeroChallengerBond();
         TOKEN = token;
         WINNER_SHARE_BPS = winnerShareBps;
         LATE_SHARE_BPS = lateShareBps;
+        MIN_CHALLENGER_BOND = minChallengerBond;
         DEPLOYER = msg.sender;
     }
 
@@ -329,7 +349,7 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         // INVARIANT: a result is final only when every game on it was won by the solver.
         if (job.openDisputes != 0) revert DisputesOpen(jobId, job.openDisputes);
         job.status = JobStatus.Finalized;
-        uint256 payout = job.reward + job.solverStake;
+        uint256 payout = job.reward + job.solverStake + PayoutLib.release(_payouts[jobId]);
         emit JobFinalized(jobId, job.solver, payout);
         _credit(job.solver, payout);
     }
@@ -361,10 +381,10 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         IERC20(address(TOKEN)).safeTransferFrom(challenger, address(this), job.challengerBond);
     }
 
-    /// @notice Close a dispute with no winner (the referee gave no ruling in time): the bond
-    ///         goes back to the challenger, nobody is slashed, and the challenge window is
-    ///         reopened for a full window from now, so that the referee's silence can delay a
-    ///         wrong result but never let it finalize unchallenged. Only the dispute game.
+    /// @notice Close a dispute with no winner (the referee could not decide): the bond goes
+    ///         back to the challenger, nobody is slashed, and the challenge window is reopened
+    ///         for a full window from now, at most MAX_REOPENINGS times per job, so that the
+    ///         referee's silence can delay a result by a bounded time only. Only the dispute game.
     /// @param jobId The job.
     /// @param challenger The dispute's challenger.
     function voidDispute(uint256 jobId, address challenger) external nonReentrant {
@@ -376,7 +396,13 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         if (job.openDisputes == 0) revert NoOpenDispute(jobId);
         job.openDisputes -= 1;
         uint64 reopenedUntil = uint64(block.timestamp) + job.challengeWindow;
-        if (job.status == JobStatus.Submitted && reopenedUntil > job.challengeDeadline) {
+        Payout storage payout = _payouts[jobId];
+        // INVARIANT: voids reopen the window at most MAX_REOPENINGS times (bounded delay).
+        if (
+            job.status == JobStatus.Submitted && reopenedUntil > job.challengeDeadline
+                && payout.reopenings < MAX_REOPENINGS
+        ) {
+            payout.reopenings += 1;
             job.challengeDeadline = reopenedUntil;
             emit ChallengeWindowReopened(jobId, reopenedUntil);
         }
@@ -384,10 +410,13 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         _credit(challenger, job.challengerBond);
     }
 
-    /// @notice Settle one dispute. Solver won: the bond is split solver/burn and the result may
-    ///         still finalize. Challenger won: the bond is returned and the stake is split
-    ///         challenger/burn and the reward refunded. Once an earlier game has slashed the
-    ///         solver, later games only return their bonds: a proven cheater earns nothing.
+    /// @notice Settle one dispute. Solver won: the bond is split solver/burn, the solver's share
+    ///         held until its job finalizes. Challenger won: the bond is returned; the first
+    ///         such game slashes the solver (reward refunded, stake split winners/burn, held
+    ///         shares forfeited to the winners' pool) and every game that ends ChallengerWon on
+    ///         the job owns an equal part of that pool, paid once no game is open
+    ///         (`claimReward`; the challenger of the closing game is paid at once). Once the
+    ///         solver is slashed, a game it wins only returns the bond.
     /// @param jobId The job.
     /// @param challenger The dispute's challenger.
     /// @param solverWon Whether the solver won the game.
@@ -401,24 +430,42 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         if (job.openDisputes == 0) revert NoOpenDispute(jobId);
         job.openDisputes -= 1;
         emit DisputeResolved(jobId, challenger, solverWon);
+        Payout storage payout = _payouts[jobId];
         uint256 bond = job.challengerBond;
-        if (job.status == JobStatus.Slashed) {
-            _credit(challenger, bond);
-            return;
-        }
+        // What the challenger gets back now: its bond unless it lost to a solver not yet slashed.
+        uint256 owed = bond;
         if (solverWon) {
-            uint256 toSolver = bond * WINNER_SHARE_BPS / BPS;
-            _credit(job.solver, toSolver);
-            _burn(bond - toSolver);
-            return;
+            if (job.status == JobStatus.Submitted) {
+                owed = 0;
+                uint256 burnedBond = PayoutLib.solverWon(payout, bond, WINNER_SHARE_BPS);
+                emit WinningsHeld(jobId, job.solver, bond - burnedBond);
+                _burn(burnedBond);
+            }
+        } else {
+            if (job.status == JobStatus.Submitted) {
+                job.status = JobStatus.Slashed;
+                (uint256 pool, uint256 burned) = PayoutLib.slash(payout, job.solverStake, WINNER_SHARE_BPS);
+                emit SolverSlashed(jobId, job.solver, challenger, pool, burned);
+                _credit(job.submitter, job.reward);
+                _burn(burned);
+            }
+            payout.winningGames += 1;
+            unclaimedWins[jobId][challenger] += 1;
         }
-        job.status = JobStatus.Slashed;
-        uint256 toWinner = job.solverStake * WINNER_SHARE_BPS / BPS;
-        uint256 burned = job.solverStake - toWinner;
-        emit SolverSlashed(jobId, job.solver, challenger, toWinner, burned);
-        _credit(challenger, bond + toWinner);
-        _credit(job.submitter, job.reward);
-        _burn(burned);
+        if (job.status == JobStatus.Slashed && job.openDisputes == 0) owed += _claim(jobId, challenger);
+        _credit(challenger, owed);
+    }
+
+    /// @notice Pay `challenger` its part of a slashed job's winners' pool, once no game on the
+    ///         job is open. Anyone may call; the part is credited to the challenger.
+    /// @param jobId The job.
+    /// @param challenger A challenger that won games on it.
+    function claimReward(uint256 jobId, address challenger) external nonReentrant {
+        Job storage job = _job(jobId);
+        _requireStatus(jobId, job, JobStatus.Slashed);
+        if (job.openDisputes != 0) revert DisputesOpen(jobId, job.openDisputes);
+        if (unclaimedWins[jobId][challenger] == 0) revert NothingToWithdraw(challenger);
+        _credit(challenger, _claim(jobId, challenger));
     }
 
     // ------------------------------------------------------------------- views
@@ -443,6 +490,12 @@ contract JobMarket is ReentrancyGuard, EIP712 {
             checkpointCount: job.checkpointCount,
             stepsPerCheckpoint: job.stepsPerCheckpoint
         });
+    }
+
+    /// @notice The job's held winnings, winners' pool and reopenings.
+    /// @param jobId The job.
+    function payoutOf(uint256 jobId) external view returns (Payout memory) {
+        return _payouts[jobId];
     }
 
     /// @notice The status of a job (Absent for an unknown id).
@@ -484,6 +537,9 @@ contract JobMarket is ReentrancyGuard, EIP712 {
         if (terms.reward == 0) revert ZeroReward();
         if (terms.solverStake == 0) revert ZeroSolverStake();
         if (terms.challengerBond == 0) revert ZeroChallengerBond();
+        if (terms.challengerBond < MIN_CHALLENGER_BOND) {
+            revert BondBelowMinimum(terms.challengerBond, MIN_CHALLENGER_BOND);
+        }
         if (terms.specHash == bytes32(0) || bytes(terms.specCid).length == 0) revert EmptySpec();
         if (terms.claimDeadline <= block.timestamp) revert DeadlineInPast(terms.claimDeadline, block.timestamp);
         if (terms.submitWindow == 0 || terms.submitWindow > MAX_WINDOW) revert InvalidWindow(terms.submitWindow, MAX_WINDOW);
@@ -517,6 +573,14 @@ contract JobMarket is ReentrancyGuard, EIP712 {
             terms.claimDeadline
         );
         IERC20(address(TOKEN)).safeTransferFrom(submitter, address(this), terms.reward);
+    }
+
+    function _claim(uint256 jobId, address challenger) internal returns (uint256 amount) {
+        uint32 games = unclaimedWins[jobId][challenger];
+        if (games == 0) return 0;
+        unclaimedWins[jobId][challenger] = 0;
+        amount = PayoutLib.claim(_payouts[jobId], games);
+        emit RewardClaimed(jobId, challenger, games, amount);
     }
 
     function _job(uint256 jobId) internal view returns (Job storage job) {
