@@ -77,9 +77,7 @@ def test_dispute_view_follows_a_game_to_its_outcome(stack: ApiStack) -> None:
         Hash32(CHEAT.files_root),
     )
     games = stack.deployment.game(client)
-    game_id, _ = games.as_account(challenger).challenge(
-        job_id, 2, CHEAT.leaves[-1], CHEAT.checkpoint_proof(8)
-    )
+    game_id, _ = games.as_account(challenger).challenge(job_id, 2)
     stack.indexer().sync_once()
     view = stack.http.get(f"/disputes/{game_id}").json()
     assert view["status"] == "InProgress"
