@@ -14,7 +14,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from arbiter.actor import GameActor
-from arbiter.referee import Referee, TraceOracle
+from arbiter.referee import TraceOracle
 from arbiter.strategy import AnswerAvailability, RevealFile, Timeout
 from arbiter.synthetic import SYNTHETIC_FILE_BYTES, SyntheticTrace
 from chain.contracts import JobTerms
@@ -41,6 +41,7 @@ from chain.generated import (
 from chain.types import Cid, Hash32, JobId
 from repops.artifact import CHUNK_SIZE, chunk, commit_file
 from repops.merkle import merkle_proof
+from tests.dispute.play import rule_honestly
 from tests.dispute.support import (
     BOND,
     BOND_BURNED,
@@ -88,9 +89,14 @@ def _open_availability(
     return game_id
 
 
-def _assert_bond_lost(before: Ledger, after: Ledger, env: DisputeEnv, games: int = 1) -> None:
+def _assert_bond_lost(
+    before: Ledger, after: Ledger, env: DisputeEnv, job_id: JobId, games: int = 1
+) -> None:
+    """The challengers lost their bonds: the winner share is held for the solver until the
+    job finalizes (PayoutLib), the rest burned."""
     solver = env.solver().address
-    assert after.credits[solver] - before.credits[solver] == games * BOND_TO_SOLVER
+    assert after.credits[solver] == before.credits[solver]
+    assert env.market.payout_of(job_id).held_for_solver == games * BOND_TO_SOLVER
     assert after.market_burned - before.market_burned == games * BOND_BURNED
     after.assert_conserved()
 
@@ -132,7 +138,7 @@ def test_availability_honest_solver_posts_the_chunk_and_takes_the_bond_share(
     assert answered.data == chunk(data, index)
     assert answered.chunk_root == commit_file(data).chunk_root
     assert env.game.get_game(game_id).status == GameStatus.SolverWon
-    _assert_bond_lost(before, read_ledger(env), env)
+    _assert_bond_lost(before, read_ledger(env), env, job_id)
     assert env.market.get_job(job_id).status == JobStatus.Submitted
 
 
@@ -293,7 +299,7 @@ def test_availability_many_challengers_never_make_an_honest_solver_lose(
             solver.play(game_id)
             assert env.game.get_game(game_id).status == GameStatus.SolverWon
             games += 1
-    _assert_bond_lost(before, read_ledger(env), env, games)
+    _assert_bond_lost(before, read_ledger(env), env, job_id, games)
     pin_time(env, env.market.get_job(job_id).challenge_deadline + 1)
     env.market.finalize(job_id)
     after = read_ledger(env)
@@ -306,9 +312,11 @@ def test_availability_many_challengers_never_make_an_honest_solver_lose(
 # ----------------------------------------------------------------------------- file
 
 
-def _file_referee(env: DisputeEnv, trace: SyntheticTrace, files: dict[str, bytes]) -> Referee:
-    oracle = TraceOracle(trace, files=files)
-    return Referee(env.referee.as_account(env.arbiter), env.game, oracle)
+def _rule_files(
+    env: DisputeEnv, trace: SyntheticTrace, files: dict[str, bytes], game_id: GameId
+) -> GameStatus:
+    """The honest committee rules on a File game, reading files from `files`."""
+    return rule_honestly(env, game_id, trace, TraceOracle(trace, files=files)).status
 
 
 def test_file_game_honest_file_loads_to_its_state_hash_and_the_solver_wins(
@@ -328,11 +336,10 @@ def test_file_game_honest_file_loads_to_its_state_hash_and_the_solver_wins(
     assert env.game.get_game(game_id).status == GameStatus.AwaitingRuling
 
     files = {str(trace.file_cid(7)): trace.file_bytes(7)}
-    ruling = _file_referee(env, trace, files).rule_if_pending(game_id)
+    assert _rule_files(env, trace, files, game_id) == GameStatus.SolverWon
 
-    assert ruling is not None and ruling.solver_won
     assert env.game.get_game(game_id).status == GameStatus.SolverWon
-    _assert_bond_lost(before, read_ledger(env), env)
+    _assert_bond_lost(before, read_ledger(env), env, job_id)
 
 
 class _UnloadableFiles(SyntheticTrace):
@@ -360,9 +367,8 @@ def test_file_game_bad_file_loses_the_stake(dispute_env: DisputeEnv, defect: str
         "other-bytes": {str(trace.file_cid(M_)): trace.file_bytes(M_ - 1)},
     }[defect]
 
-    ruling = _file_referee(env, honest, files).rule_if_pending(game_id)
+    assert _rule_files(env, honest, files, game_id) == GameStatus.ChallengerWon
 
-    assert ruling is not None and not ruling.solver_won
     _assert_slashed(before, read_ledger(env), env, job_id)
 
 
