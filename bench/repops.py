@@ -41,7 +41,7 @@ SPECS: dict[str, dict[str, Any]] = {
 def spec_for(name: str) -> dict[str, Any]:
     s = SPECS[name]
     return {
-        "repops_version": "repops-1",
+        "repops_version": "repops-2",
         "program": {
             "model": s["model"],
             "loss": "cross_entropy",

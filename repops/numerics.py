@@ -1,33 +1,41 @@
 """Kernels of the reproducible operators: exact math plus one specified rounding.
 
-Every function here is a fixed sequence of torch operations whose result bits are fully
-specified by IEEE-754 (one basic operation per torch call, round-to-nearest-even, no FMA
-contraction because each call is its own kernel) or by exact integer arithmetic.  So the
-bits do not depend on device, BLAS, blocking or thread count.
+Every function here is a fixed sequence of IEEE-754 operations (round-to-nearest-even,
+no FMA contraction except matmul's specified fmaf chains, subnormals kept), so the bits do
+not depend on device, BLAS, blocking or thread count.  On CPU, matmul and exp/log/tanh
+run in the native kernels of `repops.kernels` (which set and restore FTZ/DAZ themselves);
+the `*_torch` twins below are the same sequences as torch calls (one basic operation per
+call), used on CUDA and as the reference the native kernels are tested against.
 
 This module must never call a torch op whose rounding is unspecified: no float32/float64
 `sum`/`mean`/`cumsum` on values that matter, no libm transcendentals, no fused ops
-(addcmul, lerp, softmax, layer_norm, gelu, var), no GEMM whose partial sums are not exact
-(matmul uses only int8 x int8 -> int32 GEMMs with exact sums, see `repops.matmul_int`).
+(addcmul, lerp, softmax, layer_norm, gelu, var), no library GEMM.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
 
-from repops.matmul_int import matmul, matmul_error_bound
+from repops import kernels
+from repops.matmul import KC, matmul
 
-__all__ = ["exp", "log", "matmul", "matmul_error_bound", "tanh", "tree_sum"]
+__all__ = ["KC", "exp", "fp_guard", "log", "matmul", "tanh", "tree_sum"]
 
 # ----------------------------------------------------------------------------------------
-# Matmul: Ozaki-style exact integer slicing on int8 GEMMs, defined and implemented in
-# `repops.matmul_int` (seven signed 7-bit slices per element on a power-of-two scale per
-# row/column, the 28 slice pairs with p + q <= 6 as exact int8 x int8 -> int32 GEMMs,
-# exact int64 combination, one rounding to binary32).  Tested bound:
-#   |C - A.B| <= 2**-24 |A.B| + 2**-150 + 33 k 2**-49 max|A_i| max|B_j|.
+# Matmul: repops-2 chunked fmaf chains (KC = 128), defined and implemented in
+# `repops.matmul`.
 # ----------------------------------------------------------------------------------------
+
+
+def fp_guard() -> None:
+    """Clear FTZ/DAZ and force round-to-nearest on this thread and on every thread of the
+    OpenMP pool torch's elementwise ops run on (MXCSR is per thread: FTZ set before torch
+    started its pool would otherwise leak into the workers)."""
+    torch.set_flush_denormal(False)
+    kernels.lib().repops_sanitize_fp(torch.get_num_threads())
 
 
 def _pow2(e: torch.Tensor) -> torch.Tensor:
@@ -98,15 +106,15 @@ def _exp_core(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return k, q
 
 
-def exp(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 exp (float64 sequence above, rounded once)."""
+def exp_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 exp (float64 sequence above, rounded once), as torch calls."""
     x64 = torch.clamp(x.to(torch.float64), -110.0, 90.0)
     k, q = _exp_core(x64)
     y = (q + 1.0) * _pow2(torch.nan_to_num(k, nan=0.0).to(torch.int64))
     return y.to(torch.float32)
 
 
-def log(x: torch.Tensor) -> torch.Tensor:
+def log_torch(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 natural log; log(0) = -inf, log(<0) = NaN, log(inf) = inf."""
     x64 = x.to(torch.float64)
     m, e = torch.frexp(x64)
@@ -131,8 +139,8 @@ def log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, y, special).to(torch.float32)
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 tanh (odd; tanh(+-0) = +-0, NaN -> NaN)."""
+def tanh_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 tanh (odd; tanh(+-0) = +-0, NaN -> NaN), as torch calls."""
     x64 = x.to(torch.float64)
     a = torch.clamp(torch.abs(x64), max=20.0)
     k, q = _exp_core(a * 2.0)
@@ -140,3 +148,38 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     em1 = torch.where(k == 0.0, q, big - 1.0)
     t = em1 / (em1 + 2.0)
     return torch.copysign(t, x64).to(torch.float32)
+
+
+_UNARY = {"exp": 0, "log": 1, "tanh": 2}
+
+
+def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
+    if x.dtype != torch.float32:
+        raise TypeError(f"{name} needs float32, got {x.dtype}")
+    src = x.contiguous()
+    out = torch.empty_like(src)
+    rc = kernels.lib().repops_unary(
+        _UNARY[name],
+        ctypes.c_void_p(src.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        src.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_unary {name} failed with code {rc}")
+    return out
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 exp: the float64 sequence above, rounded once."""
+    return exp_torch(x) if x.device.type != "cpu" else _native_unary("exp", x)
+
+
+def log(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 natural log: the float64 sequence above, rounded once."""
+    return log_torch(x) if x.device.type != "cpu" else _native_unary("log", x)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 tanh: the float64 sequence above, rounded once."""
+    return tanh_torch(x) if x.device.type != "cpu" else _native_unary("tanh", x)

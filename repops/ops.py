@@ -6,9 +6,15 @@ on any device gives identical bits.  Common rules:
 
 * float32 elementwise ops broadcast like numpy; each output element is ONE IEEE-754
   binary32 operation, round-to-nearest-even, no FMA contraction, subnormals kept.
-* Reductions use the fixed halving tree of `numerics.tree_sum`; matmul is the exact
-  slicing scheme of `numerics.matmul`; transcendentals are the fixed float64 sequences of
-  `numerics.exp/log/tanh`.
+* Reductions use the fixed halving tree of `numerics.tree_sum`; transcendentals are the
+  fixed float64 sequences of `numerics.exp/log/tanh` (each step one IEEE binary64
+  operation, no contraction), rounded once to binary32.
+* MATMUL (repops-2), for a (..., m, k) and b (..., k, n) (equal batch dims, or b 2-D):
+  with KC = 128, P_c[i][j] = the binary32 fmaf chain from +0 over k index t in chunk c
+  = [c KC, min((c+1) KC, k)) in increasing t (acc = fmaf(a[i][t], b[t][j], acc)), and
+  C[i][j] = ((P_0 + P_1) + P_2) + ... in binary32 (C = P_0 for k <= KC, +0 for k = 0).
+  Round-to-nearest-even, subnormals kept, inf/NaN per IEEE-754 (only the outputs whose
+  row/column meet a non-finite value are affected).  Nothing is reassociated or split.
 * NaN payloads are unspecified (hashing canonicalizes them); the sign of every zero is
   specified.
 
@@ -115,7 +121,8 @@ class Op(enum.Enum):
 
     MATMUL = (
         "matmul",
-        "a @ b: exact sum of the kept 21-bit slice products, rounded once (numerics).",
+        "a @ b: per output, KC = 128-long binary32 fmaf chains from +0 in increasing k, "
+        "the chunk partials added left to right (module docstring; repops.matmul).",
     )
 
     RESHAPE = (
@@ -239,5 +246,6 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
 
 
 def execute(op: Op, arg: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
-    """Run one non-leaf op on its input tensors."""
+    """Run one non-leaf op on its input tensors (FTZ/DAZ cleared on every thread first)."""
+    numerics.fp_guard()
     return KERNELS[op](arg, inputs)

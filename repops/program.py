@@ -2,7 +2,7 @@
 
 Spec shape (the parts repops reads; other keys are ignored)::
 
-    {"repops_version": "repops-1",
+    {"repops_version": "repops-2",
      "program": {"model": {"name": "mlp" | "gpt", "config": {...}},
                  "loss": "cross_entropy",
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from repops import numerics
 from repops.errors import TapeError
 from repops.ops import KERNELS, Op
 
@@ -433,7 +434,7 @@ class Executor:
         `hook(j, node_id, value)` is called after each chain op j (1-based);
         `stop_after` ends the run after node id `stop_after`.
         """
-        torch.set_flush_denormal(False)
+        numerics.fp_guard()
         vals: list[torch.Tensor | None] = [None] * len(self._plan)
         last = self.tape.last_use
         j = 0

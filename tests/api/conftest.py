@@ -40,7 +40,7 @@ RELAYER = 1
 DATASET = b"assay test dataset\n" * 64
 
 BASE_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [16], "classes": 10}},
         "loss": "cross_entropy",

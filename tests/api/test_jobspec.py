@@ -24,7 +24,7 @@ from repops.program import spec_errors as repops_errors
 from tests.api.conftest import base_spec
 
 GPT = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {
             "name": "gpt",
