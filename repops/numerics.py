@@ -22,7 +22,7 @@ import torch
 from repops import kernels
 from repops.matmul import KC, matmul
 
-__all__ = ["KC", "exp", "fp_guard", "log", "matmul", "tanh", "tree_sum"]
+__all__ = ["KC", "exp", "fp_guard", "log", "matmul", "tanh", "tree_sum"]  # + *_torch twins
 
 # ----------------------------------------------------------------------------------------
 # Matmul: repops-2 chunked fmaf chains (KC = 128), defined and implemented in
@@ -54,7 +54,36 @@ def _pow2(e: torch.Tensor) -> torch.Tensor:
 
 
 def tree_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed-tree float32 sum over `dim`, keepdim=True."""
+    """Fixed-tree float32 sum over `dim`, keepdim=True (native kernel on CPU)."""
+    dim = dim % x.dim()
+    length = x.shape[dim]
+    if x.device.type != "cpu" or x.dtype != torch.float32 or length == 0:
+        return tree_sum_torch(x, dim)
+    src = x.contiguous()
+    outer = 1
+    for d in x.shape[:dim]:
+        outer *= d
+    inner = 1
+    for d in x.shape[dim + 1 :]:
+        inner *= d
+    shape = list(x.shape)
+    shape[dim] = 1
+    out = torch.empty(shape, dtype=torch.float32)
+    rc = kernels.lib().repops_tree_sum(
+        ctypes.c_void_p(src.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        outer,
+        length,
+        inner,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_tree_sum failed with code {rc}")
+    return out
+
+
+def tree_sum_torch(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed-tree float32 sum over `dim`, keepdim=True, as torch adds."""
     dim = dim % x.dim()
     length = x.shape[dim]
     if length == 0:

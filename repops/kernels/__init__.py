@@ -35,6 +35,9 @@ FLAGS = (
     "-ffp-contract=off",
     "-fno-fast-math",
     "-fno-math-errno",
+    # Only lets selects be if-converted (exception flags are never read); values are
+    # unchanged, which the bit tests against the torch sequences check.
+    "-fno-trapping-math",
     "-fvisibility=hidden",
 )
 
@@ -106,6 +109,8 @@ def lib() -> ctypes.CDLL:
         handle.repops_matmul.restype = cint
         handle.repops_unary.argtypes = [cint, ptr, ptr, i64, cint]
         handle.repops_unary.restype = cint
+        handle.repops_tree_sum.argtypes = [ptr, ptr, i64, i64, i64, cint]
+        handle.repops_tree_sum.restype = cint
         handle.repops_isa_supported.argtypes = [cint]
         handle.repops_isa_supported.restype = cint
         handle.repops_sanitize_fp.argtypes = [cint]

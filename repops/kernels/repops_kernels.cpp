@@ -167,15 +167,26 @@ void gemm(const Geo& g, Micro micro, int nthreads) {
         for (int64_t q = 0; q < np; q++) {
           float* dst = pb + q * kl * NR;
           const int64_t jv = std::min<int64_t>(NR, nv - q * NR);
-          for (int64_t p = 0; p < kl; p++) {
-            const float* src = B + (k0 + p) * g.sbk + (j0 + q * NR) * g.sbn;
-            float* d = dst + p * NR;
-            if (g.sbn == 1) {
-              std::memcpy(d, src, sizeof(float) * jv);
-            } else {
-              for (int64_t jj = 0; jj < jv; jj++) d[jj] = src[jj * g.sbn];
+          if (g.sbn == 1 || g.sbk != 1) {
+            for (int64_t p = 0; p < kl; p++) {
+              const float* src = B + (k0 + p) * g.sbk + (j0 + q * NR) * g.sbn;
+              float* d = dst + p * NR;
+              if (g.sbn == 1) {
+                std::memcpy(d, src, sizeof(float) * jv);
+              } else {
+                for (int64_t jj = 0; jj < jv; jj++) d[jj] = src[jj * g.sbn];
+              }
+              for (int64_t jj = jv; jj < NR; jj++) d[jj] = 0.0f;
             }
-            for (int64_t jj = jv; jj < NR; jj++) d[jj] = 0.0f;
+          } else {  // column-major B (a transposed view): read along k
+            for (int64_t jj = 0; jj < NR; jj++) {
+              if (jj < jv) {
+                const float* src = B + k0 + (j0 + q * NR + jj) * g.sbn;
+                for (int64_t p = 0; p < kl; p++) dst[p * NR + jj] = src[p];
+              } else {
+                for (int64_t p = 0; p < kl; p++) dst[p * NR + jj] = 0.0f;
+              }
+            }
           }
         }
         for (int64_t i0 = s0; i0 < s0 + sv; i0 += mc) {
@@ -183,13 +194,22 @@ void gemm(const Geo& g, Micro micro, int nthreads) {
           const int64_t mp = (mv + MR - 1) / MR;
           for (int64_t s = 0; s < mp; s++) {
             float* dst = pa + s * kl * MR;
-            for (int64_t r = 0; r < MR; r++) {
-              const int64_t i = s * MR + r;
-              if (i < mv) {
-                const float* src = A + (i0 + i) * g.sam + k0 * g.sak;
-                for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = src[p * g.sak];
-              } else {
-                for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = 0.0f;
+            const int64_t rv = std::min<int64_t>(MR, mv - s * MR);
+            if (g.sam == 1 && g.sak != 1) {  // column-major A (a transposed view): read along i
+              for (int64_t p = 0; p < kl; p++) {
+                const float* src = A + (i0 + s * MR) + (k0 + p) * g.sak;
+                float* d = dst + p * MR;
+                for (int64_t r = 0; r < rv; r++) d[r] = src[r];
+                for (int64_t r = rv; r < MR; r++) d[r] = 0.0f;
+              }
+            } else {
+              for (int64_t r = 0; r < MR; r++) {
+                if (r < rv) {
+                  const float* src = A + (i0 + s * MR + r) * g.sam + k0 * g.sak;
+                  for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = src[p * g.sak];
+                } else {
+                  for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = 0.0f;
+                }
               }
             }
           }
@@ -267,14 +287,17 @@ inline void exp_core(double x, double& k, double& q) {
 }
 
 inline double pow2_of(double k) {
-  // k NaN -> 0 (torch.nan_to_num); otherwise an integer in [-1022, 1023].
-  const int64_t ki = (k == k) ? static_cast<int64_t>(k) : 0;
-  return bits_f64(static_cast<uint64_t>(ki + 1023) << 52);
+  // 2**k by bit construction for an integer-valued k in [-1022, 1023]; NaN k -> 1 (k = 0,
+  // torch.nan_to_num).  k + 2**52 + 1023 holds k + 1023 in its low mantissa bits.
+  const double kk = (k == k) ? k : 0.0;
+  const uint64_t u = f64_bits(kk + (4503599627370496.0 + 1023.0));
+  return bits_f64(u << 52);
 }
 
 inline float exp1(float xf) {
   double x = xf;
-  x = x < -110.0 ? -110.0 : (x > 90.0 ? 90.0 : x);
+  x = x < -110.0 ? -110.0 : x;  // NaN passes both selects, as torch.clamp
+  x = x > 90.0 ? 90.0 : x;
   double k, q;
   exp_core(x, k, q);
   return static_cast<float>((q + 1.0) * pow2_of(k));
@@ -282,13 +305,10 @@ inline float exp1(float xf) {
 
 inline float log1(float xf) {
   const double x = xf;
-  if (!(x > 0.0 && x < INFINITY)) {
-    if (x == 0.0) return -INFINITY;
-    if (x == INFINITY) return INFINITY;
-    return NAN;
-  }
-  const uint64_t u = f64_bits(x);  // x is a normal float64 (every binary32 is)
-  const double e = static_cast<double>(static_cast<int64_t>((u >> 52) & 0x7FF) - 1022);
+  const bool ok = (x > 0.0) & (x < INFINITY);
+  const double xs = ok ? x : 1.0;  // every binary32 is a normal float64
+  const uint64_t u = f64_bits(xs);
+  const double e = static_cast<double>(static_cast<int32_t>((u >> 52) & 0x7FF) - 1022);
   double m = bits_f64((u & 0x000FFFFFFFFFFFFFull) | (1022ull << 52));  // frexp: [0.5, 1)
   const bool fold = m < SQRT_HALF;
   m = fold ? m * 2.0 : m;
@@ -302,7 +322,11 @@ inline float log1(float xf) {
   }
   p = p + kC.l[8];
   const double lm = s * p;
-  return static_cast<float>(ef * LN2_HI + (ef * LN2_LO + lm));
+  const double y = ef * LN2_HI + (ef * LN2_LO + lm);
+  double special = NAN;
+  special = x == 0.0 ? -INFINITY : special;
+  special = x == INFINITY ? INFINITY : special;
+  return static_cast<float>(ok ? y : special);
 }
 
 inline float tanh1(float xf) {
@@ -318,6 +342,12 @@ inline float tanh1(float xf) {
 }
 
 template <float (*F)(float)>
+__attribute__((target_clones("avx512f", "avx2", "default"))) void unary_block(
+    const float* __restrict__ x, float* __restrict__ y, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) y[i] = F(x[i]);
+}
+
+template <float (*F)(float)>
 void unary(const float* x, float* y, int64_t n, int nthreads) {
   const int64_t grain = 1 << 14;
   const int64_t blocks = (n + grain - 1) / grain;
@@ -325,8 +355,52 @@ void unary(const float* x, float* y, int64_t n, int nthreads) {
   for (int64_t bl = 0; bl < blocks; bl++) {
     FpGuard guard;
     const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
-    for (int64_t i = lo; i < hi; i++) y[i] = F(x[i]);
+    unary_block<F>(x, y, lo, hi);
   }
+}
+
+// The fixed halving tree of repops/numerics.py over an axis of length len, for w columns:
+// buf[i][t] = base[i si + t st], then y_i = y_i + y_{i+half} while i + half < n, in place.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void tree_block(
+    const float* __restrict__ base, int64_t si, int64_t st, float* __restrict__ y,
+    float* __restrict__ buf, int64_t len, int64_t w) {
+  if (st == 1) {
+    for (int64_t i = 0; i < len; i++)
+      for (int64_t t = 0; t < w; t++) buf[i * w + t] = base[i * si + t];
+  } else {
+    for (int64_t t = 0; t < w; t++)
+      for (int64_t i = 0; i < len; i++) buf[i * w + t] = base[i * si + t * st];
+  }
+  int64_t n = len;
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;  // P/2 for P the smallest power of two >= n
+    const int64_t pairs = (n - half) * w;  // rows i < n - half pair with i + half
+    float* lo = buf;
+    const float* hi = buf + half * w;
+    for (int64_t e = 0; e < pairs; e++) lo[e] = lo[e] + hi[e];
+    n = half;
+  }
+  for (int64_t t = 0; t < w; t++) y[t] = buf[t];
+}
+
+// Rows variant: w consecutive rows of length len (row-major), each its own tree.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void tree_rows(
+    const float* __restrict__ x, float* __restrict__ y, float* __restrict__ buf, int64_t len,
+    int64_t w) {
+  std::memcpy(buf, x, sizeof(float) * len * w);
+  int64_t n = len;
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;
+    for (int64_t t = 0; t < w; t++) {
+      float* lo = buf + t * len;
+      const float* hi = lo + half;
+      for (int64_t e = 0; e < n - half; e++) lo[e] = lo[e] + hi[e];
+    }
+    n = half;
+  }
+  for (int64_t t = 0; t < w; t++) y[t] = buf[t * len];
 }
 
 bool cpu_has(int isa) {
@@ -378,6 +452,36 @@ API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
     unary<tanh1>(x, y, n, nthreads);
   else
     return -2;
+  return 0;
+}
+
+// y (outer, inner) = tree sum of x (outer, len, inner) over len >= 1 (contiguous).
+API int repops_tree_sum(const float* x, float* y, int64_t outer, int64_t len, int64_t inner,
+                        int nthreads) {
+  if (outer < 0 || len < 1 || inner < 0 || nthreads <= 0) return -2;
+  // inner == 1 (a sum over the last axis): blocks of 64 rows of the outer index instead.
+  const bool rows = inner == 1;
+  const int64_t span = rows ? outer : inner;
+  const int64_t cb = rows ? std::max<int64_t>(1, 8192 / len) : (inner < 256 ? (inner > 0 ? inner : 1) : 256);
+  const int64_t nblk = (span + cb - 1) / cb;
+  const int64_t tasks = rows ? nblk : outer * nblk;
+#pragma omp parallel num_threads(nthreads) if (tasks > 1 && outer * len * inner > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * cb + 64));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+      if (rows) {
+        const int64_t c0 = t * cb, c1 = std::min(outer, c0 + cb);
+        tree_rows(x + c0 * len, y + c0, buf, len, c1 - c0);
+      } else {
+        const int64_t o = t / nblk, c0 = (t % nblk) * cb;
+        const int64_t c1 = std::min(inner, c0 + cb);
+        tree_block(x + o * len * inner + c0, inner, 1, y + o * inner + c0, buf, len, c1 - c0);
+      }
+    }
+    std::free(buf);
+  }
   return 0;
 }
 

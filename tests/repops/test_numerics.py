@@ -372,3 +372,16 @@ def test_native_transcendentals_equal_the_torch_sequences_bit_for_bit() -> None:
         z = ref(x)
         ok = ~(torch.isnan(y) & torch.isnan(z))
         assert same_bits(y[ok], z[ok]), native.__name__
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (1000,), (37, 129), (3, 5, 300), (300, 3, 5)])
+def test_native_tree_sum_equals_torch_sequence_on_every_axis(shape: tuple[int, ...]) -> None:
+    x = wide(shape, 3.0, sum(shape))
+    x.view(-1)[0] = 1e-41  # a subnormal operand
+    for dim in range(len(shape)):
+        got = numerics.tree_sum(x, dim)
+        assert same_bits(got, numerics.tree_sum_torch(x, dim)), dim
+        assert same_bits(
+            numerics.tree_sum(x.transpose(0, -1), dim),
+            numerics.tree_sum_torch(x.transpose(0, -1), dim),
+        ), dim
