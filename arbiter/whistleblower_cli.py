@@ -29,6 +29,7 @@ from arbiter.roles import (
 from arbiter.whistleblower import Whistleblower
 from chain.errors import ChainError
 from market.store import StoreError
+from repops import conformance
 
 
 class WhistleblowerSettings(RoleSettings):
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
+    if (refused := conformance.refusal()) is not None:  # conformance gate
+        console.print(f"[red]whistleblower:[/] {refused}")
+        return 2
     settings = WhistleblowerSettings(**overrides(args))
     try:
         role = connect(settings)

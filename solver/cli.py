@@ -31,6 +31,7 @@ from arbiter.roles import add_common_flags, connect, overrides, setup_logging, s
 from chain.errors import ChainError
 from chain.types import JobId
 from market.store import StoreError
+from repops import conformance
 from solver.journal import Journal
 from solver.node import Event, SolverNode
 from solver.settings import SolverSettings
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
+    if args.command == "run" and (refused := conformance.refusal()) is not None:  # conformance gate
+        console.print(f"[red]solver:[/] {refused}")
+        return 2
     try:
         settings = settings_from_args(args)
         if args.command == "status":
