@@ -86,7 +86,28 @@ def _specials(x: torch.Tensor) -> torch.Tensor:
 Case = tuple[str, str, Callable[[], torch.Tensor]]
 
 
-def _cases() -> list[Case]:
+def _cases(device: str = "cpu") -> list[Case]:
+    """Every case; on a CUDA device the op cases plus "matmul/cuda" (no CPU ISA paths)."""
+    cases = _op_cases(torch.device(device))
+    ma = _specials(_floats(13, (3, 37, 300), -30, 30)).to(device)
+    mb = _floats(14, (3, 300, 29), -30, 30).to(device)
+
+    def mm(isa: kernels.Isa | None, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+        return lambda: matmul(x, y, isa=isa)
+
+    if device == "cpu":
+        for isa in kernels.available_isas():
+            name = isa.name.lower()
+            cases.append(("matmul", name, mm(isa, ma, mb)))
+            cases.append(("matmul", f"{name}/transposed", mm(isa, mb.mT, ma.mT)))
+    else:  # every path has the same bits: compared with the vectors of the CPU paths
+        cases.append(("matmul", f"{device}=scalar", mm(None, ma, mb)))
+        cases.append(("matmul", f"{device}=scalar/transposed", mm(None, mb.mT, ma.mT)))
+    cases.append(("matmul", "tape", lambda: execute(Op.MATMUL, None, [ma[0], mb[0]])))
+    return cases
+
+
+def _op_cases(dev: torch.device) -> list[Case]:
     a = _specials(_floats(1, (48, 33)))
     b = _floats(2, (33,))
     pos = _floats(3, (48, 33), -20, 20).abs()
@@ -101,7 +122,8 @@ def _cases() -> list[Case]:
     )
 
     def op(o: Op, arg: Any, *xs: torch.Tensor) -> Callable[[], torch.Tensor]:
-        return lambda: execute(o, arg, list(xs))
+        on = [x.to(dev) for x in xs]
+        return lambda: execute(o, arg, on)
 
     cases: list[Case] = [
         ("add", "torch", op(Op.ADD, None, a, b)),
@@ -129,16 +151,6 @@ def _cases() -> list[Case]:
         ("gather_rows", "torch", op(Op.GATHER_ROWS, None, table, idx)),
         ("to_f32", "torch", op(Op.TO_F32, None, big_int)),
     ]
-    ma = _specials(_floats(13, (3, 37, 300), -30, 30))
-    mb = _floats(14, (3, 300, 29), -30, 30)
-    def mm(isa: kernels.Isa, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
-        return lambda: matmul(x, y, isa=isa)
-
-    for isa in kernels.available_isas():
-        name = isa.name.lower()
-        cases.append(("matmul", name, mm(isa, ma, mb)))
-        cases.append(("matmul", f"{name}/transposed", mm(isa, mb.mT, ma.mT)))
-    cases.append(("matmul", "tape", op(Op.MATMUL, None, ma[0], mb[0])))
     return cases
 
 
@@ -152,12 +164,13 @@ def _committed() -> dict[str, str]:
     return cases
 
 
-def report() -> list[CaseResult]:
-    """Run every case; one result per (op, path)."""
+def report(device: str = "cpu") -> list[CaseResult]:
+    """Run every case on `device`; one result per (op, path).  A path "D=P" runs on device D
+    and is compared with the committed vector of CPU path P."""
     want = _committed()
     out = []
-    for op_name, path, fn in _cases():
-        key = f"{op_name}/{path}"
+    for op_name, path, fn in _cases(device):
+        key = f"{op_name}/{path.split('=')[-1]}"
         try:
             got = tensor_hash(fn()).hex()
         except Exception as e:  # a crashing kernel is a failing kernel
