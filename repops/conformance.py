@@ -121,6 +121,8 @@ def _op_cases(dev: torch.device) -> list[Case]:
         np.random.Generator(np.random.PCG64(8)).integers(-(2**30), 2**30, 64, dtype=np.int64)
     )
 
+    sc = [_floats(15 + i, (), -12, 0).abs() for i in range(9)]
+
     def op(o: Op, arg: Any, *xs: torch.Tensor) -> Callable[[], torch.Tensor]:
         on = [x.to(dev) for x in xs]
         return lambda: execute(o, arg, on)
@@ -150,6 +152,10 @@ def _op_cases(dev: torch.device) -> list[Case]:
         ("onehot", "torch", op(Op.ONEHOT, 40, idx)),
         ("gather_rows", "torch", op(Op.GATHER_ROWS, None, table, idx)),
         ("to_f32", "torch", op(Op.TO_F32, None, big_int)),
+        ("adam_moment", "native", op(Op.ADAM_MOMENT, False, wide, g, sc[0], sc[1])),
+        ("adam_moment", "native/square", op(Op.ADAM_MOMENT, True, pos, g, sc[2], sc[3])),
+        ("adamw_param", "native", op(Op.ADAMW_PARAM, False, wide, g, pos, *sc[4:])),
+        ("adamw_param", "native/decay", op(Op.ADAMW_PARAM, True, wide, g, pos, *sc[4:])),
     ]
     return cases
 

@@ -22,7 +22,18 @@ import torch
 from repops import kernels
 from repops.matmul import KC, matmul
 
-__all__ = ["KC", "exp", "fp_guard", "log", "matmul", "tanh", "tree_sum"]  # + *_torch twins
+__all__ = [
+    "KC",
+    "adam_moment",
+    "adamw_param",
+    "exp",
+    "fp_guard",
+    "log",
+    "matmul",
+    "sqrt",
+    "tanh",
+    "tree_sum",
+]  # + *_torch twins
 
 # ----------------------------------------------------------------------------------------
 # Matmul: repops-2 chunked fmaf chains (KC = 128), defined and implemented in
@@ -179,7 +190,7 @@ def tanh_torch(x: torch.Tensor) -> torch.Tensor:
     return torch.copysign(t, x64).to(torch.float32)
 
 
-_UNARY = {"exp": 0, "log": 1, "tanh": 2}
+_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3}
 
 
 def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -209,6 +220,74 @@ def log(x: torch.Tensor) -> torch.Tensor:
     return log_torch(x) if x.device.type != "cpu" else _native_unary("log", x)
 
 
+def sqrt(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 correctly rounded IEEE square root (native on CPU: torch's
+    vectorised CPU sqrt is not correctly rounded)."""
+    return torch.sqrt(x) if x.device.type != "cpu" else _native_unary("sqrt", x)
+
+
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 tanh: the float64 sequence above, rounded once."""
     return tanh_torch(x) if x.device.type != "cpu" else _native_unary("tanh", x)
+
+
+# ----------------------------------------------------------------------------------------
+# AdamW pieces (float32 tensors of one shape, 0-dim float32 scalars), each element the
+# binary32 sequence written out, every operation rounded on its own:
+#   adam_moment:  b*m + c*g            (square: b*m + c*(g*g))
+#   adamw_param:  p - lr*((m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p])
+# ----------------------------------------------------------------------------------------
+
+
+def _scalar(t: torch.Tensor) -> float:
+    return float(t.item())
+
+
+def adam_moment(
+    m: torch.Tensor, g: torch.Tensor, b: torch.Tensor, c: torch.Tensor, square: bool
+) -> torch.Tensor:
+    """b*m + c*g, or b*m + c*(g*g) when `square` (the Adam first/second moments)."""
+    if m.device.type != "cpu":
+        return b * m + c * (g * g if square else g)
+    ms, gs = m.contiguous(), g.contiguous()
+    out = torch.empty_like(ms)
+    rc = kernels.lib().repops_adam_moment(
+        int(square),
+        ctypes.c_void_p(ms.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        ms.numel(),
+        _scalar(b),
+        _scalar(c),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_adam_moment failed with code {rc}")
+    return out
+
+
+def adamw_param(
+    p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, scalars: list[torch.Tensor], decay: bool
+) -> torch.Tensor:
+    """p - lr*((m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p]) with scalars (bc1, bc2, eps, lr, wd)."""
+    bc1, bc2, eps, lr, wd = scalars
+    if p.device.type != "cpu":
+        u = (m / bc1) / (torch.sqrt(v / bc2) + eps)
+        if decay:
+            u = u + wd * p
+        return p - lr * u
+    ps, ms, vs = p.contiguous(), m.contiguous(), v.contiguous()
+    out = torch.empty_like(ps)
+    rc = kernels.lib().repops_adamw_param(
+        ctypes.c_void_p(ps.data_ptr()),
+        ctypes.c_void_p(ms.data_ptr()),
+        ctypes.c_void_p(vs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        ps.numel(),
+        *(_scalar(t) for t in (bc1, bc2, eps, lr, wd)),
+        int(decay),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_adamw_param failed with code {rc}")
+    return out

@@ -78,7 +78,7 @@ class Op(enum.Enum):
     )
     SQRT = (
         "sqrt",
-        "sqrt(a) (float32, correctly rounded IEEE square root).",
+        "sqrt(a) (float32, correctly rounded IEEE square root; never torch's CPU sqrt).",
     )
     MAXIMUM = (
         "maximum",
@@ -117,6 +117,18 @@ class Op(enum.Enum):
         "max",
         "Maximum over axis `arg` (kept), exact; NaN if any NaN; +0 for a zero maximum. "
         "Not differentiable: used only as the stabilising shift of softmax/logsumexp.",
+    )
+
+    ADAM_MOMENT = (
+        "adam_moment",
+        "(m, g, b, c) -> b*m + c*g, or b*m + c*(g*g) when `arg` is true (b, c 0-dim); "
+        "binary32, each product and the sum rounded separately, same shape as m.",
+    )
+    ADAMW_PARAM = (
+        "adamw_param",
+        "(p, m, v, bc1, bc2, eps, lr, wd) -> p - lr*((m/bc1) / (sqrt(v/bc2) + eps) + wd*p), "
+        "the wd*p term only when `arg` is true; binary32, one rounding per operation in "
+        "this order (m/bc1, v/bc2, sqrt, +eps, /, wd*p, +, lr*u, -).",
     )
 
     MATMUL = (
@@ -185,6 +197,8 @@ _ELEMENTWISE = frozenset(
         Op.LOG,
         Op.TANH,
         Op.TO_F32,
+        Op.ADAM_MOMENT,
+        Op.ADAMW_PARAM,
     }
 )
 
@@ -225,7 +239,7 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.MUL: lambda arg, x: torch.mul(x[0], x[1]),
     Op.DIV: lambda arg, x: torch.div(x[0], x[1]),
     Op.NEG: lambda arg, x: torch.neg(x[0]),
-    Op.SQRT: lambda arg, x: torch.sqrt(x[0]),
+    Op.SQRT: lambda arg, x: numerics.sqrt(x[0]),
     Op.MAXIMUM: lambda arg, x: _maximum(x[0], x[1]),
     Op.MINIMUM: lambda arg, x: _minimum(x[0], x[1]),
     Op.RELU: lambda arg, x: _relu(x[0]),
@@ -235,6 +249,8 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.TANH: lambda arg, x: numerics.tanh(x[0]),
     Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
     Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.ADAM_MOMENT: lambda arg, x: numerics.adam_moment(x[0], x[1], x[2], x[3], bool(arg)),
+    Op.ADAMW_PARAM: lambda arg, x: numerics.adamw_param(x[0], x[1], x[2], x[3:8], bool(arg)),
     Op.MATMUL: lambda arg, x: numerics.matmul(x[0], x[1]),
     Op.RESHAPE: lambda arg, x: x[0].reshape(arg),
     Op.PERMUTE: lambda arg, x: x[0].permute(arg),

@@ -149,6 +149,29 @@ class Graph:
             raise TapeError("to_f32 takes int64")
         return self._emit(Op.TO_F32, (a,), None, self.shape(a), "float32")
 
+    # -- fused optimizer pieces (after the loss: never differentiated) --------------------
+    def _scalars(self, *vs: int) -> None:
+        self._f32(*vs)
+        for v in vs:
+            if self.shape(v) != ():
+                raise TapeError(f"node {v} must be a 0-dim scalar")
+
+    def adam_moment(self, m: int, g: int, b: int, c: int, square: bool) -> int:
+        self._f32(m, g)
+        self._scalars(b, c)
+        if self.shape(m) != self.shape(g):
+            raise TapeError(f"adam_moment shapes {self.shape(m)} and {self.shape(g)}")
+        return self._emit(Op.ADAM_MOMENT, (m, g, b, c), bool(square), self.shape(m), "float32")
+
+    def adamw_param(self, p: int, m: int, v: int, scalars: Sequence[int], decay: bool) -> int:
+        """scalars: (bc1, bc2, eps, lr, wd)."""
+        self._f32(p, m, v)
+        self._scalars(*scalars)
+        if len(scalars) != 5 or not self.shape(p) == self.shape(m) == self.shape(v):
+            raise TapeError("adamw_param takes p, m, v of one shape and 5 scalars")
+        ins = (p, m, v, *scalars)
+        return self._emit(Op.ADAMW_PARAM, ins, bool(decay), self.shape(p), "float32")
+
     # -- reductions, matmul, shapes ------------------------------------------------------
     def _axis(self, a: int, axis: int) -> int:
         nd = len(self.shape(a))

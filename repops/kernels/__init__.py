@@ -111,6 +111,11 @@ def lib() -> ctypes.CDLL:
         handle.repops_unary.restype = cint
         handle.repops_tree_sum.argtypes = [ptr, ptr, i64, i64, i64, cint]
         handle.repops_tree_sum.restype = cint
+        f32 = ctypes.c_float
+        handle.repops_adam_moment.argtypes = [cint, ptr, ptr, ptr, i64, f32, f32, cint]
+        handle.repops_adam_moment.restype = cint
+        handle.repops_adamw_param.argtypes = [ptr, ptr, ptr, ptr, i64, *([f32] * 5), cint, cint]
+        handle.repops_adamw_param.restype = cint
         handle.repops_isa_supported.argtypes = [cint]
         handle.repops_isa_supported.restype = cint
         handle.repops_sanitize_fp.argtypes = [cint]

@@ -385,3 +385,28 @@ def test_native_tree_sum_equals_torch_sequence_on_every_axis(shape: tuple[int, .
             numerics.tree_sum(x.transpose(0, -1), dim),
             numerics.tree_sum_torch(x.transpose(0, -1), dim),
         ), dim
+
+
+def test_sqrt_is_correctly_rounded_where_torch_cpu_sqrt_is_not() -> None:
+    x = wide((1 << 18,), 5.0, 80).abs()
+    x[:4] = torch.tensor([0.0, math.inf, 1e-45, 2.0])
+    exact = torch.sqrt(x.double()).to(torch.float32)  # sqrt: double rounding is exact
+    assert same_bits(numerics.sqrt(x), exact)
+    assert math.isnan(numerics.sqrt(torch.tensor([-1.0])).item())
+    assert numerics.sqrt(torch.tensor([-0.0])).view(torch.int32).item() == -(2**31)
+
+
+def test_fused_adamw_pieces_equal_their_op_sequences() -> None:
+    g = gen(81)
+    m, gr, p = torch.randn(5000, generator=g), torch.randn(5000, generator=g), wide((5000,), 3, 82)
+    v = torch.rand(5000, generator=g) * 1e-4
+    b, c = torch.tensor(0.9), torch.tensor(0.1)
+    assert same_bits(numerics.adam_moment(m, gr, b, c, False), b * m + c * gr)
+    assert same_bits(numerics.adam_moment(v, gr, b, c, True), b * v + c * (gr * gr))
+    sc = [torch.tensor(x) for x in (0.19, 0.0019, 1e-8, 3e-4, 0.01)]
+    bc1, bc2, eps, lr, wd = sc
+    for decay in (False, True):
+        u = (m / bc1) / (numerics.sqrt(v / bc2) + eps)
+        if decay:
+            u = u + wd * p
+        assert same_bits(numerics.adamw_param(p, m, v, sc, decay), p - lr * u)
