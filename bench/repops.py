@@ -8,18 +8,20 @@ PER-REP RATIOS (repops time / torch time) of: a 1024 x 1024 x 1024 matmul (repop
 matmul vs `a @ b`), and one whole training step of each model (repops tape vs the
 plain-torch twin with torch AdamW).  Lines: `matmul_ratio: X`, `step_ratio_<model>: X`
 for mlp, gpt and gpt_medium (6 layers, n_embd 384, block 128), then the peak resident
-memory of a child process doing three steps, repops vs torch (`peak_mem_ratio_<model>`),
+memory growth of a child process doing three steps, repops vs torch
+(`peak_mem_ratio_<model>`),
 and the load average before and after.  Goal: step ratio <= 1.2, matmul <= 1.05 on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -126,19 +128,41 @@ def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float
     return interleaved(ours, theirs, reps)
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _peak_child(name: str, which: str) -> None:
-    """Child process: three steps of one side; prints its peak RSS in KiB."""
+    """Child process: three steps of one side; prints the peak growth of its resident set
+    over the level before the steps (sampled every millisecond), in KiB."""
     prog, ds = _setup(name)
     state = init_state(prog)
-    if which == "repops":
-        for _ in range(3):
+    twin = TorchTwin(prog, state) if which == "torch" else None
+    opt, sched = make_optimizer(twin) if twin is not None else (None, None)
+    batches = [batch_for(prog, ds, t) for t in range(3)]
+    gc.collect()
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    for t in range(3):
+        if twin is None:
             state, _ = train_step(prog, state, ds)
-    else:
-        twin = TorchTwin(prog, state)
-        opt, sched = make_optimizer(twin)
-        for t in range(3):
-            torch_step(twin, opt, sched, batch_for(prog, ds, t))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        else:
+            assert opt is not None and sched is not None
+            torch_step(twin, opt, sched, batches[t])
+    done.set()
+    th.join()
+    peak[0] = max(peak[0], _rss_bytes())
+    print((peak[0] - base) // 1024)
 
 
 def peak_memory(name: str, threads: int) -> tuple[int, int]:
@@ -193,10 +217,10 @@ def main() -> None:
         for name in models:
             mine, theirs_kib = peak_memory(name, args.threads)
             print(
-                f"peak rss {name} (3 steps, child process): repops {mine / 1024:.0f} MiB, "
-                f"torch {theirs_kib / 1024:.0f} MiB"
+                f"peak rss growth {name} (3 steps, child process): repops "
+                f"{mine / 1024:.1f} MiB, torch {theirs_kib / 1024:.1f} MiB"
             )
-            print(f"peak_mem_ratio_{name}: {mine / theirs_kib:.2f}")
+            print(f"peak_mem_ratio_{name}: {mine / max(theirs_kib, 1):.2f}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
