@@ -122,6 +122,7 @@ def _op_cases(dev: torch.device) -> list[Case]:
     )
 
     sc = [_floats(15 + i, (), -12, 0).abs() for i in range(9)]
+    g64 = _floats(26, (64, 65))
 
     def op(o: Op, arg: Any, *xs: torch.Tensor) -> Callable[[], torch.Tensor]:
         on = [x.to(dev) for x in xs]
@@ -152,6 +153,8 @@ def _op_cases(dev: torch.device) -> list[Case]:
         ("onehot", "torch", op(Op.ONEHOT, 40, idx)),
         ("gather_rows", "torch", op(Op.GATHER_ROWS, None, table, idx)),
         ("to_f32", "torch", op(Op.TO_F32, None, big_int)),
+        ("gelu", "native", op(Op.GELU, None, _specials(_floats(24, (64, 65), -12, 4)))),
+        ("gelu_grad", "native", op(Op.GELU_GRAD, None, _specials(_floats(25, (64, 65))), g64)),
         ("adam_moment", "native", op(Op.ADAM_MOMENT, False, wide, g, sc[0], sc[1])),
         ("adam_moment", "native/square", op(Op.ADAM_MOMENT, True, pos, g, sc[2], sc[3])),
         ("adamw_param", "native", op(Op.ADAMW_PARAM, False, wide, g, pos, *sc[4:])),

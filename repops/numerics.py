@@ -28,6 +28,8 @@ __all__ = [
     "adamw_param",
     "exp",
     "fp_guard",
+    "gelu",
+    "gelu_grad",
     "log",
     "matmul",
     "sqrt",
@@ -190,7 +192,7 @@ def tanh_torch(x: torch.Tensor) -> torch.Tensor:
     return torch.copysign(t, x64).to(torch.float32)
 
 
-_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3}
+_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3, "gelu": 4}
 
 
 def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -290,4 +292,62 @@ def adamw_param(
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_adamw_param failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# tanh-GELU, fused (binary32 operations in this order; tanh is the float64 sequence above,
+# rounded once; C1 = f32(0.044715), C2 = f32(sqrt(2/pi)), C3 = f32(0.134145)):
+#   gelu(x):       x3 = (x*x)*x;  t = tanh(C2*(x + C1*x3));  (0.5*x)*(1 + t)
+#   gelu_grad(x, g): x2 = x*x;  x3 = x2*x;  t = tanh(C2*(x + C1*x3));  a = 0.5*(1 + t);
+#                  s = 1 - t*t;  b = ((0.5*x)*s)*(C2*(1 + C3*x2));  g*(a + b)
+# ----------------------------------------------------------------------------------------
+
+GELU_C1 = 0.044715
+GELU_C2 = math.sqrt(2.0 / math.pi)
+GELU_C3 = 0.134145
+
+
+def _c(v: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(v, dtype=torch.float32, device=like.device)
+
+
+def gelu_torch(x: torch.Tensor) -> torch.Tensor:
+    """tanh-GELU as torch calls (the definition above)."""
+    x3 = (x * x) * x
+    t = tanh_torch(_c(GELU_C2, x) * (x + _c(GELU_C1, x) * x3))
+    return (_c(0.5, x) * x) * (_c(1.0, x) + t)
+
+
+def gelu_grad_torch(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """d gelu(x)/dx * g as torch calls (the definition above)."""
+    x2 = x * x
+    x3 = x2 * x
+    t = tanh_torch(_c(GELU_C2, x) * (x + _c(GELU_C1, x) * x3))
+    a = _c(0.5, x) * (_c(1.0, x) + t)
+    s = _c(1.0, x) - t * t
+    b = ((_c(0.5, x) * x) * s) * (_c(GELU_C2, x) * (_c(1.0, x) + _c(GELU_C3, x) * x2))
+    return g * (a + b)
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """tanh-GELU (native on CPU)."""
+    return gelu_torch(x) if x.device.type != "cpu" else _native_unary("gelu", x)
+
+
+def gelu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """gelu'(x) * g (native on CPU)."""
+    if x.device.type != "cpu":
+        return gelu_grad_torch(x, g)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_gelu_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        xs.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_gelu_grad failed with code {rc}")
     return out

@@ -119,6 +119,16 @@ class Op(enum.Enum):
         "Not differentiable: used only as the stabilising shift of softmax/logsumexp.",
     )
 
+    GELU = (
+        "gelu",
+        "tanh-GELU: x3 = (x*x)*x; t = TANH(C2*(x + C1*x3)); (0.5*x)*(1 + t), binary32 ops "
+        "in this order, C1 = f32(0.044715), C2 = f32(sqrt(2/pi)).",
+    )
+    GELU_GRAD = (
+        "gelu_grad",
+        "(x, g) -> g*(a + b): x2 = x*x; t as GELU; a = 0.5*(1 + t); "
+        "b = ((0.5*x)*(1 - t*t))*(C2*(1 + C3*x2)), C3 = f32(0.134145).",
+    )
     ADAM_MOMENT = (
         "adam_moment",
         "(m, g, b, c) -> b*m + c*g, or b*m + c*(g*g) when `arg` is true (b, c 0-dim); "
@@ -199,6 +209,8 @@ _ELEMENTWISE = frozenset(
         Op.TO_F32,
         Op.ADAM_MOMENT,
         Op.ADAMW_PARAM,
+        Op.GELU,
+        Op.GELU_GRAD,
     }
 )
 
@@ -249,6 +261,8 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.TANH: lambda arg, x: numerics.tanh(x[0]),
     Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
     Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.GELU: lambda arg, x: numerics.gelu(x[0]),
+    Op.GELU_GRAD: lambda arg, x: numerics.gelu_grad(x[0], x[1]),
     Op.ADAM_MOMENT: lambda arg, x: numerics.adam_moment(x[0], x[1], x[2], x[3], bool(arg)),
     Op.ADAMW_PARAM: lambda arg, x: numerics.adamw_param(x[0], x[1], x[2], x[3:8], bool(arg)),
     Op.MATMUL: lambda arg, x: numerics.matmul(x[0], x[1]),

@@ -144,6 +144,15 @@ class Graph:
     def tanh(self, a: int) -> int:
         return self._unary(Op.TANH, a)
 
+    def gelu(self, a: int) -> int:
+        return self._unary(Op.GELU, a)
+
+    def gelu_grad(self, x: int, g: int) -> int:
+        self._f32(x, g)
+        if self.shape(x) != self.shape(g):
+            raise TapeError(f"gelu_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.GELU_GRAD, (x, g), None, self.shape(x), "float32")
+
     def to_f32(self, a: int) -> int:
         if self.dtype(a) != "int64":
             raise TapeError("to_f32 takes int64")
@@ -261,7 +270,19 @@ class Graph:
 # Reverse-mode autodiff
 # ----------------------------------------------------------------------------------------
 
-_NO_GRAD = frozenset({Op.INPUT, Op.CONST, Op.MAX, Op.ONEHOT, Op.TO_F32, Op.RELU_GRAD})
+_NO_GRAD = frozenset(
+    {
+        Op.INPUT,
+        Op.CONST,
+        Op.MAX,
+        Op.ONEHOT,
+        Op.TO_F32,
+        Op.RELU_GRAD,
+        Op.GELU_GRAD,
+        Op.ADAM_MOMENT,
+        Op.ADAMW_PARAM,
+    }
+)
 
 
 def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
@@ -323,6 +344,8 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
             acc(ins[0], g.div(gi, ins[0]))
         elif op is Op.TANH:
             acc(ins[0], g.mul(gi, g.sub(g.const(1.0), g.mul(i, i))))
+        elif op is Op.GELU:
+            acc(ins[0], g.gelu_grad(ins[0], gi))
         elif op is Op.SUM:
             acc(ins[0], g.expand(gi, g.shape(ins[0])))
         elif op is Op.MATMUL:

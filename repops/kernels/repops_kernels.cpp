@@ -345,6 +345,37 @@ inline float tanh1(float xf) {
 // sqrt is not correctly rounded (about 1 in 6 results off by one ulp in torch 2.13).
 inline float sqrt1(float x) { return std::sqrt(x); }
 
+// tanh-GELU pieces (binary32 ops, tanh by tanh1): see repops/numerics.py gelu / gelu_grad.
+// Each the binary32 rounding of the binary64 value, as Python's float -> float32 does.
+constexpr float GELU_C1 = static_cast<float>(0.044715);
+constexpr float GELU_C2 = static_cast<float>(0.7978845608028654);  // sqrt(2/pi)
+constexpr float GELU_C3 = static_cast<float>(0.134145);
+
+inline float gelu1(float x) {
+  const float x3 = (x * x) * x;
+  const float inner = x + GELU_C1 * x3;
+  const float t = tanh1(GELU_C2 * inner);
+  return (0.5f * x) * (1.0f + t);
+}
+
+inline float gelu_grad1(float x, float g) {
+  const float x2 = x * x;
+  const float x3 = x2 * x;
+  const float inner = x + GELU_C1 * x3;
+  const float t = tanh1(GELU_C2 * inner);
+  const float a = 0.5f * (1.0f + t);
+  const float s = 1.0f - t * t;
+  const float dinner = 1.0f + GELU_C3 * x2;
+  const float b = ((0.5f * x) * s) * (GELU_C2 * dinner);
+  return g * (a + b);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_grad_block(
+    const float* __restrict__ x, const float* __restrict__ g, float* __restrict__ y,
+    int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) y[i] = gelu_grad1(x[i], g[i]);
+}
+
 template <float (*F)(float)>
 __attribute__((target_clones("avx512f", "avx2", "default"))) void unary_block(
     const float* __restrict__ x, float* __restrict__ y, int64_t lo, int64_t hi) {
@@ -445,7 +476,8 @@ API int repops_matmul(const float* a, const float* b, float* c, int64_t nb, int6
   return 0;
 }
 
-// y = f(x) elementwise for contiguous float32 x, y; f: 0 exp, 1 log, 2 tanh, 3 sqrt.
+// y = f(x) elementwise for contiguous float32 x, y; f: 0 exp, 1 log, 2 tanh, 3 sqrt,
+// 4 gelu.
 API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
   if (n < 0 || nthreads <= 0) return -2;
   if (f == 0)
@@ -456,6 +488,8 @@ API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
     unary<tanh1>(x, y, n, nthreads);
   else if (f == 3)
     unary<sqrt1>(x, y, n, nthreads);
+  else if (f == 4)
+    unary<gelu1>(x, y, n, nthreads);
   else
     return -2;
   return 0;
@@ -487,6 +521,19 @@ API int repops_tree_sum(const float* x, float* y, int64_t outer, int64_t len, in
       }
     }
     std::free(buf);
+  }
+  return 0;
+}
+
+// y = gelu'(x) * g elementwise (contiguous, one shape).
+API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+  const int64_t grain = 1 << 14;
+  const int64_t blocks = (n + grain - 1) / grain;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
+  for (int64_t bl = 0; bl < blocks; bl++) {
+    FpGuard guard;
+    gelu_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
   }
   return 0;
 }

@@ -8,7 +8,6 @@ them with torch's fused versions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,11 +53,9 @@ def layer_norm(g: Graph, x: int, gain: int, bias: int, eps: float = 1e-5) -> int
 
 
 def gelu_tanh(g: Graph, x: int) -> int:
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))."""
-    x3 = g.mul(g.mul(x, x), x)
-    inner = g.add(x, g.mul(g.const(0.044715), x3))
-    t = g.tanh(g.mul(g.const(math.sqrt(2.0 / math.pi)), inner))
-    return g.mul(g.mul(g.const(0.5), x), g.add(g.const(1.0), t))
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3))): one fused op (Op.GELU) whose
+    derivative is the fused Op.GELU_GRAD."""
+    return g.gelu(x)
 
 
 def softmax(g: Graph, x: int) -> int:

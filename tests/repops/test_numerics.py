@@ -410,3 +410,18 @@ def test_fused_adamw_pieces_equal_their_op_sequences() -> None:
         if decay:
             u = u + wd * p
         assert same_bits(numerics.adamw_param(p, m, v, sc, decay), p - lr * u)
+
+
+def test_native_gelu_and_its_gradient_equal_the_torch_sequences() -> None:
+    x = torch.cat([torch.linspace(-12, 12, 40001), wide((50000,), 2.0, 83)])
+    x[:3] = torch.tensor([0.0, -0.0, 1e-40])
+    g = torch.randn(x.shape, generator=gen(84))
+    assert same_bits(numerics.gelu(x), numerics.gelu_torch(x))
+    assert same_bits(numerics.gelu_grad(x, g), numerics.gelu_grad_torch(x, g))
+    # Against float64 calculus: the fused derivative is the derivative of the fused op.
+    xd = x[:40001].double()
+    c = math.sqrt(2 / math.pi)
+    t = torch.tanh(c * (xd + 0.044715 * xd**3))
+    want = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * c * (1 + 3 * 0.044715 * xd * xd)
+    got = numerics.gelu_grad(x[:40001], torch.ones(40001)).double()
+    assert float((got - want).abs().max()) < 1e-5
