@@ -13,6 +13,7 @@ Accuracy bounds tested here (u = 2**-24, float32 unit roundoff):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -425,3 +426,23 @@ def test_native_gelu_and_its_gradient_equal_the_torch_sequences() -> None:
     want = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * c * (1 + 3 * 0.044715 * xd * xd)
     got = numerics.gelu_grad(x[:40001], torch.ones(40001)).double()
     assert float((got - want).abs().max()) < 1e-5
+
+
+def test_kernel_build_without_a_compiler_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+    monkeypatch.setenv("ASSAY_REPOPS_BUILD_DIR", str(tmp_path / "build"))
+    with pytest.raises(kernels.KernelBuildError, match=r"no C\+\+ compiler"):
+        kernels._build()
+
+
+def test_kernel_build_is_cached_by_source_and_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ASSAY_REPOPS_BUILD_DIR", str(tmp_path))
+    first = kernels._build()
+    assert first.parent == tmp_path and first.exists()
+    mtime = first.stat().st_mtime_ns
+    assert kernels._build() == first and first.stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob("*.tmp"))
