@@ -32,6 +32,8 @@ __all__ = [
     "gelu_grad",
     "log",
     "matmul",
+    "softmax",
+    "softmax_grad",
     "sqrt",
     "tanh",
     "tree_sum",
@@ -350,4 +352,67 @@ def gelu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_gelu_grad failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Softmax over the last axis, fused:
+#   softmax(x):       mx = exact max (NaN if any NaN, +0 for a zero max); e = EXP(x - mx);
+#                     s = the halving-tree SUM of e; e / s
+#   softmax_grad(y, g): d = the halving-tree SUM of g*y; y*(g - d)
+# ----------------------------------------------------------------------------------------
+
+
+def softmax_torch(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis as torch calls (the definition above)."""
+    e = exp_torch(x - (torch.amax(x, dim=-1, keepdim=True) + 0.0))
+    return e / tree_sum_torch(e, -1)
+
+
+def softmax_grad_torch(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The softmax backward as torch calls (the definition above)."""
+    return y * (g - tree_sum_torch(g * y, -1))
+
+
+def _rows(x: torch.Tensor) -> tuple[int, int]:
+    length = x.shape[-1] if x.dim() else 1
+    return (x.numel() // length if length else 0), length
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return softmax_torch(x)
+    xs = x.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_softmax(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_softmax failed with code {rc}")
+    return out
+
+
+def softmax_grad(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The softmax backward over the last axis (native on CPU)."""
+    rows, length = _rows(y)
+    if y.device.type != "cpu" or length == 0 or rows == 0:
+        return softmax_grad_torch(y, g)
+    ys, gs = y.contiguous(), g.contiguous()
+    out = torch.empty_like(ys)
+    rc = kernels.lib().repops_softmax_grad(
+        ctypes.c_void_p(ys.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_softmax_grad failed with code {rc}")
     return out

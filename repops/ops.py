@@ -129,6 +129,15 @@ class Op(enum.Enum):
         "(x, g) -> g*(a + b): x2 = x*x; t as GELU; a = 0.5*(1 + t); "
         "b = ((0.5*x)*(1 - t*t))*(C2*(1 + C3*x2)), C3 = f32(0.134145).",
     )
+    SOFTMAX = (
+        "softmax",
+        "Over the last axis: mx = MAX (exact, +0 for zero, NaN if any NaN); e = EXP(a - mx); "
+        "s = SUM(e) by the halving tree; e / s (binary32).",
+    )
+    SOFTMAX_GRAD = (
+        "softmax_grad",
+        "(y, g) -> y*(g - d), d = SUM(g*y) over the last axis by the halving tree (binary32).",
+    )
     ADAM_MOMENT = (
         "adam_moment",
         "(m, g, b, c) -> b*m + c*g, or b*m + c*(g*g) when `arg` is true (b, c 0-dim); "
@@ -261,6 +270,8 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.TANH: lambda arg, x: numerics.tanh(x[0]),
     Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
     Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.SOFTMAX: lambda arg, x: numerics.softmax(x[0]),
+    Op.SOFTMAX_GRAD: lambda arg, x: numerics.softmax_grad(x[0], x[1]),
     Op.GELU: lambda arg, x: numerics.gelu(x[0]),
     Op.GELU_GRAD: lambda arg, x: numerics.gelu_grad(x[0], x[1]),
     Op.ADAM_MOMENT: lambda arg, x: numerics.adam_moment(x[0], x[1], x[2], x[3], bool(arg)),

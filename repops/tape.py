@@ -144,6 +144,18 @@ class Graph:
     def tanh(self, a: int) -> int:
         return self._unary(Op.TANH, a)
 
+    def softmax(self, a: int) -> int:
+        """Softmax over the last axis (one fused op; its derivative is SOFTMAX_GRAD)."""
+        if not self.shape(a):
+            raise TapeError("softmax needs at least one axis")
+        return self._unary(Op.SOFTMAX, a)
+
+    def softmax_grad(self, y: int, g: int) -> int:
+        self._f32(y, g)
+        if self.shape(y) != self.shape(g):
+            raise TapeError(f"softmax_grad shapes {self.shape(y)} and {self.shape(g)}")
+        return self._emit(Op.SOFTMAX_GRAD, (y, g), None, self.shape(y), "float32")
+
     def gelu(self, a: int) -> int:
         return self._unary(Op.GELU, a)
 
@@ -279,6 +291,7 @@ _NO_GRAD = frozenset(
         Op.TO_F32,
         Op.RELU_GRAD,
         Op.GELU_GRAD,
+        Op.SOFTMAX_GRAD,
         Op.ADAM_MOMENT,
         Op.ADAMW_PARAM,
     }
@@ -346,6 +359,8 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
             acc(ins[0], g.mul(gi, g.sub(g.const(1.0), g.mul(i, i))))
         elif op is Op.GELU:
             acc(ins[0], g.gelu_grad(ins[0], gi))
+        elif op is Op.SOFTMAX:
+            acc(ins[0], g.softmax_grad(i, gi))
         elif op is Op.SUM:
             acc(ins[0], g.expand(gi, g.shape(ins[0])))
         elif op is Op.MATMUL:

@@ -113,6 +113,10 @@ def lib() -> ctypes.CDLL:
         handle.repops_tree_sum.restype = cint
         handle.repops_gelu_grad.argtypes = [ptr, ptr, ptr, i64, cint]
         handle.repops_gelu_grad.restype = cint
+        handle.repops_softmax.argtypes = [ptr, ptr, i64, i64, cint]
+        handle.repops_softmax.restype = cint
+        handle.repops_softmax_grad.argtypes = [ptr, ptr, ptr, i64, i64, cint]
+        handle.repops_softmax_grad.restype = cint
         f32 = ctypes.c_float
         handle.repops_adam_moment.argtypes = [cint, ptr, ptr, ptr, i64, f32, f32, cint]
         handle.repops_adam_moment.restype = cint

@@ -538,6 +538,68 @@ API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, in
   return 0;
 }
 
+// The halving tree over b[0..n) in place (n >= 1); returns the sum.
+inline float tree_inplace(float* b, int64_t n) {
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;
+    for (int64_t i = 0; i + half < n; i++) b[i] = b[i] + b[i + half];
+    n = half;
+  }
+  return b[0];
+}
+
+// Softmax over rows of length len: mx = exact max (NaN if any NaN, +0 for a zero max),
+// e_i = exp1(x_i - mx), s = tree sum of e, y_i = e_i / s.
+API int repops_softmax(const float* x, float* y, int64_t rows, int64_t len, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* xr = x + r * len;
+      float* yr = y + r * len;
+      float mx = -INFINITY;
+      bool nan = false;
+      for (int64_t i = 0; i < len; i++) {
+        nan |= xr[i] != xr[i];
+        mx = xr[i] > mx ? xr[i] : mx;
+      }
+      mx = nan ? NAN : (mx == 0.0f ? 0.0f : mx);
+      for (int64_t i = 0; i < len; i++) yr[i] = exp1(xr[i] - mx);
+      std::memcpy(buf, yr, sizeof(float) * len);
+      const float sum = tree_inplace(buf, len);
+      for (int64_t i = 0; i < len; i++) yr[i] = yr[i] / sum;
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
+// Softmax backward over rows: d = tree sum of g_i*y_i, out_i = y_i*(g_i - d).
+API int repops_softmax_grad(const float* y, const float* g, float* out, int64_t rows,
+                            int64_t len, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* yr = y + r * len;
+      const float* gr = g + r * len;
+      float* o = out + r * len;
+      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * yr[i];
+      const float d = tree_inplace(buf, len);
+      for (int64_t i = 0; i < len; i++) o[i] = yr[i] * (gr[i] - d);
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
 // AdamW moments: out = b*m + c*g (square = 0) or b*m + c*(g*g) (square = 1), binary32,
 // each product and the sum rounded separately (no contraction).
 API int repops_adam_moment(int square, const float* m, const float* g, float* out, int64_t n,

@@ -59,10 +59,8 @@ def gelu_tanh(g: Graph, x: int) -> int:
 
 
 def softmax(g: Graph, x: int) -> int:
-    """exp(x - max) / sum(exp(x - max)) over the last axis (max is a constant shift)."""
-    z = g.sub(x, g.max(x, -1))
-    e = g.exp(z)
-    return g.div(e, g.sum(e, -1))
+    """exp(x - max) / sum(exp(x - max)) over the last axis: one fused op (Op.SOFTMAX)."""
+    return g.softmax(x)
 
 
 def cross_entropy(g: Graph, logits: int, targets: int) -> int:

@@ -446,3 +446,18 @@ def test_kernel_build_is_cached_by_source_and_flags(
     mtime = first.stat().st_mtime_ns
     assert kernels._build() == first and first.stat().st_mtime_ns == mtime
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_native_softmax_and_its_gradient_equal_the_torch_sequences() -> None:
+    x = wide((37, 4, 129), 2.0, 85)
+    x[0, 0, 5:] = -math.inf  # a causal-mask row
+    x[1, 1, 3] = math.nan
+    x[2, 2] = 0.0
+    y = numerics.softmax(x)
+    assert tensor_hash(y) == tensor_hash(numerics.softmax_torch(x))
+    g = torch.randn(x.shape, generator=gen(86))
+    assert same_bits(numerics.softmax_grad(y, g), numerics.softmax_grad_torch(y, g))
+    ok = torch.isfinite(y).all(-1, keepdim=True).expand(y.shape)
+    ref = torch.softmax(x.double(), -1)
+    assert int((~ok).sum()) == 129  # only the row with the NaN
+    assert float((y.double() - ref).abs()[ok].max()) < 1e-6
