@@ -153,6 +153,8 @@ def _op_cases(dev: torch.device) -> list[Case]:
         ("onehot", "torch", op(Op.ONEHOT, 40, idx)),
         ("gather_rows", "torch", op(Op.GATHER_ROWS, None, table, idx)),
         ("to_f32", "torch", op(Op.TO_F32, None, big_int)),
+        ("layer_norm", "native", op(Op.LAYER_NORM, 1e-5, _floats(30, (7, 3, 384), -6, 6))),
+        ("layer_norm_grad", "native", op(Op.LAYER_NORM_GRAD, 1e-5, wide, g)),
         ("softmax", "native", op(Op.SOFTMAX, None, _floats(27, (3, 5, 70), -4, 6))),
         ("softmax", "native/masked", op(Op.SOFTMAX, None, _specials(_floats(28, (9, 33))))),
         ("softmax_grad", "native", op(Op.SOFTMAX_GRAD, None, _floats(29, (64, 65)).abs(), g64)),

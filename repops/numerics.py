@@ -30,6 +30,8 @@ __all__ = [
     "fp_guard",
     "gelu",
     "gelu_grad",
+    "layer_norm_core",
+    "layer_norm_grad",
     "log",
     "matmul",
     "softmax",
@@ -415,4 +417,83 @@ def softmax_grad(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_softmax_grad failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Layer-norm core over the last axis (length C), fused; inv_c = f32(1/C), eps = f32(eps):
+#   layer_norm_core(x):   mu = SUM(x)*inv_c; xc = x - mu; var = SUM(xc*xc)*inv_c;
+#                         rstd = 1/sqrt(var + eps); xc*rstd
+#   layer_norm_grad(x, g): xhat, rstd as above (recomputed); a = SUM(g)*inv_c;
+#                         b = SUM(g*xhat)*inv_c; rstd*((g - a) - xhat*b)
+# (SUM the halving tree; every other step one binary32 operation.)
+# ----------------------------------------------------------------------------------------
+
+
+def _f32(v: float) -> float:
+    return float(torch.tensor(v, dtype=torch.float32).item())
+
+
+def _ln_parts(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_c = _c(1.0 / x.shape[-1], x)
+    xc = x - tree_sum_torch(x, -1) * inv_c
+    var = tree_sum_torch(xc * xc, -1) * inv_c
+    rstd = _c(1.0, x) / sqrt(var + _c(eps, x))
+    return xc * rstd, rstd
+
+
+def layer_norm_core_torch(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core as torch calls (the definition above)."""
+    return _ln_parts(x, eps)[0]
+
+
+def layer_norm_grad_torch(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core's backward as torch calls (the definition above)."""
+    xhat, rstd = _ln_parts(x, eps)
+    inv_c = _c(1.0 / x.shape[-1], x)
+    a = tree_sum_torch(g, -1) * inv_c
+    b = tree_sum_torch(g * xhat, -1) * inv_c
+    return rstd * ((g - a) - xhat * b)
+
+
+def layer_norm_core(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) over the last axis (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return layer_norm_core_torch(x, eps)
+    xs = x.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_layer_norm(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        _f32(1.0 / length),
+        _f32(eps),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_layer_norm failed with code {rc}")
+    return out
+
+
+def layer_norm_grad(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core's backward (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return layer_norm_grad_torch(x, g, eps)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_layer_norm_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        _f32(1.0 / length),
+        _f32(eps),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_layer_norm_grad failed with code {rc}")
     return out

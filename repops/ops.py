@@ -129,6 +129,16 @@ class Op(enum.Enum):
         "(x, g) -> g*(a + b): x2 = x*x; t as GELU; a = 0.5*(1 + t); "
         "b = ((0.5*x)*(1 - t*t))*(C2*(1 + C3*x2)), C3 = f32(0.134145).",
     )
+    LAYER_NORM = (
+        "layer_norm",
+        "Over the last axis (C), eps = f32(`arg`), inv_c = f32(1/C): mu = SUM(a)*inv_c; "
+        "xc = a - mu; var = SUM(xc*xc)*inv_c; rstd = 1/sqrt(var + eps); xc*rstd.",
+    )
+    LAYER_NORM_GRAD = (
+        "layer_norm_grad",
+        "(x, g) -> rstd*((g - SUM(g)*inv_c) - xhat*(SUM(g*xhat)*inv_c)), xhat and rstd "
+        "recomputed from x as LAYER_NORM (eps = f32(`arg`)).",
+    )
     SOFTMAX = (
         "softmax",
         "Over the last axis: mx = MAX (exact, +0 for zero, NaN if any NaN); e = EXP(a - mx); "
@@ -270,6 +280,8 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.TANH: lambda arg, x: numerics.tanh(x[0]),
     Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
     Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.LAYER_NORM: lambda arg, x: numerics.layer_norm_core(x[0], float(arg)),
+    Op.LAYER_NORM_GRAD: lambda arg, x: numerics.layer_norm_grad(x[0], x[1], float(arg)),
     Op.SOFTMAX: lambda arg, x: numerics.softmax(x[0]),
     Op.SOFTMAX_GRAD: lambda arg, x: numerics.softmax_grad(x[0], x[1]),
     Op.GELU: lambda arg, x: numerics.gelu(x[0]),

@@ -144,6 +144,19 @@ class Graph:
     def tanh(self, a: int) -> int:
         return self._unary(Op.TANH, a)
 
+    def layer_norm(self, a: int, eps: float) -> int:
+        """(a - mean) / sqrt(var + eps) over the last axis (one fused op)."""
+        self._f32(a)
+        if not self.shape(a):
+            raise TapeError("layer_norm needs at least one axis")
+        return self._emit(Op.LAYER_NORM, (a,), float(eps), self.shape(a), "float32")
+
+    def layer_norm_grad(self, x: int, g: int, eps: float) -> int:
+        self._f32(x, g)
+        if self.shape(x) != self.shape(g):
+            raise TapeError(f"layer_norm_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.LAYER_NORM_GRAD, (x, g), float(eps), self.shape(x), "float32")
+
     def softmax(self, a: int) -> int:
         """Softmax over the last axis (one fused op; its derivative is SOFTMAX_GRAD)."""
         if not self.shape(a):
@@ -292,6 +305,7 @@ _NO_GRAD = frozenset(
         Op.RELU_GRAD,
         Op.GELU_GRAD,
         Op.SOFTMAX_GRAD,
+        Op.LAYER_NORM_GRAD,
         Op.ADAM_MOMENT,
         Op.ADAMW_PARAM,
     }
@@ -361,6 +375,8 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
             acc(ins[0], g.gelu_grad(ins[0], gi))
         elif op is Op.SOFTMAX:
             acc(ins[0], g.softmax_grad(i, gi))
+        elif op is Op.LAYER_NORM:
+            acc(ins[0], g.layer_norm_grad(ins[0], gi, node.arg))
         elif op is Op.SUM:
             acc(ins[0], g.expand(gi, g.shape(ins[0])))
         elif op is Op.MATMUL:

@@ -118,6 +118,10 @@ def lib() -> ctypes.CDLL:
         handle.repops_softmax_grad.argtypes = [ptr, ptr, ptr, i64, i64, cint]
         handle.repops_softmax_grad.restype = cint
         f32 = ctypes.c_float
+        handle.repops_layer_norm.argtypes = [ptr, ptr, i64, i64, f32, f32, cint]
+        handle.repops_layer_norm.restype = cint
+        handle.repops_layer_norm_grad.argtypes = [ptr, ptr, ptr, i64, i64, f32, f32, cint]
+        handle.repops_layer_norm_grad.restype = cint
         handle.repops_adam_moment.argtypes = [cint, ptr, ptr, ptr, i64, f32, f32, cint]
         handle.repops_adam_moment.restype = cint
         handle.repops_adamw_param.argtypes = [ptr, ptr, ptr, ptr, i64, *([f32] * 5), cint, cint]

@@ -600,6 +600,62 @@ API int repops_softmax_grad(const float* y, const float* g, float* out, int64_t 
   return 0;
 }
 
+// Layer-norm core over rows of length len (see repops/numerics.py layer_norm_core):
+// mu = SUM(x)*inv_c; xc = x - mu; var = SUM(xc*xc)*inv_c; rstd = 1/sqrt(var + eps);
+// xhat = xc*rstd.  Writes xhat to out (and rstd to *rstd_out when non-null).
+inline void ln_row(const float* x, float* xhat, float* buf, int64_t len, float inv_c, float eps,
+                   float* rstd_out) {
+  std::memcpy(buf, x, sizeof(float) * len);
+  const float mu = tree_inplace(buf, len) * inv_c;
+  for (int64_t i = 0; i < len; i++) xhat[i] = x[i] - mu;
+  for (int64_t i = 0; i < len; i++) buf[i] = xhat[i] * xhat[i];
+  const float var = tree_inplace(buf, len) * inv_c;
+  const float rstd = 1.0f / std::sqrt(var + eps);
+  for (int64_t i = 0; i < len; i++) xhat[i] = xhat[i] * rstd;
+  if (rstd_out) *rstd_out = rstd;
+}
+
+API int repops_layer_norm(const float* x, float* y, int64_t rows, int64_t len, float inv_c,
+                          float eps, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) ln_row(x + r * len, y + r * len, buf, len, inv_c, eps, nullptr);
+    std::free(buf);
+  }
+  return 0;
+}
+
+// Backward of the core: xhat, rstd recomputed from x as above; a = SUM(g)*inv_c;
+// b = SUM(g*xhat)*inv_c; dx = rstd*((g - a) - xhat*b).
+API int repops_layer_norm_grad(const float* x, const float* g, float* out, int64_t rows,
+                               int64_t len, float inv_c, float eps, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * 2 + 64));
+    float* xhat = buf + len;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* gr = g + r * len;
+      float* o = out + r * len;
+      float rstd;
+      ln_row(x + r * len, xhat, buf, len, inv_c, eps, &rstd);
+      std::memcpy(buf, gr, sizeof(float) * len);
+      const float a = tree_inplace(buf, len) * inv_c;
+      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * xhat[i];
+      const float b = tree_inplace(buf, len) * inv_c;
+      for (int64_t i = 0; i < len; i++) o[i] = rstd * ((gr[i] - a) - xhat[i] * b);
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
 // AdamW moments: out = b*m + c*g (square = 0) or b*m + c*(g*g) (square = 1), binary32,
 // each product and the sum rounded separately (no contraction).
 API int repops_adam_moment(int square, const float* m, const float* g, float* out, int64_t n,

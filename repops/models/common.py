@@ -42,14 +42,9 @@ def linear(g: Graph, x: int, w: int, b: int | None) -> int:
 
 
 def layer_norm(g: Graph, x: int, gain: int, bias: int, eps: float = 1e-5) -> int:
-    """(x - mean) / sqrt(var + eps) * gain + bias over the last axis; var is biased."""
-    c = g.shape(x)[-1]
-    inv_c = g.const(1.0 / c)
-    mu = g.mul(g.sum(x, -1), inv_c)
-    xc = g.sub(x, mu)
-    var = g.mul(g.sum(g.mul(xc, xc), -1), inv_c)
-    rstd = g.div(g.const(1.0), g.sqrt(g.add(var, g.const(eps))))
-    return g.add(g.mul(g.mul(xc, rstd), gain), bias)
+    """(x - mean) / sqrt(var + eps) * gain + bias over the last axis; var is biased.
+    The normalisation is one fused op (Op.LAYER_NORM); gain and bias are plain ops."""
+    return g.add(g.mul(g.layer_norm(x, eps), gain), bias)
 
 
 def gelu_tanh(g: Graph, x: int) -> int:

@@ -461,3 +461,22 @@ def test_native_softmax_and_its_gradient_equal_the_torch_sequences() -> None:
     ref = torch.softmax(x.double(), -1)
     assert int((~ok).sum()) == 129  # only the row with the NaN
     assert float((y.double() - ref).abs()[ok].max()) < 1e-6
+
+
+def test_native_layer_norm_and_its_gradient_equal_the_torch_sequences() -> None:
+    x = wide((37, 5, 130), 2.0, 87)
+    x[0, 0] = 3.0  # a constant row: variance 0
+    g = torch.randn(x.shape, generator=gen(88))
+    y = numerics.layer_norm_core(x, 1e-5)
+    assert same_bits(y, numerics.layer_norm_core_torch(x, 1e-5))
+    assert same_bits(
+        numerics.layer_norm_grad(x, g, 1e-5), numerics.layer_norm_grad_torch(x, g, 1e-5)
+    )
+    ref = torch.nn.functional.layer_norm(x.double(), (130,), eps=1e-5)
+    assert float((y.double() - ref).abs().max()) < 1e-4
+    # The fused backward is the derivative: compare with float64 autograd.
+    xd = x.double().requires_grad_()
+    torch.nn.functional.layer_norm(xd, (130,), eps=1e-5).backward(g.double())
+    assert xd.grad is not None
+    got = numerics.layer_norm_grad(x, g, 1e-5).double()
+    assert float(((got - xd.grad).abs() / (xd.grad.abs() + 1)).max()) < 1e-3
