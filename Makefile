@@ -53,4 +53,4 @@ demo: setup
 	$(PY) -m deploy.demo
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis var
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis var build

@@ -27,6 +27,7 @@ from chain.errors import ChainError, ContractRevert
 from chain.events import LogCursor
 from chain.generated import ArbiterJoined, RulingPending
 from market.store import StoreError
+from repops import conformance
 from roles.startup import (
     RoleSettings,
     add_common_flags,
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
+    if (refused := conformance.refusal()) is not None:  # conformance gate
+        console.print(f"[red]arbiter:[/] {refused}")
+        return 2
     settings = ArbiterSettings(**overrides(args))
     try:
         if args.command == "rule":

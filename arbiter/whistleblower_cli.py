@@ -24,6 +24,7 @@ from rich.console import Console
 from arbiter.whistleblower import Whistleblower
 from chain.errors import ChainError
 from market.store import StoreError
+from repops import conformance
 from roles.jobcontext import JobUnusable
 from roles.startup import (
     RoleSettings,
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
+    if (refused := conformance.refusal()) is not None:  # conformance gate
+        console.print(f"[red]whistleblower:[/] {refused}")
+        return 2
     settings = WhistleblowerSettings(**overrides(args, "state_dir"))
     try:
         role = connect(settings)

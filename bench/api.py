@@ -40,7 +40,7 @@ from frontend_api.tasks import build_worker_app
 
 ONE = 10**18
 SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [16], "classes": 10}},
         "optimizer": {"name": "adamw", "lr": 0.01},

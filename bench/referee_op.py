@@ -19,7 +19,7 @@ from repops.program import Program, batch_for, build_program, init_state
 from repops.trace import OperandBundle, extract_bundle, reexecute
 
 GPT_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {
             "name": "gpt",

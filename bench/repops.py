@@ -1,25 +1,34 @@
 """Benchmark: repops against plain torch float32 on the same model, batch and machine.
 
-    python -m bench.repops [--reps N]
+    python -m bench.repops [--threads N] [--reps N] [--only mlp,gpt,...] [--no-memory]
 
-Measures, in one run and interleaved (so both see the same machine load), the median
-time of: a 1024 x 1024 x 1024 matmul (repops Ozaki matmul vs `a @ b`), and one whole
-training step of each zoo model (repops tape vs the plain-torch twin with torch AdamW).
-Prints `matmul_ratio: X` and `step_ratio_<model>: X` (repops time / torch time), plus the
-raw medians.  Goal: step ratio <= 1.2 on CPU.
+Measures at 1 thread by default (`--threads N` for more), interleaved (one repops run, one
+torch run, repeated, so both see the same machine load), and prints the MEDIAN OF THE
+PER-REP RATIOS (repops time / torch time) of: a 1024 x 1024 x 1024 matmul (repops-2
+matmul vs `a @ b`), and one whole training step of each model (repops tape vs the
+plain-torch twin with torch AdamW; both sides get the step's batch prebuilt).  Lines:
+`matmul_ratio: X`, `step_ratio_<model>: X` for mlp, gpt and gpt_medium (6 layers,
+n_embd 384, block 128), then the peak resident memory growth of a child process doing
+three steps, repops vs torch (`peak_mem_ratio_<model>`), and the load average before and
+after.  Goal: step ratio <= 1.2, matmul <= 1.05 on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from repops import data, numerics
+from repops import data, kernels, numerics
 from repops.program import Program, batch_for, build_program, init_state, train_step
 from repops.torch_reference import TorchTwin, make_optimizer, torch_step
 
@@ -35,13 +44,21 @@ SPECS: dict[str, dict[str, Any]] = {
         },
         "data": {"dataset": "stdlib_chars", "batch_size": 16, "seed": 1},
     },
+    "gpt_medium": {
+        "model": {
+            "name": "gpt",
+            "config": {"vocab": 128, "block": 128, "n_layer": 6, "n_head": 6, "n_embd": 384},
+        },
+        "data": {"dataset": "stdlib_chars", "batch_size": 4, "seed": 1},
+    },
 }
+DATASETS = {"digits": data.build_digits, "stdlib_chars": data.build_stdlib_chars}
 
 
 def spec_for(name: str) -> dict[str, Any]:
     s = SPECS[name]
     return {
-        "repops_version": "repops-1",
+        "repops_version": "repops-2",
         "program": {
             "model": s["model"],
             "loss": "cross_entropy",
@@ -64,8 +81,8 @@ def spec_for(name: str) -> dict[str, Any]:
 
 def interleaved(
     fa: Callable[[], object], fb: Callable[[], object], reps: int
-) -> tuple[float, float]:
-    """Median seconds of fa and fb, alternating runs after one warm-up each."""
+) -> tuple[float, float, float]:
+    """(median ratio ta/tb over reps, median ta, median tb), alternating after a warm-up."""
     fa()
     fb()
     ta: list[float] = []
@@ -77,17 +94,23 @@ def interleaved(
         t = time.perf_counter()
         fb()
         tb.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
+    ratio = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
+    return ratio, statistics.median(ta), statistics.median(tb)
 
 
-def bench_matmul(reps: int) -> tuple[float, float]:
+def bench_matmul(reps: int) -> tuple[float, float, float]:
     g = torch.Generator().manual_seed(0)
     a = torch.randn(1024, 1024, generator=g)
     b = torch.randn(1024, 1024, generator=g)
     return interleaved(lambda: numerics.matmul(a, b), lambda: a @ b, reps)
 
 
-def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float]:
+def _setup(name: str) -> tuple[Program, data.Dataset]:
+    prog = build_program(spec_for(name))
+    return prog, data.Dataset.from_bytes(DATASETS[prog.dataset]())
+
+
+def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float, float]:
     state = init_state(prog)
     twin = TorchTwin(prog, state)
     opt, sched = make_optimizer(twin)
@@ -95,8 +118,15 @@ def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float
     batches = [batch_for(prog, ds, t) for t in range(reps + 1)]
     it = {"i": 0}
 
+    ex = prog.executor(torch.device("cpu"))
+    outputs = prog.tape.outputs
+
     def ours() -> None:
-        cur["s"], _ = train_step(prog, cur["s"], ds)
+        # train_step without its batch_for call: both sides get the step's batch prebuilt.
+        s = cur["s"]
+        feeds = {**s, **batches[int(s["meta.data_cursor"].item()) % len(batches)]}
+        vals = ex.run(feeds)
+        cur["s"] = {name: v for name, nid in outputs.items() if (v := vals[nid]) is not None}
 
     def theirs() -> None:
         torch_step(twin, opt, sched, batches[it["i"] % len(batches)])
@@ -105,27 +135,100 @@ def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float
     return interleaved(ours, theirs, reps)
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_child(name: str, which: str) -> None:
+    """Child process: three steps of one side; prints the peak growth of its resident set
+    over the level before the steps (sampled every millisecond), in KiB."""
+    prog, ds = _setup(name)
+    state = init_state(prog)
+    twin = TorchTwin(prog, state) if which == "torch" else None
+    opt, sched = make_optimizer(twin) if twin is not None else (None, None)
+    batches = [batch_for(prog, ds, t) for t in range(3)]
+    gc.collect()
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    for t in range(3):
+        if twin is None:
+            state, _ = train_step(prog, state, ds)
+        else:
+            assert opt is not None and sched is not None
+            torch_step(twin, opt, sched, batches[t])
+    done.set()
+    th.join()
+    peak[0] = max(peak[0], _rss_bytes())
+    print((peak[0] - base) // 1024)
+
+
+def peak_memory(name: str, threads: int) -> tuple[int, int]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = []
+    for which in ("repops", "torch"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.repops", "--peak-child", name, which],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        out.append(int(proc.stdout.strip().splitlines()[-1]))
+    return out[0], out[1]
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=",".join(SPECS), help="comma-separated models")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    ap.add_argument("--peak-child", nargs=2, metavar=("MODEL", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.peak_child:
+        _peak_child(*args.peak_child)
+        return
+    models = [m for m in args.only.split(",") if m]
+    for m in models:
+        if m not in SPECS:
+            ap.error(f"unknown model {m!r}; choose from {', '.join(SPECS)}")
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"cpu capability {torch.backends.cpu.get_cpu_capability()}"
+        f"cpu capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"repops isa {kernels.selected_isa().name.lower()}, KC {numerics.KC}"
     )
-    ours, theirs = bench_matmul(args.reps)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ratio, ours, theirs = bench_matmul(args.reps)
     print(f"matmul n=1024: repops {ours * 1e3:.1f} ms, torch {theirs * 1e3:.1f} ms")
-    print(f"matmul_ratio: {ours / theirs:.2f}")
-    datasets = {"digits": data.build_digits, "stdlib_chars": data.build_stdlib_chars}
-    for name in SPECS:
-        prog = build_program(spec_for(name))
-        ds = data.Dataset.from_bytes(datasets[prog.dataset]())
-        ours, theirs = bench_step(prog, ds, args.reps)
+    print(f"matmul_ratio: {ratio:.2f}")
+    for name in models:
+        prog, ds = _setup(name)
+        ratio, ours, theirs = bench_step(prog, ds, args.reps)
         print(
             f"step {name} ({prog.tape.num_ops} ops): repops {ours * 1e3:.1f} ms, "
             f"torch {theirs * 1e3:.1f} ms"
         )
-        print(f"step_ratio_{name}: {ours / theirs:.2f}")
+        print(f"step_ratio_{name}: {ratio:.2f}")
+    if not args.no_memory:
+        for name in models:
+            mine, theirs_kib = peak_memory(name, args.threads)
+            print(
+                f"peak rss growth {name} (3 steps, child process): repops "
+                f"{mine / 1024:.1f} MiB, torch {theirs_kib / 1024:.1f} MiB"
+            )
+            print(f"peak_mem_ratio_{name}: {mine / max(theirs_kib, 1):.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     dep.set_defaults(func=cmd_deploy)
     add_job_commands(sub)
+    sub.add_parser("doctor", help="repops conformance report for this machine").set_defaults(
+        func=lambda args, console: cmd_doctor(console)
+    )
     return parser
+
+
+def cmd_doctor(console: Console) -> int:
+    from repops.conformance import doctor_lines  # torch only for this command
+
+    lines = doctor_lines()
+    console.print("\n".join(lines), markup=False)
+    return 0 if lines[-1].endswith("conforms") else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

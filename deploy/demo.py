@@ -62,7 +62,7 @@ QUIET_ROLES = ("api", "worker", "indexer")
 
 def job_spec(seed: int) -> dict[str, Any]:
     return {
-        "repops_version": "repops-1",
+        "repops_version": "repops-2",
         "program": {
             "model": {
                 "name": "mlp",

@@ -49,7 +49,7 @@ HexSignature = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
 CidText = Annotated[str, Field(min_length=1, max_length=128, examples=["bafkreib..."])]
 
 EXAMPLE_SPEC: Final[dict[str, Any]] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
         "loss": "cross_entropy",

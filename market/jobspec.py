@@ -9,7 +9,7 @@ cross-tested against `repops.program.spec_errors` on the same good and bad specs
 
 The shape (keys repops ignores are allowed and kept; a model's config is closed)::
 
-    {"repops_version": "repops-1",
+    {"repops_version": "repops-2",
      "program": {"model": {"name": "mlp", "config": {"in_features": 64, "hidden": [64],
                                                      "classes": 10}},
                  "loss": "cross_entropy",
@@ -43,7 +43,7 @@ from market.store.cid import normalize_cid
 from market.store.dag import compute_cid
 from market.store.errors import InvalidCid
 
-REPOPS_VERSION: Final = "repops-1"
+REPOPS_VERSION: Final = "repops-2"
 """The operator-set version this market accepts (repops.version.REPOPS_VERSION)."""
 
 MAX_STEPS: Final = 1 << 24
@@ -205,7 +205,7 @@ class Data(_Open):
 class JobSpec(_Open):
     """A validated job spec (build with `parse_spec`; hash the raw dict, not this model)."""
 
-    repops_version: Literal["repops-1"]
+    repops_version: Literal["repops-2"]
     program: Program
     data: Data
     steps: Annotated[int, Field(ge=1, le=MAX_STEPS - 1)]

@@ -1,33 +1,58 @@
 """Kernels of the reproducible operators: exact math plus one specified rounding.
 
-Every function here is a fixed sequence of torch operations whose result bits are fully
-specified by IEEE-754 (one basic operation per torch call, round-to-nearest-even, no FMA
-contraction because each call is its own kernel) or by exact integer arithmetic.  So the
-bits do not depend on device, BLAS, blocking or thread count.
+Every function here is a fixed sequence of IEEE-754 operations (round-to-nearest-even,
+no FMA contraction except matmul's specified fmaf chains, subnormals kept), so the bits do
+not depend on device, BLAS, blocking or thread count.  On CPU, matmul and exp/log/tanh
+run in the native kernels of `repops.kernels` (which set and restore FTZ/DAZ themselves);
+the `*_torch` twins below are the same sequences as torch calls (one basic operation per
+call), used on CUDA and as the reference the native kernels are tested against.
 
 This module must never call a torch op whose rounding is unspecified: no float32/float64
 `sum`/`mean`/`cumsum` on values that matter, no libm transcendentals, no fused ops
-(addcmul, lerp, softmax, layer_norm, gelu, var), no GEMM whose partial sums are not exact
-(matmul uses only int8 x int8 -> int32 GEMMs with exact sums, see `repops.matmul_int`).
+(addcmul, lerp, softmax, layer_norm, gelu, var), no library GEMM.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
 
-from repops.matmul_int import matmul, matmul_error_bound
+from repops import kernels
+from repops.matmul import KC, matmul
 
-__all__ = ["exp", "log", "matmul", "matmul_error_bound", "tanh", "tree_sum"]
+__all__ = [
+    "KC",
+    "adam_moment",
+    "adamw_param",
+    "exp",
+    "fp_guard",
+    "gelu",
+    "gelu_grad",
+    "layer_norm_core",
+    "layer_norm_grad",
+    "log",
+    "matmul",
+    "softmax",
+    "softmax_grad",
+    "sqrt",
+    "tanh",
+    "tree_sum",
+]  # + *_torch twins
 
 # ----------------------------------------------------------------------------------------
-# Matmul: Ozaki-style exact integer slicing on int8 GEMMs, defined and implemented in
-# `repops.matmul_int` (seven signed 7-bit slices per element on a power-of-two scale per
-# row/column, the 28 slice pairs with p + q <= 6 as exact int8 x int8 -> int32 GEMMs,
-# exact int64 combination, one rounding to binary32).  Tested bound:
-#   |C - A.B| <= 2**-24 |A.B| + 2**-150 + 33 k 2**-49 max|A_i| max|B_j|.
+# Matmul: repops-2 chunked fmaf chains (KC = 128), defined and implemented in
+# `repops.matmul`.
 # ----------------------------------------------------------------------------------------
+
+
+def fp_guard() -> None:
+    """Clear FTZ/DAZ and force round-to-nearest on this thread and on every thread of the
+    OpenMP pool torch's elementwise ops run on (MXCSR is per thread: FTZ set before torch
+    started its pool would otherwise leak into the workers)."""
+    torch.set_flush_denormal(False)
+    kernels.lib().repops_sanitize_fp(torch.get_num_threads())
 
 
 def _pow2(e: torch.Tensor) -> torch.Tensor:
@@ -46,7 +71,36 @@ def _pow2(e: torch.Tensor) -> torch.Tensor:
 
 
 def tree_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed-tree float32 sum over `dim`, keepdim=True."""
+    """Fixed-tree float32 sum over `dim`, keepdim=True (native kernel on CPU)."""
+    dim = dim % x.dim()
+    length = x.shape[dim]
+    if x.device.type != "cpu" or x.dtype != torch.float32 or length == 0:
+        return tree_sum_torch(x, dim)
+    src = x.contiguous()
+    outer = 1
+    for d in x.shape[:dim]:
+        outer *= d
+    inner = 1
+    for d in x.shape[dim + 1 :]:
+        inner *= d
+    shape = list(x.shape)
+    shape[dim] = 1
+    out = torch.empty(shape, dtype=torch.float32)
+    rc = kernels.lib().repops_tree_sum(
+        ctypes.c_void_p(src.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        outer,
+        length,
+        inner,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_tree_sum failed with code {rc}")
+    return out
+
+
+def tree_sum_torch(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed-tree float32 sum over `dim`, keepdim=True, as torch adds."""
     dim = dim % x.dim()
     length = x.shape[dim]
     if length == 0:
@@ -98,15 +152,15 @@ def _exp_core(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return k, q
 
 
-def exp(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 exp (float64 sequence above, rounded once)."""
+def exp_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 exp (float64 sequence above, rounded once), as torch calls."""
     x64 = torch.clamp(x.to(torch.float64), -110.0, 90.0)
     k, q = _exp_core(x64)
     y = (q + 1.0) * _pow2(torch.nan_to_num(k, nan=0.0).to(torch.int64))
     return y.to(torch.float32)
 
 
-def log(x: torch.Tensor) -> torch.Tensor:
+def log_torch(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 natural log; log(0) = -inf, log(<0) = NaN, log(inf) = inf."""
     x64 = x.to(torch.float64)
     m, e = torch.frexp(x64)
@@ -131,8 +185,8 @@ def log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, y, special).to(torch.float32)
 
 
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 tanh (odd; tanh(+-0) = +-0, NaN -> NaN)."""
+def tanh_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 tanh (odd; tanh(+-0) = +-0, NaN -> NaN), as torch calls."""
     x64 = x.to(torch.float64)
     a = torch.clamp(torch.abs(x64), max=20.0)
     k, q = _exp_core(a * 2.0)
@@ -140,3 +194,306 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     em1 = torch.where(k == 0.0, q, big - 1.0)
     t = em1 / (em1 + 2.0)
     return torch.copysign(t, x64).to(torch.float32)
+
+
+_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3, "gelu": 4}
+
+
+def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
+    if x.dtype != torch.float32:
+        raise TypeError(f"{name} needs float32, got {x.dtype}")
+    src = x.contiguous()
+    out = torch.empty_like(src)
+    rc = kernels.lib().repops_unary(
+        _UNARY[name],
+        ctypes.c_void_p(src.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        src.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_unary {name} failed with code {rc}")
+    return out
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 exp: the float64 sequence above, rounded once."""
+    return exp_torch(x) if x.device.type != "cpu" else _native_unary("exp", x)
+
+
+def log(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 natural log: the float64 sequence above, rounded once."""
+    return log_torch(x) if x.device.type != "cpu" else _native_unary("log", x)
+
+
+def sqrt(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 correctly rounded IEEE square root (native on CPU: torch's
+    vectorised CPU sqrt is not correctly rounded)."""
+    return torch.sqrt(x) if x.device.type != "cpu" else _native_unary("sqrt", x)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 tanh: the float64 sequence above, rounded once."""
+    return tanh_torch(x) if x.device.type != "cpu" else _native_unary("tanh", x)
+
+
+# ----------------------------------------------------------------------------------------
+# AdamW pieces (float32 tensors of one shape, 0-dim float32 scalars), each element the
+# binary32 sequence written out, every operation rounded on its own:
+#   adam_moment:  b*m + c*g            (square: b*m + c*(g*g))
+#   adamw_param:  p - lr*((m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p])
+# ----------------------------------------------------------------------------------------
+
+
+def _scalar(t: torch.Tensor) -> float:
+    return float(t.item())
+
+
+def adam_moment(
+    m: torch.Tensor, g: torch.Tensor, b: torch.Tensor, c: torch.Tensor, square: bool
+) -> torch.Tensor:
+    """b*m + c*g, or b*m + c*(g*g) when `square` (the Adam first/second moments)."""
+    if m.device.type != "cpu":
+        return b * m + c * (g * g if square else g)
+    ms, gs = m.contiguous(), g.contiguous()
+    out = torch.empty_like(ms)
+    rc = kernels.lib().repops_adam_moment(
+        int(square),
+        ctypes.c_void_p(ms.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        ms.numel(),
+        _scalar(b),
+        _scalar(c),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_adam_moment failed with code {rc}")
+    return out
+
+
+def adamw_param(
+    p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, scalars: list[torch.Tensor], decay: bool
+) -> torch.Tensor:
+    """p - lr*((m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p]) with scalars (bc1, bc2, eps, lr, wd)."""
+    bc1, bc2, eps, lr, wd = scalars
+    if p.device.type != "cpu":
+        u = (m / bc1) / (torch.sqrt(v / bc2) + eps)
+        if decay:
+            u = u + wd * p
+        return p - lr * u
+    ps, ms, vs = p.contiguous(), m.contiguous(), v.contiguous()
+    out = torch.empty_like(ps)
+    rc = kernels.lib().repops_adamw_param(
+        ctypes.c_void_p(ps.data_ptr()),
+        ctypes.c_void_p(ms.data_ptr()),
+        ctypes.c_void_p(vs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        ps.numel(),
+        *(_scalar(t) for t in (bc1, bc2, eps, lr, wd)),
+        int(decay),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_adamw_param failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# tanh-GELU, fused (binary32 operations in this order; tanh is the float64 sequence above,
+# rounded once; C1 = f32(0.044715), C2 = f32(sqrt(2/pi)), C3 = f32(0.134145)):
+#   gelu(x):       x3 = (x*x)*x;  t = tanh(C2*(x + C1*x3));  (0.5*x)*(1 + t)
+#   gelu_grad(x, g): x2 = x*x;  x3 = x2*x;  t = tanh(C2*(x + C1*x3));  a = 0.5*(1 + t);
+#                  s = 1 - t*t;  b = ((0.5*x)*s)*(C2*(1 + C3*x2));  g*(a + b)
+# ----------------------------------------------------------------------------------------
+
+GELU_C1 = 0.044715
+GELU_C2 = math.sqrt(2.0 / math.pi)
+GELU_C3 = 0.134145
+
+
+def _c(v: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(v, dtype=torch.float32, device=like.device)
+
+
+def gelu_torch(x: torch.Tensor) -> torch.Tensor:
+    """tanh-GELU as torch calls (the definition above)."""
+    x3 = (x * x) * x
+    t = tanh_torch(_c(GELU_C2, x) * (x + _c(GELU_C1, x) * x3))
+    return (_c(0.5, x) * x) * (_c(1.0, x) + t)
+
+
+def gelu_grad_torch(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """d gelu(x)/dx * g as torch calls (the definition above)."""
+    x2 = x * x
+    x3 = x2 * x
+    t = tanh_torch(_c(GELU_C2, x) * (x + _c(GELU_C1, x) * x3))
+    a = _c(0.5, x) * (_c(1.0, x) + t)
+    s = _c(1.0, x) - t * t
+    b = ((_c(0.5, x) * x) * s) * (_c(GELU_C2, x) * (_c(1.0, x) + _c(GELU_C3, x) * x2))
+    return g * (a + b)
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """tanh-GELU (native on CPU)."""
+    return gelu_torch(x) if x.device.type != "cpu" else _native_unary("gelu", x)
+
+
+def gelu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """gelu'(x) * g (native on CPU)."""
+    if x.device.type != "cpu":
+        return gelu_grad_torch(x, g)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_gelu_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        xs.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_gelu_grad failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Softmax over the last axis, fused:
+#   softmax(x):       mx = exact max (NaN if any NaN, +0 for a zero max); e = EXP(x - mx);
+#                     s = the halving-tree SUM of e; e / s
+#   softmax_grad(y, g): d = the halving-tree SUM of g*y; y*(g - d)
+# ----------------------------------------------------------------------------------------
+
+
+def softmax_torch(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis as torch calls (the definition above)."""
+    e = exp_torch(x - (torch.amax(x, dim=-1, keepdim=True) + 0.0))
+    return e / tree_sum_torch(e, -1)
+
+
+def softmax_grad_torch(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The softmax backward as torch calls (the definition above)."""
+    return y * (g - tree_sum_torch(g * y, -1))
+
+
+def _rows(x: torch.Tensor) -> tuple[int, int]:
+    length = x.shape[-1] if x.dim() else 1
+    return (x.numel() // length if length else 0), length
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return softmax_torch(x)
+    xs = x.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_softmax(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_softmax failed with code {rc}")
+    return out
+
+
+def softmax_grad(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The softmax backward over the last axis (native on CPU)."""
+    rows, length = _rows(y)
+    if y.device.type != "cpu" or length == 0 or rows == 0:
+        return softmax_grad_torch(y, g)
+    ys, gs = y.contiguous(), g.contiguous()
+    out = torch.empty_like(ys)
+    rc = kernels.lib().repops_softmax_grad(
+        ctypes.c_void_p(ys.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_softmax_grad failed with code {rc}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Layer-norm core over the last axis (length C), fused; inv_c = f32(1/C), eps = f32(eps):
+#   layer_norm_core(x):   mu = SUM(x)*inv_c; xc = x - mu; var = SUM(xc*xc)*inv_c;
+#                         rstd = 1/sqrt(var + eps); xc*rstd
+#   layer_norm_grad(x, g): xhat, rstd as above (recomputed); a = SUM(g)*inv_c;
+#                         b = SUM(g*xhat)*inv_c; rstd*((g - a) - xhat*b)
+# (SUM the halving tree; every other step one binary32 operation.)
+# ----------------------------------------------------------------------------------------
+
+
+def _f32(v: float) -> float:
+    return float(torch.tensor(v, dtype=torch.float32).item())
+
+
+def _ln_parts(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_c = _c(1.0 / x.shape[-1], x)
+    xc = x - tree_sum_torch(x, -1) * inv_c
+    var = tree_sum_torch(xc * xc, -1) * inv_c
+    rstd = _c(1.0, x) / sqrt(var + _c(eps, x))
+    return xc * rstd, rstd
+
+
+def layer_norm_core_torch(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core as torch calls (the definition above)."""
+    return _ln_parts(x, eps)[0]
+
+
+def layer_norm_grad_torch(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core's backward as torch calls (the definition above)."""
+    xhat, rstd = _ln_parts(x, eps)
+    inv_c = _c(1.0 / x.shape[-1], x)
+    a = tree_sum_torch(g, -1) * inv_c
+    b = tree_sum_torch(g * xhat, -1) * inv_c
+    return rstd * ((g - a) - xhat * b)
+
+
+def layer_norm_core(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) over the last axis (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return layer_norm_core_torch(x, eps)
+    xs = x.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_layer_norm(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        _f32(1.0 / length),
+        _f32(eps),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_layer_norm failed with code {rc}")
+    return out
+
+
+def layer_norm_grad(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
+    """The layer-norm core's backward (native on CPU)."""
+    rows, length = _rows(x)
+    if x.device.type != "cpu" or length == 0 or rows == 0:
+        return layer_norm_grad_torch(x, g, eps)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_layer_norm_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        rows,
+        length,
+        _f32(1.0 / length),
+        _f32(eps),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_layer_norm_grad failed with code {rc}")
+    return out

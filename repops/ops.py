@@ -6,9 +6,15 @@ on any device gives identical bits.  Common rules:
 
 * float32 elementwise ops broadcast like numpy; each output element is ONE IEEE-754
   binary32 operation, round-to-nearest-even, no FMA contraction, subnormals kept.
-* Reductions use the fixed halving tree of `numerics.tree_sum`; matmul is the exact
-  slicing scheme of `numerics.matmul`; transcendentals are the fixed float64 sequences of
-  `numerics.exp/log/tanh`.
+* Reductions use the fixed halving tree of `numerics.tree_sum`; transcendentals are the
+  fixed float64 sequences of `numerics.exp/log/tanh` (each step one IEEE binary64
+  operation, no contraction), rounded once to binary32.
+* MATMUL (repops-2), for a (..., m, k) and b (..., k, n) (equal batch dims, or b 2-D):
+  with KC = 128, P_c[i][j] = the binary32 fmaf chain from +0 over k index t in chunk c
+  = [c KC, min((c+1) KC, k)) in increasing t (acc = fmaf(a[i][t], b[t][j], acc)), and
+  C[i][j] = ((P_0 + P_1) + P_2) + ... in binary32 (C = P_0 for k <= KC, +0 for k = 0).
+  Round-to-nearest-even, subnormals kept, inf/NaN per IEEE-754 (only the outputs whose
+  row/column meet a non-finite value are affected).  Nothing is reassociated or split.
 * NaN payloads are unspecified (hashing canonicalizes them); the sign of every zero is
   specified.
 
@@ -72,7 +78,7 @@ class Op(enum.Enum):
     )
     SQRT = (
         "sqrt",
-        "sqrt(a) (float32, correctly rounded IEEE square root).",
+        "sqrt(a) (float32, correctly rounded IEEE square root; never torch's CPU sqrt).",
     )
     MAXIMUM = (
         "maximum",
@@ -113,9 +119,51 @@ class Op(enum.Enum):
         "Not differentiable: used only as the stabilising shift of softmax/logsumexp.",
     )
 
+    GELU = (
+        "gelu",
+        "tanh-GELU: x3 = (x*x)*x; t = TANH(C2*(x + C1*x3)); (0.5*x)*(1 + t), binary32 ops "
+        "in this order, C1 = f32(0.044715), C2 = f32(sqrt(2/pi)).",
+    )
+    GELU_GRAD = (
+        "gelu_grad",
+        "(x, g) -> g*(a + b): x2 = x*x; t as GELU; a = 0.5*(1 + t); "
+        "b = ((0.5*x)*(1 - t*t))*(C2*(1 + C3*x2)), C3 = f32(0.134145).",
+    )
+    LAYER_NORM = (
+        "layer_norm",
+        "Over the last axis (C), eps = f32(`arg`), inv_c = f32(1/C): mu = SUM(a)*inv_c; "
+        "xc = a - mu; var = SUM(xc*xc)*inv_c; rstd = 1/sqrt(var + eps); xc*rstd.",
+    )
+    LAYER_NORM_GRAD = (
+        "layer_norm_grad",
+        "(x, g) -> rstd*((g - SUM(g)*inv_c) - xhat*(SUM(g*xhat)*inv_c)), xhat and rstd "
+        "recomputed from x as LAYER_NORM (eps = f32(`arg`)).",
+    )
+    SOFTMAX = (
+        "softmax",
+        "Over the last axis: mx = MAX (exact, +0 for zero, NaN if any NaN); e = EXP(a - mx); "
+        "s = SUM(e) by the halving tree; e / s (binary32).",
+    )
+    SOFTMAX_GRAD = (
+        "softmax_grad",
+        "(y, g) -> y*(g - d), d = SUM(g*y) over the last axis by the halving tree (binary32).",
+    )
+    ADAM_MOMENT = (
+        "adam_moment",
+        "(m, g, b, c) -> b*m + c*g, or b*m + c*(g*g) when `arg` is true (b, c 0-dim); "
+        "binary32, each product and the sum rounded separately, same shape as m.",
+    )
+    ADAMW_PARAM = (
+        "adamw_param",
+        "(p, m, v, bc1, bc2, eps, lr, wd) -> p - lr*((m/bc1) / (sqrt(v/bc2) + eps) + wd*p), "
+        "the wd*p term only when `arg` is true; binary32, one rounding per operation in "
+        "this order (m/bc1, v/bc2, sqrt, +eps, /, wd*p, +, lr*u, -).",
+    )
+
     MATMUL = (
         "matmul",
-        "a @ b: exact sum of the kept 21-bit slice products, rounded once (numerics).",
+        "a @ b: per output, KC = 128-long binary32 fmaf chains from +0 in increasing k, "
+        "the chunk partials added left to right (module docstring; repops.matmul).",
     )
 
     RESHAPE = (
@@ -178,6 +226,10 @@ _ELEMENTWISE = frozenset(
         Op.LOG,
         Op.TANH,
         Op.TO_F32,
+        Op.ADAM_MOMENT,
+        Op.ADAMW_PARAM,
+        Op.GELU,
+        Op.GELU_GRAD,
     }
 )
 
@@ -218,7 +270,7 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.MUL: lambda arg, x: torch.mul(x[0], x[1]),
     Op.DIV: lambda arg, x: torch.div(x[0], x[1]),
     Op.NEG: lambda arg, x: torch.neg(x[0]),
-    Op.SQRT: lambda arg, x: torch.sqrt(x[0]),
+    Op.SQRT: lambda arg, x: numerics.sqrt(x[0]),
     Op.MAXIMUM: lambda arg, x: _maximum(x[0], x[1]),
     Op.MINIMUM: lambda arg, x: _minimum(x[0], x[1]),
     Op.RELU: lambda arg, x: _relu(x[0]),
@@ -228,6 +280,14 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.TANH: lambda arg, x: numerics.tanh(x[0]),
     Op.SUM: lambda arg, x: numerics.tree_sum(x[0], arg),
     Op.MAX: lambda arg, x: _max(x[0], arg),
+    Op.LAYER_NORM: lambda arg, x: numerics.layer_norm_core(x[0], float(arg)),
+    Op.LAYER_NORM_GRAD: lambda arg, x: numerics.layer_norm_grad(x[0], x[1], float(arg)),
+    Op.SOFTMAX: lambda arg, x: numerics.softmax(x[0]),
+    Op.SOFTMAX_GRAD: lambda arg, x: numerics.softmax_grad(x[0], x[1]),
+    Op.GELU: lambda arg, x: numerics.gelu(x[0]),
+    Op.GELU_GRAD: lambda arg, x: numerics.gelu_grad(x[0], x[1]),
+    Op.ADAM_MOMENT: lambda arg, x: numerics.adam_moment(x[0], x[1], x[2], x[3], bool(arg)),
+    Op.ADAMW_PARAM: lambda arg, x: numerics.adamw_param(x[0], x[1], x[2], x[3:8], bool(arg)),
     Op.MATMUL: lambda arg, x: numerics.matmul(x[0], x[1]),
     Op.RESHAPE: lambda arg, x: x[0].reshape(arg),
     Op.PERMUTE: lambda arg, x: x[0].permute(arg),
@@ -239,5 +299,6 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
 
 
 def execute(op: Op, arg: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
-    """Run one non-leaf op on its input tensors."""
+    """Run one non-leaf op on its input tensors (FTZ/DAZ cleared on every thread first)."""
+    numerics.fp_guard()
     return KERNELS[op](arg, inputs)

@@ -2,7 +2,7 @@
 
 Spec shape (the parts repops reads; other keys are ignored)::
 
-    {"repops_version": "repops-1",
+    {"repops_version": "repops-2",
      "program": {"model": {"name": "mlp" | "gpt", "config": {...}},
                  "loss": "cross_entropy",
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
@@ -19,7 +19,8 @@ A training state maps names to tensors: ``param.<p>``, ``adam.m.<p>``, ``adam.v.
 ``meta.data_cursor`` (int64 scalars).  One step is one execution of the tape: forward,
 loss, backward, LR schedule, AdamW, counter increments, all as repops ops.
 
-AdamW (decoupled decay, only on matrices), each line one op per element:
+AdamW (decoupled decay, only on matrices), one binary32 rounding per operation written,
+as three fused ops per parameter (ADAM_MOMENT twice, ADAMW_PARAM):
 m' = b1*m + (1-b1)*g;  v' = b2*v + (1-b2)*(g*g);  p1' = p1*b1;  p2' = p2*b2;
 mhat = m' / (1 - p1');  vhat = v' / (1 - p2');  u = mhat / (sqrt(vhat) + eps) [+ wd*p];
 p' = p - lr*u.  Schedule "linear": lr * min((t+1)/W, (N-t)/(N-W)) with t = step.
@@ -349,12 +350,10 @@ def _build_tape(
         gr = grads.get(pid[n])
         if gr is None:
             gr = g.const(torch.zeros(spec.shape, dtype=torch.float32))
-        m = g.add(g.mul(b1, mid[n]), g.mul(c1, gr))
-        v = g.add(g.mul(b2, vid[n]), g.mul(c2, g.mul(gr, gr)))
-        u = g.div(g.div(m, bc1), g.add(g.sqrt(g.div(v, bc2)), eps))
-        if spec.decay and opt.weight_decay > 0.0:
-            u = g.add(u, g.mul(wd, pid[n]))
-        outputs[f"param.{n}"] = g.sub(pid[n], g.mul(lr, u))
+        m = g.adam_moment(mid[n], gr, b1, c1, square=False)
+        v = g.adam_moment(vid[n], gr, b2, c2, square=True)
+        decay = spec.decay and opt.weight_decay > 0.0
+        outputs[f"param.{n}"] = g.adamw_param(pid[n], m, v, (bc1, bc2, eps, lr, wd), decay)
         outputs[f"adam.m.{n}"] = m
         outputs[f"adam.v.{n}"] = v
     outputs["adam.beta1_pow"] = p1n

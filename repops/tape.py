@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from repops import numerics
 from repops.errors import TapeError
 from repops.ops import KERNELS, Op
 
@@ -143,10 +144,67 @@ class Graph:
     def tanh(self, a: int) -> int:
         return self._unary(Op.TANH, a)
 
+    def layer_norm(self, a: int, eps: float) -> int:
+        """(a - mean) / sqrt(var + eps) over the last axis (one fused op)."""
+        self._f32(a)
+        if not self.shape(a):
+            raise TapeError("layer_norm needs at least one axis")
+        return self._emit(Op.LAYER_NORM, (a,), float(eps), self.shape(a), "float32")
+
+    def layer_norm_grad(self, x: int, g: int, eps: float) -> int:
+        self._f32(x, g)
+        if self.shape(x) != self.shape(g):
+            raise TapeError(f"layer_norm_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.LAYER_NORM_GRAD, (x, g), float(eps), self.shape(x), "float32")
+
+    def softmax(self, a: int) -> int:
+        """Softmax over the last axis (one fused op; its derivative is SOFTMAX_GRAD)."""
+        if not self.shape(a):
+            raise TapeError("softmax needs at least one axis")
+        return self._unary(Op.SOFTMAX, a)
+
+    def softmax_grad(self, y: int, g: int) -> int:
+        self._f32(y, g)
+        if self.shape(y) != self.shape(g):
+            raise TapeError(f"softmax_grad shapes {self.shape(y)} and {self.shape(g)}")
+        return self._emit(Op.SOFTMAX_GRAD, (y, g), None, self.shape(y), "float32")
+
+    def gelu(self, a: int) -> int:
+        return self._unary(Op.GELU, a)
+
+    def gelu_grad(self, x: int, g: int) -> int:
+        self._f32(x, g)
+        if self.shape(x) != self.shape(g):
+            raise TapeError(f"gelu_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.GELU_GRAD, (x, g), None, self.shape(x), "float32")
+
     def to_f32(self, a: int) -> int:
         if self.dtype(a) != "int64":
             raise TapeError("to_f32 takes int64")
         return self._emit(Op.TO_F32, (a,), None, self.shape(a), "float32")
+
+    # -- fused optimizer pieces (after the loss: never differentiated) --------------------
+    def _scalars(self, *vs: int) -> None:
+        self._f32(*vs)
+        for v in vs:
+            if self.shape(v) != ():
+                raise TapeError(f"node {v} must be a 0-dim scalar")
+
+    def adam_moment(self, m: int, g: int, b: int, c: int, square: bool) -> int:
+        self._f32(m, g)
+        self._scalars(b, c)
+        if self.shape(m) != self.shape(g):
+            raise TapeError(f"adam_moment shapes {self.shape(m)} and {self.shape(g)}")
+        return self._emit(Op.ADAM_MOMENT, (m, g, b, c), bool(square), self.shape(m), "float32")
+
+    def adamw_param(self, p: int, m: int, v: int, scalars: Sequence[int], decay: bool) -> int:
+        """scalars: (bc1, bc2, eps, lr, wd)."""
+        self._f32(p, m, v)
+        self._scalars(*scalars)
+        if len(scalars) != 5 or not self.shape(p) == self.shape(m) == self.shape(v):
+            raise TapeError("adamw_param takes p, m, v of one shape and 5 scalars")
+        ins = (p, m, v, *scalars)
+        return self._emit(Op.ADAMW_PARAM, ins, bool(decay), self.shape(p), "float32")
 
     # -- reductions, matmul, shapes ------------------------------------------------------
     def _axis(self, a: int, axis: int) -> int:
@@ -237,7 +295,21 @@ class Graph:
 # Reverse-mode autodiff
 # ----------------------------------------------------------------------------------------
 
-_NO_GRAD = frozenset({Op.INPUT, Op.CONST, Op.MAX, Op.ONEHOT, Op.TO_F32, Op.RELU_GRAD})
+_NO_GRAD = frozenset(
+    {
+        Op.INPUT,
+        Op.CONST,
+        Op.MAX,
+        Op.ONEHOT,
+        Op.TO_F32,
+        Op.RELU_GRAD,
+        Op.GELU_GRAD,
+        Op.SOFTMAX_GRAD,
+        Op.LAYER_NORM_GRAD,
+        Op.ADAM_MOMENT,
+        Op.ADAMW_PARAM,
+    }
+)
 
 
 def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
@@ -299,6 +371,12 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
             acc(ins[0], g.div(gi, ins[0]))
         elif op is Op.TANH:
             acc(ins[0], g.mul(gi, g.sub(g.const(1.0), g.mul(i, i))))
+        elif op is Op.GELU:
+            acc(ins[0], g.gelu_grad(ins[0], gi))
+        elif op is Op.SOFTMAX:
+            acc(ins[0], g.softmax_grad(i, gi))
+        elif op is Op.LAYER_NORM:
+            acc(ins[0], g.layer_norm_grad(ins[0], gi, node.arg))
         elif op is Op.SUM:
             acc(ins[0], g.expand(gi, g.shape(ins[0])))
         elif op is Op.MATMUL:
@@ -433,7 +511,7 @@ class Executor:
         `hook(j, node_id, value)` is called after each chain op j (1-based);
         `stop_after` ends the run after node id `stop_after`.
         """
-        torch.set_flush_denormal(False)
+        numerics.fp_guard()
         vals: list[torch.Tensor | None] = [None] * len(self._plan)
         last = self.tape.last_use
         j = 0

@@ -4,4 +4,4 @@ Bump it whenever any operator's bits, the tape construction, the hashing or the 
 pipeline could change.  Never import anything here.
 """
 
-REPOPS_VERSION = "repops-1"
+REPOPS_VERSION = "repops-2"

@@ -29,6 +29,7 @@ from rich.table import Table
 from chain.errors import ChainError
 from chain.types import JobId
 from market.store import StoreError
+from repops import conformance
 from roles.jobcontext import JobUnusable
 from roles.startup import add_common_flags, connect, overrides, setup_logging, stop_flag
 from solver.journal import Journal
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     setup_logging(args.verbose)
+    if args.command == "run" and (refused := conformance.refusal()) is not None:  # conformance gate
+        console.print(f"[red]solver:[/] {refused}")
+        return 2
     try:
         settings = settings_from_args(args)
         if args.command == "status":

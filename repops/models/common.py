@@ -8,7 +8,6 @@ them with torch's fused versions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,29 +42,20 @@ def linear(g: Graph, x: int, w: int, b: int | None) -> int:
 
 
 def layer_norm(g: Graph, x: int, gain: int, bias: int, eps: float = 1e-5) -> int:
-    """(x - mean) / sqrt(var + eps) * gain + bias over the last axis; var is biased."""
-    c = g.shape(x)[-1]
-    inv_c = g.const(1.0 / c)
-    mu = g.mul(g.sum(x, -1), inv_c)
-    xc = g.sub(x, mu)
-    var = g.mul(g.sum(g.mul(xc, xc), -1), inv_c)
-    rstd = g.div(g.const(1.0), g.sqrt(g.add(var, g.const(eps))))
-    return g.add(g.mul(g.mul(xc, rstd), gain), bias)
+    """(x - mean) / sqrt(var + eps) * gain + bias over the last axis; var is biased.
+    The normalisation is one fused op (Op.LAYER_NORM); gain and bias are plain ops."""
+    return g.add(g.mul(g.layer_norm(x, eps), gain), bias)
 
 
 def gelu_tanh(g: Graph, x: int) -> int:
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))."""
-    x3 = g.mul(g.mul(x, x), x)
-    inner = g.add(x, g.mul(g.const(0.044715), x3))
-    t = g.tanh(g.mul(g.const(math.sqrt(2.0 / math.pi)), inner))
-    return g.mul(g.mul(g.const(0.5), x), g.add(g.const(1.0), t))
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3))): one fused op (Op.GELU) whose
+    derivative is the fused Op.GELU_GRAD."""
+    return g.gelu(x)
 
 
 def softmax(g: Graph, x: int) -> int:
-    """exp(x - max) / sum(exp(x - max)) over the last axis (max is a constant shift)."""
-    z = g.sub(x, g.max(x, -1))
-    e = g.exp(z)
-    return g.div(e, g.sum(e, -1))
+    """exp(x - max) / sum(exp(x - max)) over the last axis: one fused op (Op.SOFTMAX)."""
+    return g.softmax(x)
 
 
 def cross_entropy(g: Graph, logits: int, targets: int) -> int:

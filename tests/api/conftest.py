@@ -80,7 +80,7 @@ def digits_file(train_rows: int = 12, salt: int = 0, label_max: int = 9) -> byte
 DATASET = digits_file()
 
 BASE_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [16], "classes": 10}},
         "loss": "cross_entropy",

@@ -24,7 +24,7 @@ from repops.program import spec_errors as repops_errors
 from tests.api.conftest import base_spec
 
 GPT = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {
             "name": "gpt",
@@ -70,7 +70,7 @@ GOOD: list[dict[str, Any]] = [
 ]
 
 BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "version": _set("repops_version", "repops-2"),
+    "version": _set("repops_version", "repops-1"),
     "unknown model": _set("program.model.name", "cnn"),
     "mlp pixels": _set("program.model.config.in_features", 32),
     "mlp classes": _set("program.model.config.classes", 3),

@@ -54,7 +54,7 @@ def test_openapi_schema_documents_post_jobs_examples(api_server: ServedApi) -> N
     doc = httpx.get(f"{api_server.url}/openapi.json").json()
     body = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
-    assert body["application/json"]["example"]["spec"]["repops_version"] == "repops-1"
+    assert body["application/json"]["example"]["spec"]["repops_version"] == "repops-2"
     assert "JobSubmission" in doc["components"]["schemas"]
     assert {"/jobs/{job_id}", "/disputes/{game_id}", "/solvers/{address}", "/health"} <= set(
         doc["paths"]

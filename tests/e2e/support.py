@@ -27,7 +27,7 @@ from solver.settings import SolverSettings
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
 
 MLP_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
         "loss": "cross_entropy",

@@ -13,7 +13,7 @@ import torch
 from repops import data
 
 MLP_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
         "loss": "cross_entropy",
@@ -34,7 +34,7 @@ MLP_SPEC: dict[str, Any] = {
 }
 
 GPT_SPEC: dict[str, Any] = {
-    "repops_version": "repops-1",
+    "repops_version": "repops-2",
     "program": {
         "model": {
             "name": "gpt",

@@ -1,4 +1,6 @@
-"""CUDA vs CPU: the same program gives the same hash for every op (skipped without CUDA)."""
+"""CUDA vs CPU: the repops-2 CUDA matmul kernel and every op give the CPU bits, and the same
+program gives the same hash for every op (skipped without CUDA; written without a GPU at
+hand, so UNVERIFIED until run on one, e.g. by bench/gpu_check.sh)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from repops import data, numerics
+from repops import conformance, data, numerics
 from repops.hashing import tensor_hash
 from repops.program import build_program, init_state, train
 from repops.trace import replay_step, step_batch
@@ -33,6 +35,21 @@ def test_gpu_matmul_and_transcendentals_equal_cpu(tf32: bool) -> None:
         assert tensor_hash(fn(x.to(CUDA))) == tensor_hash(fn(x))
     assert tensor_hash(numerics.log(x.abs().to(CUDA))) == tensor_hash(numerics.log(x.abs()))
     assert tensor_hash(numerics.tree_sum(x.to(CUDA), 0)) == tensor_hash(numerics.tree_sum(x, 0))
+
+
+def test_gpu_conformance_cases_match_the_committed_cpu_vectors() -> None:
+    bad = [r.line() for r in conformance.report("cuda") if not r.ok]
+    assert bad == []
+
+
+def test_gpu_matmul_batched_strided_and_multi_chunk_equal_cpu() -> None:
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(3, 45, 1000, generator=g) * torch.exp(3 * torch.randn(3, 45, 1000, generator=g))
+    b = torch.randn(3, 1000, 37, generator=g)
+    want = tensor_hash(numerics.matmul(a, b))
+    assert tensor_hash(numerics.matmul(a.to(CUDA), b.to(CUDA))) == want
+    bt = b.transpose(1, 2).contiguous().to(CUDA).transpose(1, 2)
+    assert tensor_hash(numerics.matmul(a.to(CUDA), bt)) == want
 
 
 @pytest.mark.parametrize("which", ["mlp", "gpt"])

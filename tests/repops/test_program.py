@@ -22,7 +22,7 @@ def test_validate_spec_good_specs_have_no_errors(
     assert spec_errors(mlp_spec) == []
     assert spec_errors(gpt_spec) == []
     validate_spec(mlp_spec)
-    assert REPOPS_VERSION == "repops-1"
+    assert REPOPS_VERSION == "repops-2"
 
 
 @pytest.mark.parametrize(

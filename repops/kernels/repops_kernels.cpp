@@ -1,0 +1,723 @@
+// repops native kernels (C ABI, loaded with ctypes by repops/kernels/__init__.py).
+//
+// Semantics (repops-2, see repops/ops.py and docs/repops.md):
+//   matmul: C[i][j] = P_0 + P_1 + ... (left to right), P_c = fmaf chain from +0 over the
+//   c-th chunk of KC consecutive k, increasing k.  Every path (AVX-512, AVX2, scalar)
+//   performs exactly these IEEE binary32 operations per output element; blocking, packing
+//   and the OpenMP split over output tiles only change which thread computes an element,
+//   never how.  The kernels clear FTZ/DAZ and force round-to-nearest in MXCSR on every
+//   thread they run on, and restore the caller's MXCSR afterwards.
+//   exp/log/tanh: the fixed float64 sequences of repops/numerics.py, one IEEE op per step
+//   (compiled with -ffp-contract=off, never -ffast-math), rounded once to binary32.
+//
+// Never: -ffast-math, FMA contraction of separate operations, split-k, library GEMMs.
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <algorithm>
+#include <cstring>
+
+namespace {
+
+// MXCSR: FTZ (bit 15), DAZ (bit 6), rounding control (bits 13-14), exception masks 7-12.
+constexpr unsigned kFtzDazRc = 0x8000u | 0x0040u | 0x6000u;
+constexpr unsigned kMasks = 0x1F80u;
+
+struct FpGuard {
+  unsigned old;
+  FpGuard() : old(_mm_getcsr()) { _mm_setcsr((old & ~kFtzDazRc) | kMasks); }
+  ~FpGuard() { _mm_setcsr(old); }
+};
+
+struct Geo {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t nb, m, k, n;
+  int64_t sab, sam, sak;  // element strides of A (batch, row, k)
+  int64_t sbb, sbk, sbn;  // element strides of B (batch, k, column)
+  int64_t kc;
+  int64_t mc, nc;  // blocking (multiples of MR / NR): bits never depend on them
+};
+
+// ---------------------------------------------------------------------------------------
+// Micro kernels: an MR x NR tile over kl consecutive k.  pa: kl x MR (k-major), pb: kl x NR.
+// acc starts at +0; then c = acc (first chunk) or c = c + acc.
+// ---------------------------------------------------------------------------------------
+
+template <int MR, int NR>
+void micro_scalar(int64_t kl, const float* pa, const float* pb, float* c, int64_t ldc,
+                  bool first) {
+  float acc[MR][NR];
+  for (int r = 0; r < MR; r++)
+    for (int j = 0; j < NR; j++) acc[r][j] = 0.0f;
+  for (int64_t p = 0; p < kl; p++)
+    for (int r = 0; r < MR; r++)
+      for (int j = 0; j < NR; j++) acc[r][j] = std::fmaf(pa[p * MR + r], pb[p * NR + j], acc[r][j]);
+  for (int r = 0; r < MR; r++)
+    for (int j = 0; j < NR; j++) c[r * ldc + j] = first ? acc[r][j] : c[r * ldc + j] + acc[r][j];
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+template <int MR>
+void micro_avx2(int64_t kl, const float* pa, const float* pb, float* c, int64_t ldc,
+                bool first) {
+  __m256 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; r++) {
+    acc0[r] = _mm256_setzero_ps();
+    acc1[r] = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < kl; p++) {
+    const __m256 b0 = _mm256_loadu_ps(pb + p * 16);
+    const __m256 b1 = _mm256_loadu_ps(pb + p * 16 + 8);
+    for (int r = 0; r < MR; r++) {
+      const __m256 av = _mm256_broadcast_ss(pa + p * MR + r);
+      acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    float* row = c + r * ldc;
+    if (first) {
+      _mm256_storeu_ps(row, acc0[r]);
+      _mm256_storeu_ps(row + 8, acc1[r]);
+    } else {
+      _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), acc0[r]));
+      _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), acc1[r]));
+    }
+  }
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+template <int MR, int NV>
+void micro_avx512(int64_t kl, const float* pa, const float* pb, float* c, int64_t ldc,
+                  bool first) {
+  constexpr int NR = 16 * NV;
+  __m512 acc[MR][NV];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kl; p++) {
+    __m512 bv[NV];
+    for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(pb + p * NR + 16 * v);
+    for (int r = 0; r < MR; r++) {
+      const __m512 av = _mm512_set1_ps(pa[p * MR + r]);
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MR; r++) {
+    float* row = c + r * ldc;
+    for (int v = 0; v < NV; v++) {
+      if (first)
+        _mm512_storeu_ps(row + 16 * v, acc[r][v]);
+      else
+        _mm512_storeu_ps(row + 16 * v, _mm512_add_ps(_mm512_loadu_ps(row + 16 * v), acc[r][v]));
+    }
+  }
+}
+#pragma GCC pop_options
+
+using Micro = void (*)(int64_t, const float*, const float*, float*, int64_t, bool);
+
+// ---------------------------------------------------------------------------------------
+// Driver: output tiles (batch, MC rows, NC columns) are split over OpenMP threads; each
+// tile walks the k chunks in increasing order, packs A and B (zero padding), and runs the
+// micro kernel per MR x NR sub-tile.
+// ---------------------------------------------------------------------------------------
+
+template <int MR, int NR>
+void gemm(const Geo& g, Micro micro, int nthreads) {
+  const int64_t mc = g.mc > 0 ? ((g.mc + MR - 1) / MR) * MR : MR * 24;
+  const int64_t nc = g.nc > 0 ? ((g.nc + NR - 1) / NR) * NR : 512;
+  const int64_t nt = (g.n + nc - 1) / nc;
+  // Row super-blocks: all rows in one tile (B packed once per chunk) unless the batch and
+  // column blocks alone would leave threads idle.
+  int64_t ms = g.m;
+  if (g.nb * nt < 2 * nthreads && nthreads > 1) {
+    const int64_t want = (2 * nthreads + g.nb * nt - 1) / (g.nb * nt);
+    ms = std::max<int64_t>(MR, (((g.m + want - 1) / want + MR - 1) / MR) * MR);
+  }
+  const int64_t mt = (g.m + ms - 1) / ms;
+  const int64_t tiles = g.nb * mt * nt;
+  const int64_t kc = g.kc;
+#pragma omp parallel num_threads(nthreads)
+  {
+    FpGuard guard;
+    float* pa = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * mc * kc + 64));
+    float* pb = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * nc * kc + 64));
+    alignas(64) float tmp[MR * NR];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+      const int64_t bi = t / (mt * nt);
+      const int64_t s0 = ((t / nt) % mt) * ms, j0 = (t % nt) * nc;
+      const int64_t sv = std::min(ms, g.m - s0), nv = std::min(nc, g.n - j0);
+      const int64_t np = (nv + NR - 1) / NR;
+      const float* A = g.a + bi * g.sab;
+      const float* B = g.b + bi * g.sbb;
+      float* C = g.c + bi * g.m * g.n;
+      for (int64_t k0 = 0; k0 < g.k; k0 += kc) {
+        const int64_t kl = std::min(kc, g.k - k0);
+        const bool first = k0 == 0;
+        for (int64_t q = 0; q < np; q++) {
+          float* dst = pb + q * kl * NR;
+          const int64_t jv = std::min<int64_t>(NR, nv - q * NR);
+          if (g.sbn == 1 || g.sbk != 1) {
+            for (int64_t p = 0; p < kl; p++) {
+              const float* src = B + (k0 + p) * g.sbk + (j0 + q * NR) * g.sbn;
+              float* d = dst + p * NR;
+              if (g.sbn == 1) {
+                std::memcpy(d, src, sizeof(float) * jv);
+              } else {
+                for (int64_t jj = 0; jj < jv; jj++) d[jj] = src[jj * g.sbn];
+              }
+              for (int64_t jj = jv; jj < NR; jj++) d[jj] = 0.0f;
+            }
+          } else {  // column-major B (a transposed view): read along k
+            for (int64_t jj = 0; jj < NR; jj++) {
+              if (jj < jv) {
+                const float* src = B + k0 + (j0 + q * NR + jj) * g.sbn;
+                for (int64_t p = 0; p < kl; p++) dst[p * NR + jj] = src[p];
+              } else {
+                for (int64_t p = 0; p < kl; p++) dst[p * NR + jj] = 0.0f;
+              }
+            }
+          }
+        }
+        for (int64_t i0 = s0; i0 < s0 + sv; i0 += mc) {
+          const int64_t mv = std::min(mc, s0 + sv - i0);
+          const int64_t mp = (mv + MR - 1) / MR;
+          for (int64_t s = 0; s < mp; s++) {
+            float* dst = pa + s * kl * MR;
+            const int64_t rv = std::min<int64_t>(MR, mv - s * MR);
+            if (g.sam == 1 && g.sak != 1) {  // column-major A (a transposed view): read along i
+              for (int64_t p = 0; p < kl; p++) {
+                const float* src = A + (i0 + s * MR) + (k0 + p) * g.sak;
+                float* d = dst + p * MR;
+                for (int64_t r = 0; r < rv; r++) d[r] = src[r];
+                for (int64_t r = rv; r < MR; r++) d[r] = 0.0f;
+              }
+            } else {
+              for (int64_t r = 0; r < MR; r++) {
+                if (r < rv) {
+                  const float* src = A + (i0 + s * MR + r) * g.sam + k0 * g.sak;
+                  for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = src[p * g.sak];
+                } else {
+                  for (int64_t p = 0; p < kl; p++) dst[p * MR + r] = 0.0f;
+                }
+              }
+            }
+          }
+          for (int64_t q = 0; q < np; q++) {
+            for (int64_t s = 0; s < mp; s++) {
+              const int64_t rows = std::min<int64_t>(MR, mv - s * MR);
+              const int64_t cols = std::min<int64_t>(NR, nv - q * NR);
+              float* out = C + (i0 + s * MR) * g.n + j0 + q * NR;
+              if (rows == MR && cols == NR) {
+                micro(kl, pa + s * kl * MR, pb + q * kl * NR, out, g.n, first);
+              } else {
+                if (!first)
+                  for (int64_t r = 0; r < rows; r++)
+                    for (int64_t j = 0; j < cols; j++) tmp[r * NR + j] = out[r * g.n + j];
+                micro(kl, pa + s * kl * MR, pb + q * kl * NR, tmp, NR, first);
+                for (int64_t r = 0; r < rows; r++)
+                  for (int64_t j = 0; j < cols; j++) out[r * g.n + j] = tmp[r * NR + j];
+              }
+            }
+          }
+        }
+      }
+    }
+    std::free(pa);
+    std::free(pb);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// float64 transcendental sequences (bit-identical to repops/numerics.py).
+// ---------------------------------------------------------------------------------------
+
+constexpr double LN2_HI = 0.693147180369123816490;
+constexpr double LN2_LO = 1.90821492927058770002e-10;
+constexpr double INV_LN2 = 1.44269504088896338700;
+constexpr double SQRT_HALF = 0.70710678118654752440;
+constexpr double RNE_MAGIC = 6755399441055744.0;  // 1.5 * 2**52: (t + M) - M = rne(t), |t| < 2**51
+
+inline double bits_f64(uint64_t u) {
+  double d;
+  std::memcpy(&d, &u, 8);
+  return d;
+}
+inline uint64_t f64_bits(double d) {
+  uint64_t u;
+  std::memcpy(&u, &d, 8);
+  return u;
+}
+
+// The Taylor coefficients 1/i! (i = 12..1) and 2/(2i+1) (i = 8..0) as Python computes them
+// (1.0 / math.factorial(i), 2.0 / (2 i + 1): one correctly rounded division each).
+struct Coeffs {
+  double e[12];
+  double l[9];
+  Coeffs() {
+    for (int i = 12; i >= 1; i--) {
+      double f = 1.0;
+      for (int j = 2; j <= i; j++) f *= j;  // exact: 12! < 2**53
+      e[12 - i] = 1.0 / f;
+    }
+    for (int i = 8; i >= 0; i--) l[8 - i] = 2.0 / (2 * i + 1);
+  }
+};
+const Coeffs kC;
+
+inline void exp_core(double x, double& k, double& q) {
+  k = (x * INV_LN2 + RNE_MAGIC) - RNE_MAGIC;
+  double r = x - k * LN2_HI;
+  r = r - k * LN2_LO;
+  q = r * kC.e[0];
+  for (int i = 1; i < 12; i++) {
+    q = q + kC.e[i];
+    q = q * r;
+  }
+}
+
+inline double pow2_of(double k) {
+  // 2**k by bit construction for an integer-valued k in [-1022, 1023]; NaN k -> 1 (k = 0,
+  // torch.nan_to_num).  k + 2**52 + 1023 holds k + 1023 in its low mantissa bits.
+  const double kk = (k == k) ? k : 0.0;
+  const uint64_t u = f64_bits(kk + (4503599627370496.0 + 1023.0));
+  return bits_f64(u << 52);
+}
+
+inline float exp1(float xf) {
+  double x = xf;
+  x = x < -110.0 ? -110.0 : x;  // NaN passes both selects, as torch.clamp
+  x = x > 90.0 ? 90.0 : x;
+  double k, q;
+  exp_core(x, k, q);
+  return static_cast<float>((q + 1.0) * pow2_of(k));
+}
+
+inline float log1(float xf) {
+  const double x = xf;
+  const bool ok = (x > 0.0) & (x < INFINITY);
+  const double xs = ok ? x : 1.0;  // every binary32 is a normal float64
+  const uint64_t u = f64_bits(xs);
+  const double e = static_cast<double>(static_cast<int32_t>((u >> 52) & 0x7FF) - 1022);
+  double m = bits_f64((u & 0x000FFFFFFFFFFFFFull) | (1022ull << 52));  // frexp: [0.5, 1)
+  const bool fold = m < SQRT_HALF;
+  m = fold ? m * 2.0 : m;
+  const double ef = e - (fold ? 1.0 : 0.0);
+  const double s = (m - 1.0) / (m + 1.0);
+  const double z = s * s;
+  double p = z * kC.l[0];
+  for (int i = 1; i < 8; i++) {
+    p = p + kC.l[i];
+    p = p * z;
+  }
+  p = p + kC.l[8];
+  const double lm = s * p;
+  const double y = ef * LN2_HI + (ef * LN2_LO + lm);
+  double special = NAN;
+  special = x == 0.0 ? -INFINITY : special;
+  special = x == INFINITY ? INFINITY : special;
+  return static_cast<float>(ok ? y : special);
+}
+
+inline float tanh1(float xf) {
+  const double x = xf;
+  double a = std::fabs(x);
+  a = a > 20.0 ? 20.0 : a;
+  double k, q;
+  exp_core(a * 2.0, k, q);
+  const double big = (q + 1.0) * pow2_of(k);
+  const double em1 = (k == 0.0) ? q : big - 1.0;
+  const double t = em1 / (em1 + 2.0);
+  return static_cast<float>(std::copysign(t, x));
+}
+
+// IEEE-754 correctly rounded square root (sqrtss / vsqrtps).  torch's vectorised CPU
+// sqrt is not correctly rounded (about 1 in 6 results off by one ulp in torch 2.13).
+inline float sqrt1(float x) { return std::sqrt(x); }
+
+// tanh-GELU pieces (binary32 ops, tanh by tanh1): see repops/numerics.py gelu / gelu_grad.
+// Each the binary32 rounding of the binary64 value, as Python's float -> float32 does.
+constexpr float GELU_C1 = static_cast<float>(0.044715);
+constexpr float GELU_C2 = static_cast<float>(0.7978845608028654);  // sqrt(2/pi)
+constexpr float GELU_C3 = static_cast<float>(0.134145);
+
+inline float gelu1(float x) {
+  const float x3 = (x * x) * x;
+  const float inner = x + GELU_C1 * x3;
+  const float t = tanh1(GELU_C2 * inner);
+  return (0.5f * x) * (1.0f + t);
+}
+
+inline float gelu_grad1(float x, float g) {
+  const float x2 = x * x;
+  const float x3 = x2 * x;
+  const float inner = x + GELU_C1 * x3;
+  const float t = tanh1(GELU_C2 * inner);
+  const float a = 0.5f * (1.0f + t);
+  const float s = 1.0f - t * t;
+  const float dinner = 1.0f + GELU_C3 * x2;
+  const float b = ((0.5f * x) * s) * (GELU_C2 * dinner);
+  return g * (a + b);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_grad_block(
+    const float* __restrict__ x, const float* __restrict__ g, float* __restrict__ y,
+    int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) y[i] = gelu_grad1(x[i], g[i]);
+}
+
+template <float (*F)(float)>
+__attribute__((target_clones("avx512f", "avx2", "default"))) void unary_block(
+    const float* __restrict__ x, float* __restrict__ y, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) y[i] = F(x[i]);
+}
+
+template <float (*F)(float)>
+void unary(const float* x, float* y, int64_t n, int nthreads) {
+  const int64_t grain = 1 << 14;
+  const int64_t blocks = (n + grain - 1) / grain;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
+  for (int64_t bl = 0; bl < blocks; bl++) {
+    FpGuard guard;
+    const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
+    unary_block<F>(x, y, lo, hi);
+  }
+}
+
+// The fixed halving tree of repops/numerics.py over an axis of length len, for w columns:
+// buf[i][t] = base[i si + t st], then y_i = y_i + y_{i+half} while i + half < n, in place.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void tree_block(
+    const float* __restrict__ base, int64_t si, int64_t st, float* __restrict__ y,
+    float* __restrict__ buf, int64_t len, int64_t w) {
+  if (st == 1) {
+    for (int64_t i = 0; i < len; i++)
+      for (int64_t t = 0; t < w; t++) buf[i * w + t] = base[i * si + t];
+  } else {
+    for (int64_t t = 0; t < w; t++)
+      for (int64_t i = 0; i < len; i++) buf[i * w + t] = base[i * si + t * st];
+  }
+  int64_t n = len;
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;  // P/2 for P the smallest power of two >= n
+    const int64_t pairs = (n - half) * w;  // rows i < n - half pair with i + half
+    float* lo = buf;
+    const float* hi = buf + half * w;
+    for (int64_t e = 0; e < pairs; e++) lo[e] = lo[e] + hi[e];
+    n = half;
+  }
+  for (int64_t t = 0; t < w; t++) y[t] = buf[t];
+}
+
+// Rows variant: w consecutive rows of length len (row-major), each its own tree.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void tree_rows(
+    const float* __restrict__ x, float* __restrict__ y, float* __restrict__ buf, int64_t len,
+    int64_t w) {
+  std::memcpy(buf, x, sizeof(float) * len * w);
+  int64_t n = len;
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;
+    for (int64_t t = 0; t < w; t++) {
+      float* lo = buf + t * len;
+      const float* hi = lo + half;
+      for (int64_t e = 0; e < n - half; e++) lo[e] = lo[e] + hi[e];
+    }
+    n = half;
+  }
+  for (int64_t t = 0; t < w; t++) y[t] = buf[t * len];
+}
+
+bool cpu_has(int isa) {
+  __builtin_cpu_init();
+  if (isa == 2) return __builtin_cpu_supports("avx512f");
+  if (isa == 1) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return isa == 0;
+}
+
+}  // namespace
+
+#define API __attribute__((visibility("default")))
+
+extern "C" {
+
+// 1 if the ISA path (0 scalar, 1 avx2, 2 avx512) runs on this CPU.
+API int repops_isa_supported(int isa) { return cpu_has(isa) ? 1 : 0; }
+
+// C (nb, m, n) contiguous = A (nb, m, k) . B (nb, k, n), any element strides.  Returns 0, or
+// -1 for an unsupported ISA, -2 for a bad argument.
+API int repops_matmul(const float* a, const float* b, float* c, int64_t nb, int64_t m, int64_t k,
+                  int64_t n, int64_t sab, int64_t sam, int64_t sak, int64_t sbb, int64_t sbk,
+                  int64_t sbn, int64_t kc, int isa, int nthreads, int64_t mc, int64_t nc) {
+  if (!cpu_has(isa)) return -1;
+  if (kc <= 0 || nthreads <= 0 || nb < 0 || m < 0 || n < 0 || k < 0) return -2;
+  if (nb == 0 || m == 0 || n == 0) return 0;
+  if (k == 0) {
+    std::memset(c, 0, sizeof(float) * nb * m * n);
+    return 0;
+  }
+  const Geo g{a, b, c, nb, m, k, n, sab, sam, sak, sbb, sbk, sbn, kc, mc, nc};
+  if (isa == 2)
+    gemm<14, 16>(g, micro_avx512<14, 1>, nthreads);
+  else if (isa == 1)
+    gemm<6, 16>(g, micro_avx2<6>, nthreads);
+  else
+    gemm<4, 4>(g, micro_scalar<4, 4>, nthreads);
+  return 0;
+}
+
+// y = f(x) elementwise for contiguous float32 x, y; f: 0 exp, 1 log, 2 tanh, 3 sqrt,
+// 4 gelu.
+API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+  if (f == 0)
+    unary<exp1>(x, y, n, nthreads);
+  else if (f == 1)
+    unary<log1>(x, y, n, nthreads);
+  else if (f == 2)
+    unary<tanh1>(x, y, n, nthreads);
+  else if (f == 3)
+    unary<sqrt1>(x, y, n, nthreads);
+  else if (f == 4)
+    unary<gelu1>(x, y, n, nthreads);
+  else
+    return -2;
+  return 0;
+}
+
+// y (outer, inner) = tree sum of x (outer, len, inner) over len >= 1 (contiguous).
+API int repops_tree_sum(const float* x, float* y, int64_t outer, int64_t len, int64_t inner,
+                        int nthreads) {
+  if (outer < 0 || len < 1 || inner < 0 || nthreads <= 0) return -2;
+  // inner == 1 (a sum over the last axis): blocks of 64 rows of the outer index instead.
+  const bool rows = inner == 1;
+  const int64_t span = rows ? outer : inner;
+  const int64_t cb = rows ? std::max<int64_t>(1, 8192 / len) : (inner < 256 ? (inner > 0 ? inner : 1) : 256);
+  const int64_t nblk = (span + cb - 1) / cb;
+  const int64_t tasks = rows ? nblk : outer * nblk;
+#pragma omp parallel num_threads(nthreads) if (tasks > 1 && outer * len * inner > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * cb + 64));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+      if (rows) {
+        const int64_t c0 = t * cb, c1 = std::min(outer, c0 + cb);
+        tree_rows(x + c0 * len, y + c0, buf, len, c1 - c0);
+      } else {
+        const int64_t o = t / nblk, c0 = (t % nblk) * cb;
+        const int64_t c1 = std::min(inner, c0 + cb);
+        tree_block(x + o * len * inner + c0, inner, 1, y + o * inner + c0, buf, len, c1 - c0);
+      }
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
+// y = gelu'(x) * g elementwise (contiguous, one shape).
+API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+  const int64_t grain = 1 << 14;
+  const int64_t blocks = (n + grain - 1) / grain;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
+  for (int64_t bl = 0; bl < blocks; bl++) {
+    FpGuard guard;
+    gelu_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
+  }
+  return 0;
+}
+
+// The halving tree over b[0..n) in place (n >= 1); returns the sum.
+inline float tree_inplace(float* b, int64_t n) {
+  while (n > 1) {
+    int64_t half = 1;
+    while (half * 2 < n) half *= 2;
+    for (int64_t i = 0; i + half < n; i++) b[i] = b[i] + b[i + half];
+    n = half;
+  }
+  return b[0];
+}
+
+// Softmax over rows of length len: mx = exact max (NaN if any NaN, +0 for a zero max),
+// e_i = exp1(x_i - mx), s = tree sum of e, y_i = e_i / s.
+API int repops_softmax(const float* x, float* y, int64_t rows, int64_t len, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* xr = x + r * len;
+      float* yr = y + r * len;
+      float mx = -INFINITY;
+      bool nan = false;
+      for (int64_t i = 0; i < len; i++) {
+        nan |= xr[i] != xr[i];
+        mx = xr[i] > mx ? xr[i] : mx;
+      }
+      mx = nan ? NAN : (mx == 0.0f ? 0.0f : mx);
+      for (int64_t i = 0; i < len; i++) yr[i] = exp1(xr[i] - mx);
+      std::memcpy(buf, yr, sizeof(float) * len);
+      const float sum = tree_inplace(buf, len);
+      for (int64_t i = 0; i < len; i++) yr[i] = yr[i] / sum;
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
+// Softmax backward over rows: d = tree sum of g_i*y_i, out_i = y_i*(g_i - d).
+API int repops_softmax_grad(const float* y, const float* g, float* out, int64_t rows,
+                            int64_t len, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* yr = y + r * len;
+      const float* gr = g + r * len;
+      float* o = out + r * len;
+      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * yr[i];
+      const float d = tree_inplace(buf, len);
+      for (int64_t i = 0; i < len; i++) o[i] = yr[i] * (gr[i] - d);
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
+// Layer-norm core over rows of length len (see repops/numerics.py layer_norm_core):
+// mu = SUM(x)*inv_c; xc = x - mu; var = SUM(xc*xc)*inv_c; rstd = 1/sqrt(var + eps);
+// xhat = xc*rstd.  Writes xhat to out (and rstd to *rstd_out when non-null).
+inline void ln_row(const float* x, float* xhat, float* buf, int64_t len, float inv_c, float eps,
+                   float* rstd_out) {
+  std::memcpy(buf, x, sizeof(float) * len);
+  const float mu = tree_inplace(buf, len) * inv_c;
+  for (int64_t i = 0; i < len; i++) xhat[i] = x[i] - mu;
+  for (int64_t i = 0; i < len; i++) buf[i] = xhat[i] * xhat[i];
+  const float var = tree_inplace(buf, len) * inv_c;
+  const float rstd = 1.0f / std::sqrt(var + eps);
+  for (int64_t i = 0; i < len; i++) xhat[i] = xhat[i] * rstd;
+  if (rstd_out) *rstd_out = rstd;
+}
+
+API int repops_layer_norm(const float* x, float* y, int64_t rows, int64_t len, float inv_c,
+                          float eps, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) ln_row(x + r * len, y + r * len, buf, len, inv_c, eps, nullptr);
+    std::free(buf);
+  }
+  return 0;
+}
+
+// Backward of the core: xhat, rstd recomputed from x as above; a = SUM(g)*inv_c;
+// b = SUM(g*xhat)*inv_c; dx = rstd*((g - a) - xhat*b).
+API int repops_layer_norm_grad(const float* x, const float* g, float* out, int64_t rows,
+                               int64_t len, float inv_c, float eps, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
+  {
+    FpGuard guard;
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * 2 + 64));
+    float* xhat = buf + len;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* gr = g + r * len;
+      float* o = out + r * len;
+      float rstd;
+      ln_row(x + r * len, xhat, buf, len, inv_c, eps, &rstd);
+      std::memcpy(buf, gr, sizeof(float) * len);
+      const float a = tree_inplace(buf, len) * inv_c;
+      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * xhat[i];
+      const float b = tree_inplace(buf, len) * inv_c;
+      for (int64_t i = 0; i < len; i++) o[i] = rstd * ((gr[i] - a) - xhat[i] * b);
+    }
+    std::free(buf);
+  }
+  return 0;
+}
+
+// AdamW moments: out = b*m + c*g (square = 0) or b*m + c*(g*g) (square = 1), binary32,
+// each product and the sum rounded separately (no contraction).
+API int repops_adam_moment(int square, const float* m, const float* g, float* out, int64_t n,
+                           float b, float c, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n > 65536)
+  for (int64_t lo = 0; lo < n; lo += 16384) {
+    FpGuard guard;
+    const int64_t hi = std::min(n, lo + 16384);
+    if (square) {
+      for (int64_t i = lo; i < hi; i++) {
+        const float gg = g[i] * g[i];
+        const float bm = b * m[i];
+        out[i] = bm + c * gg;
+      }
+    } else {
+      for (int64_t i = lo; i < hi; i++) {
+        const float bm = b * m[i];
+        out[i] = bm + c * g[i];
+      }
+    }
+  }
+  return 0;
+}
+
+// AdamW parameter update: u = (m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p]; out = p - lr*u.
+API int repops_adamw_param(const float* p, const float* m, const float* v, float* out,
+                           int64_t n, float bc1, float bc2, float eps, float lr, float wd,
+                           int decay, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n > 65536)
+  for (int64_t lo = 0; lo < n; lo += 16384) {
+    FpGuard guard;
+    const int64_t hi = std::min(n, lo + 16384);
+    for (int64_t i = lo; i < hi; i++) {
+      const float mh = m[i] / bc1;
+      const float den = std::sqrt(v[i] / bc2) + eps;
+      float u = mh / den;
+      if (decay) u = u + wd * p[i];
+      out[i] = p[i] - lr * u;
+    }
+  }
+  return 0;
+}
+
+// Clears FTZ/DAZ and sets round-to-nearest on the calling thread and on every thread of
+// the OpenMP pool (torch's pool is the same libgomp runtime); returns how many threads.
+API int repops_sanitize_fp(int nthreads) {
+  int seen = 0;
+#pragma omp parallel num_threads(nthreads) reduction(+ : seen)
+  {
+    _mm_setcsr((_mm_getcsr() & ~kFtzDazRc) | kMasks);
+    seen += 1;
+  }
+  _mm_setcsr((_mm_getcsr() & ~kFtzDazRc) | kMasks);
+  return seen;
+}
+
+// Test hook: sets FTZ and DAZ on the calling thread (to show they cannot change a bit).
+API void repops_set_ftz_daz_for_tests(int on) {
+  const unsigned cur = _mm_getcsr();
+  _mm_setcsr(on ? (cur | 0x8040u) : (cur & ~0x8040u));
+}
+
+}  // extern "C"
