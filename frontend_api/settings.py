@@ -52,5 +52,9 @@ class Settings(BaseSettings):
     chain_cache_s: float = Field(
         default=2.0, ge=0, description="cache chain reads (nonces) this long"
     )
+    rpc_timeout_s: float = Field(
+        default=5.0, gt=0, description="bound on each chain request the API makes (then 503)"
+    )
+    health_timeout_s: float = Field(default=0.5, gt=0, description="bound on each /health probe")
     api_url: str = Field(default="http://127.0.0.1:8000", description="where the CLI finds the API")
     task_queue: str = Field(default="assay", description="the Celery queue tasks are sent to")
