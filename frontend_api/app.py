@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontend_api.deps import build_state
 from frontend_api.errors import ApiError, PayloadTooLarge
-from frontend_api.routes import dashboard, disputes, jobs, meta, solvers
+from frontend_api.routes import artifacts, dashboard, disputes, jobs, meta, solvers
 from frontend_api.routes.jobs import SPEC_SLACK_BYTES, pydantic_problems
 from frontend_api.schemas import JobSubmission, ProblemOut
 from frontend_api.settings import Settings
@@ -116,8 +116,9 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(pydantic_problems(exc))
 
-    for router in (jobs.router, disputes.router, solvers.router, meta.router, dashboard.router):
-        app.include_router(router)
+    routers = (jobs, disputes, solvers, artifacts, meta, dashboard)
+    for module in routers:
+        app.include_router(module.router)
     swagger = swagger_dir()
     if swagger is not None:
         app.mount(dashboard.SWAGGER_URL, StaticFiles(directory=swagger), name="swagger")

@@ -14,7 +14,7 @@ from deploy.cli import runtime_matches
 from frontend_api.chainview import job_terms
 from frontend_api.client import prepare_spec
 from frontend_api.orders import OrderTerms, digest, job_order_typed_data
-from tests.api.conftest import DATASET, ApiStack, ServedApi, base_spec
+from tests.fixtures.api import DATASET, ApiStack, ServedApi, base_spec
 
 
 def _key_file(tmp_path: Path, stack: ApiStack, index: int) -> Path:
