@@ -32,10 +32,10 @@ from chain.deploy import deploy
 from chain.devnet import free_port, running_devnet
 from frontend_api.app import create_app
 from frontend_api.celery_app import make_celery
-from frontend_api.client import MarketTerms, prepare_spec, sign_submission
 from frontend_api.redis_server import RedisServer
 from frontend_api.settings import Settings
 from frontend_api.tasks import build_worker_app
+from submitter.client import MarketTerms, prepare_spec, sign_submission
 
 ONE = 10**18
 SPEC: dict[str, Any] = {

@@ -39,9 +39,9 @@ from chain.errors import ChainError
 from chain.generated import JobStatus
 from chain.keys import write_key
 from chain.types import JobId
-from frontend_api.client import ApiClient, MarketTerms, prepare_spec, sign_submission
 from frontend_api.redis_server import RedisServer
 from repops import data as data_mod
+from submitter.client import ApiClient, MarketTerms, prepare_spec, sign_submission
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
