@@ -484,14 +484,14 @@ def add_job_commands(sub: Any) -> None:
 def report_error(console: Console, exc: BaseException) -> None:
     """One line for the error, then each field problem not already in that line."""
     message = str(exc)
-    console.print(f"[red]error:[/] {message}", highlight=False)
+    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     for problem in getattr(exc, "problems", ()):
         line = f"{problem.field}: {problem.reason}"
         if line not in message:
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
     for problem in getattr(exc, "errors", ()):
         if str(problem) not in message:
-            console.print(f"  {problem}", highlight=False)
+            console.print(f"  {problem}", highlight=False, soft_wrap=True)
 
 
 def run_job_command(args: argparse.Namespace, console: Console) -> int:
@@ -503,7 +503,11 @@ def run_job_command(args: argparse.Namespace, console: Console) -> int:
         report_error(console, exc)
         return 2
     except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/] cannot reach the API at {args.api}: {exc}", highlight=False)
+        console.print(
+            f"[red]error:[/] cannot reach the API at {args.api}: {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     finally:
         api.close()

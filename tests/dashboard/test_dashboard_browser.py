@@ -19,86 +19,17 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from eth_account.signers.local import LocalAccount
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from arbiter.actor import GameActor
-from arbiter.referee import Referee, TraceOracle
-from chain.client import ChainClient
-from chain.contracts import JobTerms
-from chain.generated import GameStatus, Party
-from chain.types import Cid, Hash32, Wei
 from frontend_api.orders import sign_progress
-from tests.api.test_disputes_view import CHEAT, HONEST, _account, _bundle
-from tests.fixtures.api import ONE, ApiStack, ServedApi
+from tests.fixtures.api import ApiStack, Played, ServedApi, play_synthetic_dispute
 
 CHROMIUM = os.environ.get("ASSAY_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", "test-artifacts")) / "dashboard"
 LOSSES = [2.31, 1.87, 1.42, 1.05]
 
 
-@dataclass
-class Played:
-    job_id: int
-    game_id: int
-    solver: LocalAccount
-
-
-def _play(stack: ApiStack) -> Played:
-    submitter, solver, challenger, arbiter = (
-        _account(f"browser-{x}", stack) for x in ("submitter", "solver", "challenger", "arbiter")
-    )
-    client = ChainClient(stack.devnet.web3(), stack.devnet.accounts[0])
-    stack.deployment.referee(client).register_arbiter(arbiter.address)
-    market = stack.market
-    for who in (submitter, solver, challenger):
-        stack.token.as_account(who).approve(market.address, 1_000 * ONE)
-    terms = JobTerms(
-        spec_hash=Hash32(HONEST.spec_hash()),
-        spec_cid=Cid("bafkreisyntheticspec"),
-        reward=Wei(10 * ONE),
-        solver_stake=Wei(5 * ONE),
-        challenger_bond=Wei(2 * ONE),
-        claim_deadline=stack.devnet.timestamp() + 3_600,
-        submit_window=3_600,
-        challenge_window=3_600,
-        steps_per_checkpoint=HONEST.k,
-        checkpoint_count=HONEST.checkpoints + 1,
-    )
-    job_id, _ = market.as_account(submitter).post_job(terms)
-    market.as_account(solver).claim(job_id)
-    market.as_account(solver).submit_result(
-        job_id,
-        Hash32(CHEAT.trace_root),
-        9,
-        Cid("bafkreisyntheticmanifest"),
-        Hash32(CHEAT.leaves[-1]),
-    )
-    games = stack.deployment.game(client)
-    game_id, _ = games.as_account(challenger).challenge(
-        job_id, 2, CHEAT.leaves[-1], CHEAT.checkpoint_proof(8)
-    )
-    actors = {
-        Party.Solver: GameActor(games.as_account(solver), Party.Solver, lambda _g: CHEAT, _bundle),
-        Party.Challenger: GameActor(
-            games.as_account(challenger), Party.Challenger, lambda _g: HONEST
-        ),
-    }
-    referee = Referee(
-        stack.deployment.referee(client).as_account(arbiter), games, TraceOracle(HONEST)
-    )
-    for _ in range(200):
-        record = games.get_game(game_id)
-        if record.finished:
-            break
-        if referee.rule_if_pending(game_id) is None:
-            assert actors[record.turn].step(game_id) is not None
-    assert games.get_game(game_id).status == GameStatus.ChallengerWon
-    stack.indexer().sync_once()
-    return Played(job_id=job_id, game_id=game_id, solver=solver)
-
-
-def report(stack: ApiStack, job_id: int, solver: LocalAccount, step: int, loss: float) -> Any:
+def report(stack: ApiStack, job_id: int, solver: Any, step: int, loss: float) -> Any:
     body: dict[str, Any] = {
         "solver": solver.address,
         "step": step,
@@ -116,7 +47,7 @@ def report(stack: ApiStack, job_id: int, solver: LocalAccount, step: int, loss: 
 
 @pytest.fixture(scope="module")
 def played(stack_module: ApiStack) -> Played:
-    game = _play(stack_module)
+    game = play_synthetic_dispute(stack_module, "browser")
     for i, loss in enumerate(LOSSES):
         response = report(stack_module, game.job_id, game.solver, 8 * i + 1, loss)
         assert response.status_code == 200, response.text
