@@ -3,7 +3,8 @@
     solver run       stake on and train posted jobs, publish, defend disputes, get paid
     solver status    this solver's jobs, their on-chain status, balance and credits
 
-Settings come from ASSAY_* environment variables, overridden by flags.  The solver keeps
+Settings come from ASSAY_* environment variables, overridden by flags.  With
+ASSAY_API_URL set, `run` also reports its training progress to that API, signed.  The solver keeps
 its state under --state-dir; killed at any point and restarted, it resumes from its last
 checkpoint with identical bits and never submits a result twice.
 """
@@ -12,9 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,12 +40,13 @@ from solver.journal import Journal
 from solver.node import Event, SolverNode
 from solver.settings import SolverSettings
 from solver.trainer import TrainingError
+from submitter.client import ApiClient, progress_report
 
 log = logging.getLogger("solver")
 
 
 class RichProgress:
-    """Step, loss, tokens/s and ETA of the job being trained."""
+    """Step, loss, rate (in the job's units) and ETA of the job being trained."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -48,17 +54,17 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[rate]} tok/s"),
+            TextColumn("{task.fields[rate]} {task.fields[unit]}"),
             TimeRemainingColumn(),
             console=console,
             transient=False,
         )
         self.task: TaskID | None = None
 
-    def start(self, job_id: JobId, total_steps: int, done: int) -> None:
+    def start(self, job_id: JobId, total_steps: int, done: int, unit: str = "samples/s") -> None:
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=total_steps, completed=done, job=job_id, loss="-", rate="-"
+            "train", total=total_steps, completed=done, job=job_id, loss="-", rate="-", unit=unit
         )
 
     def advance(self, step: int, loss: float, tokens_per_s: float) -> None:
@@ -70,6 +76,69 @@ class RichProgress:
     def finish(self) -> None:
         self.progress.stop()
         self.task = None
+
+
+class ApiProgress:
+    """Also report step, loss, rate and ETA to the API (signed), at most once a second.
+
+    Reports go out on a background thread and never slow or stop training: an API that is
+    down only loses the live view (logged at debug level).
+    """
+
+    def __init__(self, inner: RichProgress, api_url: str, account: LocalAccount) -> None:
+        self.inner = inner
+        self.api = ApiClient(api_url)
+        self.account = account
+        self.job_id: JobId | None = None
+        self.total = 0
+        self.unit = "samples/s"
+        self.started = 0.0
+        self.first_step = 0
+        self.last_sent = 0.0
+        self._chain: dict[str, object] | None = None
+        self._pending: threading.Thread | None = None
+
+    def start(self, job_id: JobId, total_steps: int, done: int, unit: str = "samples/s") -> None:
+        self.inner.start(job_id, total_steps, done, unit)
+        self.job_id, self.total, self.unit = job_id, total_steps, unit
+        self.started, self.first_step = time.monotonic(), done
+
+    def advance(self, step: int, loss: float, tokens_per_s: float) -> None:
+        self.inner.advance(step, loss, tokens_per_s)
+        now = time.monotonic()
+        busy = self._pending is not None and self._pending.is_alive()
+        if self.job_id is None or busy or (now - self.last_sent < 1.0 and step < self.total):
+            return
+        self.last_sent = now
+        per_step = (now - self.started) / max(1, step - self.first_step)
+        eta = per_step * (self.total - step)
+        args = (self.job_id, step, loss, tokens_per_s, eta)
+        self._pending = threading.Thread(target=self._send, args=args, daemon=True)
+        self._pending.start()
+
+    def _send(self, job_id: JobId, step: int, loss: float, rate: float, eta: float) -> None:
+        try:
+            if self._chain is None:
+                self._chain = self.api.chain()
+            body = progress_report(
+                self.account,
+                self._chain,
+                job_id,
+                step=step,
+                total_steps=self.total,
+                loss=loss,
+                rate=rate,
+                unit=self.unit,
+                eta_s=eta,
+            )
+            self.api.report_progress(job_id, body)
+        except Exception as exc:  # the live view is best effort; training goes on
+            log.debug("progress report for job %d not sent: %s", job_id, exc)
+
+    def finish(self) -> None:
+        if self._pending is not None:
+            self._pending.join(timeout=5)
+        self.inner.finish()
 
 
 def settings_from_args(args: argparse.Namespace) -> SolverSettings:
@@ -84,12 +153,15 @@ def cmd_run(settings: SolverSettings, console: Console) -> int:
         prefix = f"job {event.job_id}: " if event.job_id else ""
         console.print(f"[cyan]solver {account.address[:10]}[/] {prefix}{event.what}")
 
+    rich_progress = RichProgress(console)
+    api_url = os.environ.get("ASSAY_API_URL")
+    progress = ApiProgress(rich_progress, api_url, account) if api_url else rich_progress
     node = SolverNode(
         role.client,
         role.deployment,
         role.store,
         settings,
-        progress=RichProgress(console),
+        progress=progress,
         report=report,
     )
     should_stop = stop_flag()
