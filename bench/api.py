@@ -141,6 +141,8 @@ def run(submitters: int, per_submitter: int, workdir: Path) -> None:
                         pending.discard(sid)
                 time.sleep(0.05)
             posted_s = time.perf_counter() - t0
+        # Stop the API (its lifespan closes its Celery connections) before Redis goes away.
+        http.close()
         server.should_exit = True
         thread.join(timeout=10)
         n = len(latencies)

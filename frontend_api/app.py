@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.assay = build_state(cfg, celery)
+        app.state.assay.sweeper.start()
         try:
             yield
         finally:

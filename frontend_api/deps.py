@@ -11,6 +11,7 @@ This module must never import the worker's task code, a private key, or training
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from frontend_api.db import open_database
 from frontend_api.errors import Unavailable
 from frontend_api.service import SubmissionService
 from frontend_api.settings import Settings
+from frontend_api.sweeper import Sweeper
 from market.store import ArtifactStore, open_store
 
 MANIFEST_MAX_BYTES: Final = 8 * 1024 * 1024
@@ -52,10 +54,13 @@ class AppState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _manifests: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
+    sweeper: Sweeper = field(init=False)
+
     def __post_init__(self) -> None:
         self.service = SubmissionService(
             self.settings, self.sessions, self.store, self.gateway, self.celery
         )
+        self.sweeper = Sweeper(self.sessions, self.celery, self.settings)
 
     def gateway(self) -> MarketGateway:
         """The chain gateway, connected on first use (the API starts without a chain)."""
@@ -81,8 +86,22 @@ class AppState:
         return data
 
     def close(self) -> None:
+        """Release every connection, the broker's and result backend's first, so that the
+        process can exit cleanly even after Redis went away."""
+        self.sweeper.stop()
+        close_celery(self.celery)
         self.store.close()
         self.engine.dispose()
+
+
+def close_celery(app: Celery) -> None:
+    backend = app.__dict__.get("backend")  # only if it was ever created
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None:
+        with contextlib.suppress(Exception):  # a broker already gone has nothing to close
+            consumer.stop()
+    with contextlib.suppress(Exception):
+        app.close()
 
 
 def build_state(settings: Settings, celery: Celery | None = None) -> AppState:

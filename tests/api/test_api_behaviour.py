@@ -5,6 +5,7 @@ signed by the job's solver.
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import time
@@ -20,7 +21,7 @@ from frontend_api.celery_app import make_celery
 from frontend_api.orders import sign_progress
 from market.ipfsd import IpfsDaemon
 from market.store import compute_cid
-from tests.fixtures.api import ApiStack
+from tests.fixtures.api import DATASET, ApiStack
 
 HEALTH_BUDGET_S = 0.050
 
@@ -147,3 +148,35 @@ def test_progress_is_kept_only_when_signed_by_the_jobs_solver(stack: ApiStack) -
     job = stack.http.get(f"/jobs/{job_id}").json()
     assert job["progress"]["unit"] == "samples/s" and job["progress"]["step"] == 3
     assert stack.http.post("/jobs/999999/progress", json=good).status_code == 404
+
+
+def test_broker_outage_keeps_the_order_and_the_sweeper_posts_it(stack: ApiStack) -> None:
+    from chain.devnet import free_port
+    from frontend_api.sweeper import sweep_once
+    from tests.api.test_disputes_view import _account
+
+    account = _account("broker-outage", stack)
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = stack.settings.model_copy(update={"redis_url": dead, "sweep_interval_s": 0})
+    body = stack.signed(account)
+    with TestClient(create_app(settings, celery=make_celery(settings))) as http:
+        start = time.perf_counter()
+        response = http.post(
+            "/jobs",
+            files={
+                "submission": (None, json.dumps(body), "application/json"),
+                "dataset": ("d", DATASET, "application/octet-stream"),
+            },
+        )
+        elapsed = time.perf_counter() - start
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "accepted"
+    assert response.json()["error"].startswith("queued:")
+    assert elapsed < 10.0
+    submission_id = response.json()["id"]
+    state = stack.http.app.state.assay  # type: ignore[attr-defined]
+    driven = sweep_once(state.sessions, state.celery, state.settings, now=time.time() + 3_600)
+    assert submission_id in driven
+    posted = stack.wait_state(submission_id)
+    assert posted["state"] == "posted" and posted["error"] is None
+    assert stack.market.get_job(posted["job_id"]).submitter == account.address
