@@ -58,6 +58,7 @@ HEALTHY_AFTER_S: Final = 60.0
 STOP_GRACE_S: Final = 15.0
 UP_TIMEOUT_S: Final = 180.0
 STATE_FILE: Final = "devnet.json"
+DEFAULT_RPC_PORT: Final = 8545
 FIXED_ROLES: Final = ("deployer", "submitter", "relayer", "arbiter")
 
 
@@ -89,6 +90,18 @@ def _alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def _port_or_free(preferred: int) -> int:
+    """`preferred` when nothing listens there (the CLI's defaults then just work), else any."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def read_state(workdir: Path) -> dict[str, Any] | None:
@@ -193,7 +206,11 @@ class Supervisor:
             saved = json.loads(path.read_text())
             if isinstance(saved, dict):
                 return {k: int(v) for k, v in saved.items()}
-        ports = {"anvil": free_port(), "redis": free_port(), "api": self.api_port or free_port()}
+        ports = {
+            "anvil": _port_or_free(DEFAULT_RPC_PORT),
+            "redis": free_port(),
+            "api": _port_or_free(self.api_port) if self.api_port else free_port(),
+        }
         path.write_text(json.dumps(ports))
         return ports
 

@@ -70,8 +70,13 @@ def _work(wei: Any) -> str:
     return f"{Decimal(int(wei)) / ONE:,.4f} WORK"
 
 
+DEVNET_SUBMITTER_KEY = Path("var/devnet/keys/submitter.key")
+
+
 def _key(args: argparse.Namespace) -> LocalAccount:
     if not args.key:
+        if DEVNET_SUBMITTER_KEY.is_file():  # `assay devnet up` in this folder wrote it
+            return load_key(DEVNET_SUBMITTER_KEY)
         raise CliError("no key: pass --key FILE or set ASSAY_SUBMITTER_KEY_FILE")
     return load_key(Path(args.key))
 
@@ -350,6 +355,8 @@ def bisection_lines(game: dict[str, Any]) -> list[str]:
             lines.append(f"disputed step {a['base']}, operator {a['position']}: bundle requested")
         elif name == "BundlePosted":
             lines.append(f"operand bundle posted: {a.get('bundle_cid')}")
+        elif name == "RulingRequested":
+            lines.append(f"ruling requested: the arbiters re-execute operator {a['position']}")
         elif name == "GameResolved":
             lines.append(f"game resolved: {game['status']}")
         else:
@@ -408,7 +415,8 @@ def _with_key(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--key",
         default=os.environ.get("ASSAY_SUBMITTER_KEY_FILE"),
-        help="file with your hex private key, mode 600 (default $ASSAY_SUBMITTER_KEY_FILE)",
+        help="file with your hex private key, mode 600 (default $ASSAY_SUBMITTER_KEY_FILE,"
+        " else the devnet's var/devnet/keys/submitter.key)",
     )
 
 
