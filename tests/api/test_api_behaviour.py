@@ -71,6 +71,14 @@ def test_chain_that_hangs_gets_a_fast_503(stack: ApiStack, hung_node: str) -> No
             elapsed = time.perf_counter() - start
             assert response.status_code == 503, (path, response.text)
             assert elapsed < 2.0, (path, elapsed)
+        start = time.perf_counter()
+        files = {
+            "submission": (None, json.dumps(stack.signed(stack.account(2))), "application/json"),
+            "dataset": ("d", DATASET, "application/octet-stream"),
+        }
+        response = http.post("/jobs", files=files)
+        assert response.status_code == 503, response.text
+        assert time.perf_counter() - start < 2.0
         health = http.get("/health").json()
         assert not health["components"]["chain"]["ok"]
         assert health["components"]["database"]["ok"]
