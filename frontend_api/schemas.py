@@ -318,6 +318,9 @@ class SolverOut(_Out):
     slashed: int
     timed_out: int
     earned: Uint256 = Field(description="sum of JobFinalized payouts")
+    staked: Uint256 = Field(0, description="stake locked in its claimed and submitted jobs")
+    balance: Uint256 | None = Field(None, description="WORK balance (None: chain unreachable)")
+    credit: Uint256 | None = Field(None, description="withdrawable JobMarket credit")
     disputes_won: int
     disputes_lost: int
 

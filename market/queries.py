@@ -113,6 +113,7 @@ class SolverStats:
     slashed: int
     timed_out: int
     earned: int
+    staked: int
     disputes_won: int
     disputes_lost: int
 
@@ -136,14 +137,14 @@ def solver_stats(session: Session, who: str) -> SolverStats:
         select(EventRow.args).where(EventRow.name == "JobFinalized", EventRow.actor == who)
     )
     earned = sum(int(json.loads(a).get("payout", 0)) for a in payouts)
-    active = int(
-        session.scalar(
-            select(func.count())
-            .select_from(JobRow)
-            .where(JobRow.solver == who, JobRow.status.in_(ACTIVE_STATUSES))
+    stakes = list(
+        session.scalars(
+            select(JobRow.solver_stake).where(
+                JobRow.solver == who, JobRow.status.in_(ACTIVE_STATUSES)
+            )
         )
-        or 0
     )
+    active = len(stakes)
     outcomes: Sequence[bool | None] = list(
         session.scalars(
             select(DisputeRow.solver_won)
@@ -159,6 +160,7 @@ def solver_stats(session: Session, who: str) -> SolverStats:
         slashed=_count(session, "SolverSlashed", who),
         timed_out=_count(session, "SolverTimedOut", who),
         earned=earned,
+        staked=sum(int(x) for x in stakes),
         disputes_won=sum(1 for o in outcomes if o),
         disputes_lost=sum(1 for o in outcomes if o is False),
     )

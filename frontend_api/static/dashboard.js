@@ -225,10 +225,11 @@ async function disputeView(id) {
 async function solversView() {
   const solvers = await api("/solvers");
   const rows = solvers.items.map((s) => `<tr><td><code>${esc(s.address)}</code></td><td class="num">${work(s.earned)}</td>
+    <td class="num">${work(s.staked)}</td><td class="num">${s.balance != null ? work(s.balance) : "-"}</td><td class="num">${s.credit != null ? work(s.credit) : "-"}</td>
     <td class="num">${s.jobs.length}</td><td class="num">${s.active}</td><td class="num">${s.finalized}</td><td class="num">${s.slashed}</td>
     <td class="num">${s.timed_out}</td><td class="num">${s.disputes_won}</td><td class="num">${s.disputes_lost}</td></tr>`);
-  view.innerHTML = `<h2>Solvers</h2><table id="solvers"><tr><th>solver</th><th>earned</th><th>jobs</th><th>active</th><th>finalized</th><th>slashed</th><th>timed out</th><th>disputes won</th><th>lost</th></tr>
-    ${rows.join("") || '<tr><td colspan="9" class="muted">no solver has claimed a job yet</td></tr>'}</table>`;
+  view.innerHTML = `<h2>Solvers</h2><table id="solvers"><tr><th>solver</th><th>earned</th><th>staked</th><th>balance</th><th>withdrawable</th><th>jobs</th><th>active</th><th>finalized</th><th>slashed</th><th>timed out</th><th>disputes won</th><th>lost</th></tr>
+    ${rows.join("") || '<tr><td colspan="12" class="muted">no solver has claimed a job yet</td></tr>'}</table>`;
 }
 
 // ------------------------------------------------------------------------- router

@@ -156,7 +156,12 @@ def test_dashboard_solvers_view_shows_the_solver(
     page: Watched, api_server: ServedApi, played: Played
 ) -> None:
     tab = _open(page, api_server.url + "/#/solvers", "/solvers", "solvers.png")
-    assert played.solver.address in tab.locator("#solvers").inner_text()
+    text = tab.locator("#solvers").inner_text()
+    assert played.solver.address in text
+    solver = httpx.get(f"{api_server.url}/solvers/{played.solver.address}").json()
+    assert solver["balance"] is not None and solver["slashed"] >= 0
+    shown = int(solver["balance"]) // 10**18
+    assert f"{shown}." in text  # its WORK balance, read from the chain
 
 
 def test_docs_render_offline_from_packaged_swagger(page: Watched, api_server: ServedApi) -> None:
