@@ -177,10 +177,21 @@ def cmd_status(settings: SolverSettings, console: Console) -> int:
     market, token = role.deployment.market(client), role.deployment.token(client)
     journal = Journal(settings.state_dir / account.address)
     table = Table(title=f"solver {account.address}")
-    for column in ("job", "local phase", "chain status", "checkpoints", "stake", "reward", "note"):
+    for column in ("job", "local phase", "chain status", "checkpoints", "stake", "reward"):
         table.add_column(column)
+    table.add_column("earned", justify="right")
+    table.add_column("note")
+    earned = lost = 0
     for entry in journal.all():
         record = market.get_job(JobId(entry.job_id))
+        mine = str(record.solver) == str(account.address)
+        gain = 0
+        if mine and record.status.name == "Finalized":
+            gain = int(record.reward)
+        elif mine and record.status.name == "Slashed":
+            gain = -int(record.solver_stake)
+        earned += max(gain, 0)
+        lost += max(-gain, 0)
         table.add_row(
             str(entry.job_id),
             entry.phase.value,
@@ -188,10 +199,12 @@ def cmd_status(settings: SolverSettings, console: Console) -> int:
             str(len(entry.checkpoints)),
             f"{record.solver_stake / 1e18:g}",
             f"{record.reward / 1e18:g}",
+            f"{gain / 1e18:+g}" if gain else "-",
             entry.note,
         )
     console.print(table)
     console.print(
+        f"earned {earned / 1e18:,.4f} WORK in rewards, lost {lost / 1e18:,.4f} WORK of stake; "
         f"balance {token.balance_of(account.address) / 1e18:,.4f} WORK, "
         f"withdrawable credit {market.credits(account.address) / 1e18:,.4f} WORK"
     )
