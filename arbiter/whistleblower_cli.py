@@ -19,6 +19,8 @@ from rich.console import Console
 
 from arbiter.jobcontext import JobUnusable
 from arbiter.roles import (
+    TRANSIENT_ROLE_ERRORS,
+    Backoff,
     RoleSettings,
     add_common_flags,
     connect,
@@ -78,9 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     should_stop = stop_flag()
     console.print(f"whistleblower {account.address}: checking {args.check:.0%} of segments")
     idle_since = time.monotonic()
+    backoff = Backoff()
     while not should_stop():
         before = (len(node.findings), node.active_games)
-        node.tick()
+        try:
+            node.tick()
+            backoff.succeeded()
+        except TRANSIENT_ROLE_ERRORS as exc:  # IPFS or the chain is away: wait, go on
+            backoff.failed("whistleblower", exc, should_stop)
+            continue
         if (len(node.findings), node.active_games) != before or node.active_games:
             idle_since = time.monotonic()
         if args.exit_after is not None and time.monotonic() - idle_since > args.exit_after:

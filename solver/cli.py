@@ -32,7 +32,15 @@ from rich.progress import (
 from rich.table import Table
 
 from arbiter.jobcontext import JobUnusable
-from arbiter.roles import add_common_flags, connect, overrides, setup_logging, stop_flag
+from arbiter.roles import (
+    TRANSIENT_ROLE_ERRORS,
+    Backoff,
+    add_common_flags,
+    connect,
+    overrides,
+    setup_logging,
+    stop_flag,
+)
 from chain.errors import ChainError
 from chain.types import JobId
 from market.store import StoreError
@@ -166,7 +174,13 @@ def cmd_run(settings: SolverSettings, console: Console) -> int:
     )
     should_stop = stop_flag()
     console.print(f"solver {account.address} on {settings.rpc_url}, state in {settings.state_dir}")
-    node.run(should_stop)
+    backoff = Backoff()
+    while not should_stop():
+        try:
+            node.run(should_stop)
+            break
+        except TRANSIENT_ROLE_ERRORS as exc:  # IPFS or the chain is away: wait, go on
+            backoff.failed("solver", exc, should_stop)
     console.print(f"solver stopped; {node.settled_count()} job(s) settled")
     return 0
 
