@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.assay-installed
 NODE_STAMP := node_modules/.assay-installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup test test-all lint demo contracts gas bench clean
+.PHONY: all setup chromium test test-all lint demo contracts gas bench clean
 
 all: test
 
@@ -29,7 +29,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+# The API serves Swagger UI (npm swagger-ui-dist) from the package: copy it in at build.
+VENDOR_STAMP := frontend_api/static/vendor/.assay-vendored
+$(VENDOR_STAMP): $(NODE_STAMP) $(PY_STAMP) frontend_api/vendor.py
+	$(PY) -m frontend_api.vendor
+	touch $@
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(VENDOR_STAMP) chromium
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -53,4 +64,5 @@ demo: setup
 	$(PY) -m deploy.demo
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis var build
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis var build \
+		frontend_api/static/vendor test-artifacts

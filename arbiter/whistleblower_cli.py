@@ -27,6 +27,8 @@ from market.store import StoreError
 from repops import conformance
 from roles.jobcontext import JobUnusable
 from roles.startup import (
+    TRANSIENT_ROLE_ERRORS,
+    Backoff,
     RoleSettings,
     add_common_flags,
     connect,
@@ -95,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     should_stop = stop_flag()
     console.print(f"whistleblower {account.address}: checking {args.check:.0%} of segments")
     idle_since = time.monotonic()
+    backoff = Backoff()
     try:
         while not should_stop():
             before = (len(node.findings), node.active_games)
-            node.tick()
+            try:
+                node.tick()
+                backoff.succeeded()
+            except TRANSIENT_ROLE_ERRORS as exc:  # IPFS or the chain is away: wait, go on
+                backoff.failed("whistleblower", exc, should_stop)
+                continue
             changed = (len(node.findings), node.active_games) != before
             if changed or node.active_games or node.busy:
                 idle_since = time.monotonic()

@@ -33,10 +33,10 @@ from chain.deploy import deploy
 from chain.devnet import free_port, running_devnet
 from frontend_api.app import create_app
 from frontend_api.celery_app import make_celery
-from frontend_api.client import MarketTerms, prepare_spec, sign_submission
 from frontend_api.redis_server import RedisServer
 from frontend_api.settings import Settings
 from frontend_api.tasks import build_worker_app
+from submitter.client import MarketTerms, prepare_spec, sign_submission
 
 ONE = 10**18
 SPEC: dict[str, Any] = {
@@ -162,6 +162,8 @@ def run(submitters: int, per_submitter: int, workdir: Path) -> None:
                         pending.discard(sid)
                 time.sleep(0.05)
             posted_s = time.perf_counter() - t0
+        # Stop the API (its lifespan closes its Celery connections) before Redis goes away.
+        http.close()
         server.should_exit = True
         thread.join(timeout=10)
         n = len(latencies)

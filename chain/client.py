@@ -136,9 +136,27 @@ class ChainClient:
         self.account = account
 
     @classmethod
-    def connect(cls, rpc_url: str, account: LocalAccount | None = None) -> ChainClient:
-        """Connect to `rpc_url`, failing with a one-line NodeUnreachable if it does not answer."""
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
+    def connect(
+        cls,
+        rpc_url: str,
+        account: LocalAccount | None = None,
+        *,
+        timeout_s: float = 60.0,
+        retry: bool = True,
+    ) -> ChainClient:
+        """Connect to `rpc_url`, failing with a one-line NodeUnreachable if it does not answer.
+
+        `timeout_s` bounds every request; `retry=False` turns off web3's own retries with
+        backoff, so that a server answering users fails fast when the node hangs.
+        """
+        provider = (
+            HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})
+            if retry
+            else HTTPProvider(
+                rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None
+            )
+        )
+        w3 = Web3(provider)
         try:
             w3.eth.chain_id  # noqa: B018 (a cheap round trip that proves the node answers)
         except Exception as exc:  # requests/urllib3 raise many types; all mean "unreachable"

@@ -144,11 +144,15 @@ def start_devnet(
     accounts: int = DEFAULT_ACCOUNTS,
     log_path: Path | None = None,
     block_time: int | None = None,
+    state_path: Path | None = None,
+    state_interval_s: int = 5,
 ) -> Devnet:
     """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC.
 
     `block_time` None means automine (a block per transaction), which tests want;
-    the demo may pass a block time to look like a real chain.
+    the demo may pass a block time to look like a real chain.  With `state_path`, anvil
+    loads the chain from that file when it exists and dumps it there every
+    `state_interval_s` seconds and on exit, so a restarted devnet keeps its chain.
     """
     binary = anvil_binary()
     chosen = port or free_port()
@@ -168,6 +172,8 @@ def start_devnet(
     ]
     if block_time is not None:
         cmd += ["--block-time", str(block_time)]
+    if state_path is not None:
+        cmd += ["--state", str(state_path), "--state-interval", str(state_interval_s)]
     log_file: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
     process = subprocess.Popen(
         cmd,

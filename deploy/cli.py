@@ -1,7 +1,15 @@
-"""The `assay` command: `assay deploy ...` here, and `assay job ...` from frontend_api.cli.
+"""The `assay` command: every subcommand a user of the market runs.
 
+    assay devnet up|status|down [--workdir DIR]      a local market in the background
+    assay faucet ADDRESS AMOUNT                      devnet WORK for an address
+    assay dataset build digits|chars --out FILE      a dataset in repops' formats
+    assay dataset pack digits|chars ... --out FILE   your own data into those formats
+    assay job submit|status|watch|cancel|finalize|withdraw|revoke|result ...
+    assay dispute show GAME
     assay deploy --rpc https://rpc.example --key deployer.key --chain-id 11155111 \
                  --out var/deployment.json [--arbiter 0x...] [--yes]
+
+Global flags (--api, --rpc, --json) are accepted anywhere on the line.
 
 `deploy` connects to any EVM chain, checks its chain id (against --chain-id when given),
 shows what it is about to do and asks for confirmation unless --yes, deploys the
@@ -18,8 +26,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
@@ -27,7 +33,9 @@ from rich.table import Table
 from chain.client import ChainClient, load_artifact
 from chain.deploy import Deployment, deploy
 from chain.errors import ChainError
-from frontend_api.cli import add_job_commands, run_job_command
+from chain.keys import load_key
+from deploy.devnet import DevnetCliError, add_devnet_commands
+from submitter.cli import add_job_commands, global_flags, report_error, run_job_command
 
 PUSH32 = 0x7F
 PUSH1 = 0x60
@@ -84,18 +92,8 @@ def verify_deployment(client: ChainClient, deployment: Deployment) -> list[str]:
     return problems
 
 
-def _load_key(path: Path) -> LocalAccount:
-    try:
-        account: LocalAccount = Account.from_key(path.read_text().strip())
-    except OSError as exc:
-        raise DeployError(f"cannot read key file {path}: {exc.strerror}") from None
-    except (ValueError, TypeError):
-        raise DeployError(f"{path} does not hold a hex private key") from None
-    return account
-
-
 def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
-    account = _load_key(Path(args.key))
+    account = load_key(Path(args.key))
     client = ChainClient.connect(args.rpc, account)
     chain_id = int(client.w3.eth.chain_id)
     if args.chain_id is not None and args.chain_id != chain_id:
@@ -131,11 +129,53 @@ def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace, console: Console) -> int:
+    from deploy import datasets
+
+    if args.dataset_command == "build":
+        data = datasets.build(args.kind)
+    elif args.safetensors:
+        data = datasets.repack_safetensors(_read(args.safetensors))
+    elif args.kind == "digits":
+        if not (args.x and args.y):
+            raise datasets.DatasetError("pack digits needs --x FILE.npy and --y FILE.npy")
+        data = datasets.pack_digits(datasets._npy(Path(args.x)), datasets._npy(Path(args.y)))
+    elif args.kind == "chars":
+        if not args.text:
+            raise datasets.DatasetError("pack chars needs --text FILE")
+        data = datasets.pack_chars(_read(args.text))
+    else:
+        raise datasets.DatasetError("pack needs a kind (digits, chars) or --safetensors FILE")
+    ds = datasets.check(data)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    from market.store import compute_cid
+
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(ds.tensors.items()))
+    console.print(
+        f"[green]wrote[/] {out} ({len(data):,} bytes), format {ds.format}: {shapes}; "
+        f"CID {compute_cid(data).cid}"
+    )
+    return 0
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DeployError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assay", description="Assay: verifiable ML training")
+    parser = argparse.ArgumentParser(
+        prog="assay",
+        description="Assay: verifiable ML training",
+        parents=[global_flags(defaults=True)],
+    )
+    flags = global_flags(defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    dep = sub.add_parser("deploy", help="deploy the contracts to an EVM chain")
-    dep.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain")
+    dep = sub.add_parser("deploy", help="deploy the contracts to an EVM chain", parents=[flags])
     dep.add_argument("--key", required=True, help="file with the deployer's hex private key")
     dep.add_argument("--chain-id", type=int, help="refuse unless the node reports this id")
     dep.add_argument("--out", default="var/deployment.json", help="deployment JSON to write")
@@ -144,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--force", action="store_true", help="replace an existing output file")
     dep.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     dep.set_defaults(func=cmd_deploy)
+    dataset = sub.add_parser("dataset", help="build or pack a dataset file", parents=[flags])
+    dcmds = dataset.add_subparsers(dest="dataset_command", required=True)
+    build = dcmds.add_parser("build", help="a built-in dataset", parents=[flags])
+    build.add_argument("kind", choices=("digits", "chars"))
+    build.add_argument("--out", required=True)
+    build.set_defaults(func=cmd_dataset)
+    pack = dcmds.add_parser("pack", help="your own data into a dataset format", parents=[flags])
+    pack.add_argument("kind", nargs="?", choices=("digits", "chars"))
+    pack.add_argument("--x", help="digits: (N, 64) pixels 0..16, a .npy file")
+    pack.add_argument("--y", help="digits: (N,) labels 0..9, a .npy file")
+    pack.add_argument("--text", help="chars: an ASCII text file")
+    pack.add_argument("--safetensors", help="a safetensors file already in a format")
+    pack.add_argument("--out", required=True)
+    pack.set_defaults(func=cmd_dataset)
+    add_devnet_commands(sub, flags)
     add_job_commands(sub)
     sub.add_parser("doctor", help="repops conformance report for this machine").set_defaults(
         func=lambda args, console: cmd_doctor(console)
@@ -160,15 +215,17 @@ def cmd_doctor(console: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from deploy.datasets import DatasetError
+
     args = build_parser().parse_args(argv)
     console = Console()
-    if args.command == "job":
+    if args.command in ("job", "dispute"):
         return run_job_command(args, console)
     try:
         code: int = args.func(args, console)
         return code
-    except (DeployError, ChainError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (DeployError, ChainError, DevnetCliError, DatasetError) as exc:
+        report_error(console, exc)
         return 2
 
 

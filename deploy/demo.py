@@ -39,9 +39,10 @@ from chain.errors import ChainError
 from chain.generated import JobStatus
 from chain.keys import write_key
 from chain.types import JobId
-from frontend_api.client import ApiClient, MarketTerms, prepare_spec, sign_submission
 from frontend_api.redis_server import RedisServer
 from repops import data as data_mod
+from submitter.cli import bisection_lines
+from submitter.client import ApiClient, MarketTerms, prepare_spec, sign_submission
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -328,6 +329,50 @@ def _dispute_outcome(dispute: dict[str, Any]) -> str:
     return "solver won" if dispute["solver_won"] else "challenger won"
 
 
+def _dispute_story(
+    console: Console, api: ApiClient, job_id: int, game_id: int, names: dict[str, str]
+) -> None:
+    """How the dispute went: each round and level, the disputed step and operator, the
+    arbiter's re-execution and who was paid what."""
+    game = api.dispute(game_id)
+    solver = names.get(game["solver"], game["solver"])
+    challenger = names.get(game["challenger"], game["challenger"])
+    console.rule(f"[bold]dispute game {game_id}[/] on job {job_id}: {challenger} vs {solver}")
+    for line in bisection_lines(game):
+        console.print(f"  {line}", highlight=False)
+    asked = [m for m in game["moves"] if m["name"] == "BundleRequested"]
+    if asked:
+        a = asked[-1]["args"]
+        verdict = {
+            "ChallengerWon": "the solver's committed output was wrong",
+            "SolverWon": "the solver's committed output was right",
+        }.get(game["status"], game["status"])
+        console.print(
+            f"  the arbiter re-executed operator {a['position']} of step {a['base']} from the"
+            f" operand bundle {game.get('bundle_cid') or '-'}: {verdict}",
+            highlight=False,
+        )
+    entered = {"GameCreated", "LevelEntered"}
+    levels = {m["args"].get("level") for m in game["moves"] if m["name"] in entered}
+    console.print(
+        f"  {game['rounds']} rounds over {len(levels)} levels; result: [bold]{game['status']}[/]",
+        highlight=False,
+    )
+    for event in api.job(job_id).get("events") or []:
+        args = event["args"]
+        if event["name"] == "SolverSlashed":
+            winner = names.get(args["winner"], args["winner"])
+            console.print(
+                f"  payout: {int(args['to_winner']) / ONE:g} WORK of the solver's stake to"
+                f" {winner}, {int(args['burned']) / ONE:g} WORK burned",
+                highlight=False,
+            )
+        elif event["name"] == "DisputeResolved":
+            who = names.get(args["challenger"], args["challenger"])
+            won = "lost" if not args["solver_won"] else "won"
+            console.print(f"  the solver {won} against {who}", highlight=False)
+
+
 def _summary(
     console: Console,
     api: ApiClient,
@@ -369,6 +414,10 @@ def _summary(
             outcome,
         )
     console.print(jobs)
+    for job_id in job_ids:
+        for dispute in api.job(job_id).get("disputes") or []:
+            if dispute.get("game_id"):
+                _dispute_story(console, api, job_id, int(dispute["game_id"]), names)
     balances = Table(title="Balances (WORK)")
     balances.add_column("account")
     balances.add_column("address")

@@ -52,5 +52,7 @@ def enqueue_submission(app: Celery, submission_id: str, queue: str) -> str:
         signature(RELAY_SUBMISSION, args=(submission_id,), immutable=True, queue=queue, app=app),
         signature(AWAIT_RECEIPT, args=(submission_id,), immutable=True, queue=queue, app=app),
     )
-    result = flow.apply_async()
+    # The API never reads task results: subscribing to them would only hold a Redis
+    # connection that outlives the request (and retries noisily once Redis is gone).
+    result = flow.apply_async(ignore_result=True)
     return str(result.id)

@@ -117,6 +117,10 @@ class MarketGateway:
     def balance_of(self, owner: str) -> int:
         return int(self._read(self.token.functions.balanceOf(owner).call))
 
+    def credit_of(self, account: str) -> int:
+        """What `account` may withdraw from JobMarket (refunds, payouts, winnings)."""
+        return int(self._read(self.market.functions.credits(account).call))
+
     def allowance(self, owner: str) -> int:
         fn = self.token.functions.allowance(owner, self.market_address)
         return int(self._read(fn.call))

@@ -1,4 +1,4 @@
-"""The API's own table: one `SubmissionRow` per accepted POST /jobs.
+"""The API's own tables: one `SubmissionRow` per accepted POST /jobs, one `ProgressRow` per job.
 
 A row is the unit of idempotency: the Idempotency-Key and the EIP-712 order digest are
 unique, and every Celery task reads the row, does its step once and records the result
@@ -10,6 +10,7 @@ It must never store a submitter's key (there is none to store) or the relayer's.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from typing import Any
 
@@ -73,6 +74,33 @@ class SubmissionRow(ApiBase):
         for key, value in changes.items():
             setattr(self, key, value)
         self.updated_at = time.time()
+
+
+class ProgressRow(ApiBase):
+    """The latest signed progress report of a job's solver, with every (step, loss) so far."""
+
+    __tablename__ = "job_progress"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    solver: Mapped[str] = mapped_column(String(42))
+    step: Mapped[int] = mapped_column(BigInteger)
+    total_steps: Mapped[int] = mapped_column(BigInteger)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(32))
+    eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[float] = mapped_column(Float, default=time.time)
+    curve_json: Mapped[str] = mapped_column(Text, default="[]")
+
+    @property
+    def curve(self) -> list[dict[str, float]]:
+        loaded = json.loads(self.curve_json)
+        return loaded if isinstance(loaded, list) else []
+
+
+MAX_CURVE_POINTS = 2000
+"""Points kept per job: older ones are thinned (every other one dropped) past this."""
 
 
 def open_database(url: str) -> Engine:

@@ -16,11 +16,12 @@ account (the CLI).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.messages import SignableMessage, encode_defunct, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
@@ -157,3 +158,34 @@ def sign_typed(account: LocalAccount, typed: dict[str, Any]) -> bytes:
     """Sign `typed` with the caller's own account (the CLI); returns 65 bytes r‖s‖v."""
     signed = account.sign_message(_signable(typed))
     return join_signature(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+
+
+def progress_message(chain_id: int, market: str, job_id: int, report: dict[str, Any]) -> bytes:
+    """The bytes a solver personal-signs (EIP-191) for a progress report of `job_id`.
+
+    Binding the chain, the market and the job makes a report unusable anywhere else;
+    `report` is the ProgressIn body without its signature, canonically encoded.
+    """
+    body = {k: v for k, v in sorted(report.items()) if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return f"assay-progress:{chain_id}:{market.lower()}:{job_id}:{canonical}".encode()
+
+
+def sign_progress(
+    account: LocalAccount, chain_id: int, market: str, job_id: int, report: dict[str, Any]
+) -> str:
+    """The 0x-hex signature of a progress report by `account`."""
+    message = encode_defunct(primitive=progress_message(chain_id, market, job_id, report))
+    return "0x" + bytes(account.sign_message(message).signature).hex()
+
+
+def progress_signer(
+    chain_id: int, market: str, job_id: int, report: dict[str, Any], signature: bytes
+) -> Address:
+    """Who signed a progress report (raises `SignatureInvalid` for a malformed signature)."""
+    split_signature(signature)
+    message = encode_defunct(primitive=progress_message(chain_id, market, job_id, report))
+    try:
+        return Address(Account.recover_message(message, signature=signature))
+    except Exception as exc:  # eth_keys raises several types for unrecoverable signatures
+        raise SignatureInvalid(f"cannot recover the signer: {exc}") from None

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 U256_MAX: Final = 2**256 - 1
 U64_MAX: Final = 2**64 - 1
@@ -114,6 +122,12 @@ class JobSubmission(_In):
     permit: PermitIn
 
 
+class _Out(BaseModel):
+    """A response body that can be built from a row's attributes (`model_validate(row)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class FieldProblem(BaseModel):
     field: str
     reason: str
@@ -126,7 +140,7 @@ class ProblemOut(BaseModel):
     errors: list[FieldProblem] = []
 
 
-class SubmissionOut(BaseModel):
+class SubmissionOut(_Out):
     """A submission's progress: accepted -> pinned -> relayed -> posted (or failed)."""
 
     id: str
@@ -144,7 +158,7 @@ class SubmissionOut(BaseModel):
     updated_at: float
 
 
-class TermsOut(BaseModel):
+class TermsOut(_Out):
     reward: Uint256
     solver_stake: Uint256
     challenger_bond: Uint256
@@ -157,7 +171,7 @@ class TermsOut(BaseModel):
     checkpoint_count: int
 
 
-class JobSummary(BaseModel):
+class JobSummary(_Out):
     job_id: int
     status: str
     submitter: str
@@ -170,19 +184,19 @@ class JobSummary(BaseModel):
     updated_block: int
 
 
-class CheckpointOut(BaseModel):
+class CheckpointOut(_Out):
     index: int
     step: int | None = None
     cid: str | None = None
     state_hash: str | None = None
 
 
-class LossPoint(BaseModel):
+class LossPoint(_Out):
     step: int
     loss: float
 
 
-class DisputeOut(BaseModel):
+class DisputeOut(_Out):
     challenger: str
     bond: Uint256
     opened_block: int
@@ -192,19 +206,52 @@ class DisputeOut(BaseModel):
     game_id: int | None = None
 
 
-class EventOut(BaseModel):
+class EventOut(_Out):
     name: str
     block_number: int
     log_index: int
     tx_hash: str
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(validation_alias=AliasChoices("arguments", "args"))
 
 
-class ResultOut(BaseModel):
+class ResultOut(_Out):
     trace_root: str | None
     final_state_hash: str | None
     manifest_cid: str | None
     checkpoint_count: int
+
+
+class ProgressIn(_In):
+    """A solver's signed report of its training progress (before it submits a result).
+
+    `signature` is an EIP-191 personal-sign signature by `solver` over
+    `progress_message(...)` (frontend_api.orders); the API keeps the latest report per job
+    whose signer is the job's solver.
+    """
+
+    solver: HexAddress
+    step: Uint64
+    total_steps: Uint64
+    loss: float | None = Field(None, allow_inf_nan=False)
+    rate: float | None = Field(None, ge=0, allow_inf_nan=False, description="work per second")
+    unit: str = Field("steps/s", max_length=32, description="the unit of `rate`")
+    eta_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    timestamp: Uint64 = Field(description="unix seconds when the report was made")
+    signature: HexSignature
+
+
+class ProgressOut(_Out):
+    job_id: int
+    solver: str
+    step: int
+    total_steps: int
+    loss: float | None
+    rate: float | None
+    unit: str
+    eta_s: float | None
+    timestamp: int
+    received_at: float
+    curve: list[LossPoint] = Field(description="every reported (step, loss), in order")
 
 
 class JobDetail(JobSummary):
@@ -217,14 +264,15 @@ class JobDetail(JobSummary):
     manifest_error: str | None = None
     disputes: list[DisputeOut]
     events: list[EventOut]
+    progress: ProgressOut | None = Field(None, description="the solver's latest signed report")
 
 
-class JobPage(BaseModel):
+class JobPage(_Out):
     items: list[JobSummary]
     next_cursor: int | None = Field(None, description="pass as ?before= for the next page")
 
 
-class ClocksOut(BaseModel):
+class ClocksOut(_Out):
     turn: str
     turn_started_at: int
     solver_s: int = Field(description="solver's clock at turn start (seconds)")
@@ -234,13 +282,13 @@ class ClocksOut(BaseModel):
     )
 
 
-class IntervalOut(BaseModel):
+class IntervalOut(_Out):
     base: int
     lo: int
     hi: int
 
 
-class DisputeGameOut(BaseModel):
+class DisputeGameOut(_Out):
     """One dispute game: level, interval, clocks and every move so far."""
 
     game_id: int
@@ -260,7 +308,7 @@ class DisputeGameOut(BaseModel):
     moves: list[EventOut]
 
 
-class SolverOut(BaseModel):
+class SolverOut(_Out):
     """A solver's record on this market."""
 
     address: str
@@ -270,6 +318,9 @@ class SolverOut(BaseModel):
     slashed: int
     timed_out: int
     earned: Uint256 = Field(description="sum of JobFinalized payouts")
+    staked: Uint256 = Field(0, description="stake locked in its claimed and submitted jobs")
+    balance: Uint256 | None = Field(None, description="WORK balance (None: chain unreachable)")
+    credit: Uint256 | None = Field(None, description="withdrawable JobMarket credit")
     disputes_won: int
     disputes_lost: int
 
@@ -309,3 +360,7 @@ class HealthOut(BaseModel):
     components: dict[str, ComponentOut]
     indexed_block: int | None = None
     chain_block: int | None = None
+
+
+class SolverListOut(BaseModel):
+    items: list[SolverOut]

@@ -68,6 +68,9 @@ from market.store.errors import InvalidCid
 log = logging.getLogger(__name__)
 
 
+BROKER_DOWN_NOTE = "queued: the task broker is unavailable; relayed when it is back"
+
+
 def _invalid(field: str, reason: str) -> InvalidRequest:
     return InvalidRequest(f"{field}: {reason}", [Problem(field, reason)])
 
@@ -188,11 +191,15 @@ class SubmissionService:
         try:
             task_id = enqueue_submission(self.celery, row.id, self.settings.task_queue)
         except Exception as exc:  # kombu raises many types when the broker is down
+            # The order is verified and recorded: keep it (the sweeper, frontend_api.sweeper,
+            # enqueues it once the broker is back) rather than burn the user's signature.
+            log.warning("submission %s accepted, broker down: %s", row.id, exc)
             with self.sessions.begin() as session:
                 stored = session.get(SubmissionRow, row.id)
                 if stored is not None:
-                    stored.advance(SubmissionState.FAILED, error="broker unavailable")
-            raise Unavailable(f"the task broker is unavailable: {type(exc).__name__}") from None
+                    stored.error = BROKER_DOWN_NOTE
+                    row = stored
+            return Submitted(row, replayed=False)
         with self.sessions.begin() as session:
             stored = session.get(SubmissionRow, row.id)
             if stored is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,18 @@ from eth_account.signers.local import LocalAccount
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.logging import RichHandler
+from web3.exceptions import TimeExhausted
 
 from chain.client import ChainClient
 from chain.deploy import Deployment
+from chain.errors import NodeUnreachable
 from chain.keys import load_key
-from market.store import ArtifactStore, open_store
+from market.store import ArtifactStore, StoreUnreachable, open_store
 
 COMMON_FLAGS = ("rpc_url", "deployment", "key_file", "store")
+
+
+log = logging.getLogger(__name__)
 
 
 class RoleSettings(BaseSettings):
@@ -92,3 +98,32 @@ def stop_flag() -> Callable[[], bool]:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return lambda: stopping
+
+
+TRANSIENT_ROLE_ERRORS: tuple[type[BaseException], ...] = (
+    StoreUnreachable,
+    NodeUnreachable,
+    TimeExhausted,
+    OSError,  # requests' connection errors and timeouts are OSErrors
+)
+"""Failures of a dependency (IPFS, the chain node) that a role waits out instead of exiting."""
+
+
+class Backoff:
+    """Delays after consecutive transient failures: `start`, doubling, at most `cap` seconds."""
+
+    def __init__(self, start: float = 1.0, cap: float = 60.0) -> None:
+        self.start = start
+        self.cap = cap
+        self.delay = start
+
+    def failed(self, role: str, exc: BaseException, should_stop: Callable[[], bool]) -> None:
+        """Log one line and sleep the current delay (waking early on a stop request)."""
+        log.warning("%s: %s: %s; retrying in %.0f s", role, type(exc).__name__, exc, self.delay)
+        deadline = time.monotonic() + self.delay
+        while time.monotonic() < deadline and not should_stop():
+            time.sleep(min(0.25, self.delay))
+        self.delay = min(self.cap, self.delay * 2)
+
+    def succeeded(self) -> None:
+        self.delay = self.start

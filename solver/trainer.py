@@ -38,7 +38,9 @@ class TrainingError(Exception):
 
 
 class ProgressSink(Protocol):
-    def start(self, job_id: JobId, total_steps: int, done: int) -> None: ...
+    def start(
+        self, job_id: JobId, total_steps: int, done: int, unit: str = "samples/s"
+    ) -> None: ...
 
     def advance(self, step: int, loss: float, tokens_per_s: float) -> None: ...
 
@@ -47,7 +49,7 @@ class ProgressSink(Protocol):
 
 @dataclass
 class NullProgress:
-    def start(self, job_id: JobId, total_steps: int, done: int) -> None:
+    def start(self, job_id: JobId, total_steps: int, done: int, unit: str = "samples/s") -> None:
         return None
 
     def advance(self, step: int, loss: float, tokens_per_s: float) -> None:
@@ -113,6 +115,11 @@ class RateCache:
         rates = self._all()
         rates[key] = seconds_per_step
         write_atomic(self.path, json.dumps(rates, sort_keys=True).encode())
+
+
+def rate_unit(ctx: JobContext) -> str:
+    """The unit of `tokens_per_step` per second: tokens for sequence models, else samples."""
+    return "tok/s" if ctx.program.block else "samples/s"
 
 
 class Trainer:
@@ -187,7 +194,7 @@ class Trainer:
         entry.phase = Phase.TRAINING
         losses = entry.losses[: step_of(state)]
         tokens = tokens_per_step(ctx)
-        self.progress.start(ctx.record.job_id, program.steps, step_of(state))
+        self.progress.start(ctx.record.job_id, program.steps, step_of(state), rate_unit(ctx))
         try:
             while step_of(state) < program.steps:
                 started = time.perf_counter()

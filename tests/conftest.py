@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.ipfs",
     "tests.fixtures.dispute",
     "tests.fixtures.redis",
+    "tests.fixtures.api",
 ]

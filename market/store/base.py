@@ -130,6 +130,13 @@ class ArtifactStore(ABC):
     def has(self, cid: str) -> bool:
         """Whether the root block of `cid` is stored locally (no network lookup)."""
 
+    def ping(self, timeout_s: float = 0.5) -> str:
+        """A cheap liveness check within `timeout_s`: what answered (raises StoreError if none).
+
+        Never looks up a CID: an absent block can cost a daemon its whole search timeout.
+        """
+        return self.location
+
     # -- lifetime ----------------------------------------------------------------
 
     def close(self) -> None:

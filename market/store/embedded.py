@@ -62,6 +62,12 @@ class EmbeddedStore(ArtifactStore):
         except OSError as exc:
             raise StoreError(f"cannot open embedded store at {self.root}: {exc.strerror}") from None
 
+    def ping(self, timeout_s: float = 0.5) -> str:
+        """The store's folder, if it is still there and writable."""
+        if not os.access(self._blocks, os.W_OK):
+            raise StoreError(f"embedded store at {self.root}: blocks folder missing or read-only")
+        return self.location
+
     # -- blocks ------------------------------------------------------------------
 
     def _block_path(self, ref: BlockRef) -> Path:

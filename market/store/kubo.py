@@ -349,6 +349,16 @@ class KuboStore(ArtifactStore):
             raise StoreError(f"IPFS daemon at {self.location}: version sent no Version")
         return version
 
+    def ping(self, timeout_s: float = 0.5) -> str:
+        """The daemon's version, asked once (no retries) within `timeout_s`."""
+        try:
+            response = self._client.post(f"{self._api}/version", timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise StoreUnreachable(self.location, _describe_any(exc)) from None
+        if response.status_code != 200:
+            raise StoreUnreachable(self.location, f"HTTP {response.status_code} from version")
+        return f"{self.location} (ipfs {response.json().get('Version', '?')})"
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -359,6 +369,14 @@ class KuboStore(ArtifactStore):
 def _duration(seconds: float) -> str:
     """A Go-style duration both Kubo and js-ipfs parse."""
     return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _describe_any(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within the timeout ({type(exc).__name__})"
+    if isinstance(exc, httpx.TransportError):
+        return _describe(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -9,7 +9,7 @@ import json
 import uuid
 from typing import Any
 
-from tests.api.conftest import DATASET, TERMS, ApiStack, base_spec
+from tests.fixtures.api import DATASET, TERMS, ApiStack, base_spec
 
 
 def _post(

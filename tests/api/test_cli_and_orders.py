@@ -12,14 +12,15 @@ from chain.devnet import start_devnet
 from deploy.cli import main as assay_main
 from deploy.cli import runtime_matches
 from frontend_api.chainview import job_terms
-from frontend_api.client import prepare_spec
 from frontend_api.orders import OrderTerms, digest, job_order_typed_data
-from tests.api.conftest import DATASET, ApiStack, ServedApi, base_spec, digits_file
+from submitter.client import prepare_spec
+from tests.fixtures.api import DATASET, ApiStack, ServedApi, base_spec, digits_file
 
 
 def _key_file(tmp_path: Path, stack: ApiStack, index: int) -> Path:
     path = tmp_path / f"key{index}"
     path.write_text("0x" + bytes(stack.account(index).key).hex())
+    path.chmod(0o600)
     return path
 
 
@@ -160,6 +161,7 @@ def test_assay_deploy_verifies_and_writes_deployment(
     try:
         key = tmp_path / "deployer.key"
         key.write_text("0x" + bytes(node.accounts[0].key).hex())
+        key.chmod(0o600)
         out = tmp_path / "deployment.json"
         wrong = assay_main(
             [

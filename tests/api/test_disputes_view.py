@@ -21,7 +21,7 @@ from chain.contracts import JobTerms
 from chain.dispute import GameRecord
 from chain.generated import GameStatus, Party
 from chain.types import Cid, Hash32, Wei
-from tests.api.conftest import ONE, ApiStack
+from tests.fixtures.api import ONE, ApiStack
 
 HONEST = SyntheticTrace(seed=11, checkpoints=8, k=4, ops=30)
 CHEAT = SyntheticTrace(seed=11, checkpoints=8, k=4, ops=30, divergence=Divergence(step=13, link=9))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from frontend_api.client import MarketTerms
+from submitter.client import MarketTerms
 from market.jobcheck import (
     REFERENCE_RATE,
     WINDOW_FIXED_S,

@@ -21,7 +21,7 @@ from market.jobspec import (
 from market.store import compute_cid
 from repops.program import canonical_json
 from repops.program import spec_errors as repops_errors
-from tests.api.conftest import base_spec
+from tests.fixtures.api import base_spec
 
 GPT = {
     "repops_version": "repops-2",

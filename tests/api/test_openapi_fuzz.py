@@ -12,7 +12,7 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.api.conftest import ServedApi
+from tests.fixtures.api import ServedApi
 
 EXAMPLES_PER_OPERATION = 40
 

@@ -160,7 +160,7 @@ def _status_rows(stdout: str) -> list[list[str]]:
     rows = []
     for line in stdout.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃|]", line)]
-        if len(cells) >= 9 and cells[1].isdigit():
+        if len(cells) >= 10 and cells[1].isdigit():
             rows.append(cells[1:-1])
     return rows
 
@@ -188,7 +188,7 @@ def test_solver_status_lists_job_with_local_phase_and_chain_status(
     submitted = run_role(argv)
     assert submitted.returncode == 0, submitted.stderr
     assert _status_rows(submitted.stdout) == [
-        [str(job_id), "submitted", "Submitted", "5", "6", "10", ""]
+        [str(job_id), "submitted", "Submitted", "5", "6", "10", "-", ""]
     ]
     assert f"solver {env.solver(0).address}" in submitted.stdout
     assert "balance 999,994.0000 WORK, withdrawable credit 0.0000 WORK" in submitted.stdout
@@ -198,6 +198,7 @@ def test_solver_status_lists_job_with_local_phase_and_chain_status(
     settled = run_role(argv)
     assert settled.returncode == 0, settled.stderr
     assert _status_rows(settled.stdout) == [
-        [str(job_id), "settled", "Finalized", "5", "6", "10", "finalized"]
+        [str(job_id), "settled", "Finalized", "5", "6", "10", "+10", "finalized"]
     ]
+    assert "earned 10.0000 WORK in rewards, lost 0.0000 WORK of stake" in settled.stdout
     assert "balance 1,000,010.0000 WORK, withdrawable credit 0.0000 WORK" in settled.stdout

@@ -1,6 +1,7 @@
-"""The submitter's side of the API: prepare a spec, sign the order and permit, call the API.
+"""The client's side of the API: prepare a spec, sign the order and permit, call the API.
 
-Used by the `assay` CLI, the tests and the benchmark.  Signing happens here, in the
+Used by the `assay` CLI, the tests, the benchmark and the solver (for its signed progress
+reports).  Signing happens here, in the
 submitter's process, with the submitter's own key: the API receives signatures only.
 The dataset's CID is computed locally (the same CID the artifact store will give it), so
 the spec that is signed is the spec that is pinned.  This module must never send a key
@@ -26,6 +27,7 @@ from frontend_api.orders import (
     Permit,
     job_order_typed_data,
     permit_typed_data,
+    sign_progress,
     sign_typed,
 )
 from market.jobspec import SealedSpec, seal, with_data_cid
@@ -121,6 +123,36 @@ def sign_submission(
     }
 
 
+def progress_report(
+    account: LocalAccount,
+    chain: Mapping[str, Any],
+    job_id: int,
+    *,
+    step: int,
+    total_steps: int,
+    loss: float | None,
+    rate: float | None,
+    unit: str,
+    eta_s: float | None,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """A ProgressIn body (JSON-ready) signed by the solver `account` for `job_id`."""
+    body: dict[str, Any] = {
+        "solver": account.address,
+        "step": step,
+        "total_steps": total_steps,
+        "loss": loss,
+        "rate": rate,
+        "unit": unit,
+        "eta_s": eta_s,
+        "timestamp": int(time.time()) if now is None else now,
+    }
+    body["signature"] = sign_progress(
+        account, int(chain["chain_id"]), str(chain["market"]), job_id, body
+    )
+    return body
+
+
 class ApiClient:
     """A thin httpx client for the Assay API; errors raise `ApiError` with the server's text."""
 
@@ -177,6 +209,35 @@ class ApiClient:
     def job(self, job_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._json(self.http.get(f"/jobs/{job_id}"))
         return result
+
+    def dispute(self, game_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(self.http.get(f"/disputes/{game_id}"))
+        return result
+
+    def solver(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(self.http.get(f"/solvers/{address}"))
+        return result
+
+    def report_progress(self, job_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            self.http.post(f"/jobs/{job_id}/progress", json=dict(body))
+        )
+        return result
+
+    def download(self, cid: str, dest: Path) -> int:
+        """Stream artifact `cid` into `dest` (written atomically); the bytes written."""
+        tmp = dest.with_name(dest.name + ".part")
+        size = 0
+        with self.http.stream("GET", f"/artifacts/{cid}") as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            with tmp.open("wb") as out:
+                for piece in response.iter_bytes():
+                    out.write(piece)
+                    size += len(piece)
+        tmp.replace(dest)
+        return size
 
     def wait_posted(
         self, submission_id: str, timeout_s: float = 120.0, poll_s: float = 0.25
