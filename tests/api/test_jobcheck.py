@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from submitter.client import MarketTerms
 from market.jobcheck import (
     REFERENCE_RATE,
     WINDOW_FIXED_S,
@@ -20,8 +19,9 @@ from market.jobcheck import (
 from repops import data as data_mod
 from repops.errors import RepopsError
 from repops.program import batch_for, build_program
-from tests.api.conftest import TERMS, ApiStack, base_spec, digits_file, safetensors_file
+from submitter.client import MarketTerms
 from tests.api.test_api_jobs import _post
+from tests.fixtures.api import TERMS, ApiStack, base_spec, digits_file, safetensors_file
 
 GPT_SPEC: dict[str, Any] = {
     **copy.deepcopy(base_spec()),
