@@ -21,6 +21,8 @@ from deploy.cli import main as assay_main
 from market.store import open_store
 from repops import data as data_mod
 from repops import hashing, stio
+from repops.artifact import commit_file
+from repops.merkle import merkle_root
 from tests.fixtures.api import (
     DATASET,
     ONE,
@@ -141,8 +143,9 @@ def _post_result(stack: ApiStack, final_hash: bytes, checkpoint: bytes) -> int:
     )
     job_id, _ = stack.market.as_account(submitter).post_job(terms)
     stack.market.as_account(solver).claim(job_id)
+    files_root = merkle_root([commit_file(checkpoint).root] * 2)
     stack.market.as_account(solver).submit_result(
-        job_id, Hash32(final_hash), 2, manifest_cid, Hash32(final_hash)
+        job_id, Hash32(final_hash), 2, manifest_cid, Hash32(final_hash), Hash32(files_root)
     )
     stack.indexer().sync_once()
     return int(job_id)

@@ -21,7 +21,7 @@ from chain.contracts import JobTerms
 from chain.dispute import GameRecord
 from chain.generated import GameStatus, Party
 from chain.types import Cid, Hash32, Wei
-from tests.fixtures.api import ONE, ApiStack
+from tests.fixtures.api import ONE, ApiStack, the_arbiter
 
 HONEST = SyntheticTrace(seed=11, checkpoints=8, k=4, ops=30)
 CHEAT = SyntheticTrace(seed=11, checkpoints=8, k=4, ops=30, divergence=Divergence(step=13, link=9))
@@ -41,16 +41,12 @@ def _bundle(game: GameRecord, move: PostBundle) -> Cid:
 
 
 def test_dispute_view_follows_a_game_to_its_outcome(stack: ApiStack) -> None:
-    submitter, solver, challenger, arbiter = (
-        _account(x, stack) for x in ("submitter", "solver", "challenger", "arbiter")
+    submitter, solver, challenger = (
+        _account(x, stack) for x in ("submitter", "solver", "challenger")
     )
     client = ChainClient(stack.devnet.web3(), stack.devnet.accounts[0])
     referee = stack.deployment.referee(client)
-    # A committee of one (founding: no game exists yet); its vote is a majority.
-    stake = referee.arbiter_stake()
-    stack.deployment.token(client).mint(client.address, stake)
-    stack.deployment.token(client).approve(referee.address, stake)
-    referee.join(arbiter.address)
+    arbiter = the_arbiter(stack, client)
     market = stack.market
     for who in (submitter, solver, challenger):
         stack.token.as_account(who).approve(market.address, 1_000 * ONE)
