@@ -133,8 +133,8 @@ using Micro = void (*)(int64_t, const float*, const float*, float*, int64_t, boo
 
 template <int MR, int NR>
 void gemm(const Geo& g, Micro micro, int nthreads) {
-  const int64_t mc = g.mc > 0 ? ((g.mc + MR - 1) / MR) * MR : MR * 24;
-  const int64_t nc = g.nc > 0 ? ((g.nc + NR - 1) / NR) * NR : 512;
+  const int64_t mc = g.mc > 0 ? ((g.mc + MR - 1) / MR) * MR : MR * 12;
+  const int64_t nc = g.nc > 0 ? ((g.nc + NR - 1) / NR) * NR : 1024;
   const int64_t nt = (g.n + nc - 1) / nc;
   // Row super-blocks: all rows in one tile (B packed once per chunk) unless the batch and
   // column blocks alone would leave threads idle.
