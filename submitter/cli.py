@@ -253,6 +253,8 @@ def cmd_watch(args: argparse.Namespace, console: Console, api: ApiClient) -> int
             time.sleep(args.interval)
             job = api.job(job_id)
             live.update(_job_table(job))
+    if not console.is_terminal:
+        console.line()  # Live leaves its last frame unterminated on a pipe
     console.print(f"job {job_id}: [bold]{job['status']}[/]")
     return 0
 

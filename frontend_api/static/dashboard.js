@@ -35,6 +35,14 @@ function when(ts, now) {
   return d >= 0 ? `in ${text}` : `${text} ago`;
 }
 
+function deadline(status, t, now) {
+  // The one deadline that matters in this state (the contract's, in chain time).
+  if (status === "Open") return `claim ${when(t.claim_deadline, now)}`;
+  if (status === "Claimed") return `submit ${when(t.submit_deadline, now)}`;
+  if (status === "Submitted") return `challenges close ${when(t.challenge_deadline, now)}`;
+  return "-";
+}
+
 function levelName(level) {
   return typeof level === "number" ? (LEVELS[level] ?? String(level)) : String(level);
 }
@@ -151,11 +159,11 @@ async function jobsView() {
       <td><span class="status ${esc(j.status)}">${esc(j.status)}</span></td>
       <td>${short(j.submitter)}</td><td>${short(j.solver)}</td>
       <td class="num">${work(t.reward)}</td><td class="num">${work(t.solver_stake)}</td><td class="num">${work(t.challenger_bond)}</td>
-      <td>claim ${when(t.claim_deadline, now)}<br>submit ${when(t.submit_deadline, now)}<br>challenge ${when(t.challenge_deadline, now)}</td>
+      <td>${deadline(j.status, t, now)}</td>
       <td>${progress}</td><td>${j.disputes.length}</td></tr>`;
   });
   view.innerHTML = `<h2>Jobs</h2>
-    <table id="jobs"><tr><th>job</th><th>status</th><th>submitter</th><th>solver</th><th>reward</th><th>stake</th><th>bond</th><th>deadlines</th><th>progress</th><th>disputes</th></tr>
+    <table id="jobs"><tr><th>job</th><th>status</th><th>submitter</th><th>solver</th><th>reward</th><th>stake</th><th>bond</th><th>next deadline</th><th>progress</th><th>disputes</th></tr>
     ${rows.join("") || '<tr><td colspan="10" class="muted">no jobs yet: submit one with <code>assay job submit</code></td></tr>'}</table>`;
 }
 

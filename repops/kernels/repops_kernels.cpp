@@ -133,8 +133,8 @@ using Micro = void (*)(int64_t, const float*, const float*, float*, int64_t, boo
 
 template <int MR, int NR>
 void gemm(const Geo& g, Micro micro, int nthreads) {
-  const int64_t mc = g.mc > 0 ? ((g.mc + MR - 1) / MR) * MR : MR * 24;
-  const int64_t nc = g.nc > 0 ? ((g.nc + NR - 1) / NR) * NR : 512;
+  const int64_t mc = g.mc > 0 ? ((g.mc + MR - 1) / MR) * MR : MR * 12;
+  const int64_t nc = g.nc > 0 ? ((g.nc + NR - 1) / NR) * NR : 1024;
   const int64_t nt = (g.n + nc - 1) / nc;
   // Row super-blocks: all rows in one tile (B packed once per chunk) unless the batch and
   // column blocks alone would leave threads idle.
@@ -539,7 +539,7 @@ API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, in
 }
 
 // The halving tree over b[0..n) in place (n >= 1); returns the sum.
-inline float tree_inplace(float* b, int64_t n) {
+__attribute__((always_inline)) inline float tree_inplace(float* b, int64_t n) {
   while (n > 1) {
     int64_t half = 1;
     while (half * 2 < n) half *= 2;
@@ -551,59 +551,81 @@ inline float tree_inplace(float* b, int64_t n) {
 
 // Softmax over rows of length len: mx = exact max (NaN if any NaN, +0 for a zero max),
 // e_i = exp1(x_i - mx), s = tree sum of e, y_i = e_i / s.
-API int repops_softmax(const float* x, float* y, int64_t rows, int64_t len, int nthreads) {
-  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+extern "C++" {
+CLONES void softmax_rows(const float* __restrict__ x, float* __restrict__ y,
+                         float* __restrict__ buf, int64_t r0, int64_t r1, int64_t len) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* xr = x + r * len;
+    float* yr = y + r * len;
+    float mx = -INFINITY;
+    bool nan = false;
+    for (int64_t i = 0; i < len; i++) {
+      nan |= xr[i] != xr[i];
+      mx = xr[i] > mx ? xr[i] : mx;
+    }
+    mx = nan ? NAN : (mx == 0.0f ? 0.0f : mx);
+    for (int64_t i = 0; i < len; i++) yr[i] = exp1(xr[i] - mx);
+    std::memcpy(buf, yr, sizeof(float) * len);
+    const float sum = tree_inplace(buf, len);
+    for (int64_t i = 0; i < len; i++) yr[i] = yr[i] / sum;
+  }
+}
+
+// Rows [0, rows) in blocks of 16 per OpenMP task; every row is computed the same way.
+template <class F>
+void row_blocks(int64_t rows, int64_t len, int64_t scratch, int nthreads, F f) {
+  const int64_t blocks = (rows + 15) / 16;
 #pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
   {
     FpGuard guard;
-    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
+    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * scratch + 64));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float* xr = x + r * len;
-      float* yr = y + r * len;
-      float mx = -INFINITY;
-      bool nan = false;
-      for (int64_t i = 0; i < len; i++) {
-        nan |= xr[i] != xr[i];
-        mx = xr[i] > mx ? xr[i] : mx;
-      }
-      mx = nan ? NAN : (mx == 0.0f ? 0.0f : mx);
-      for (int64_t i = 0; i < len; i++) yr[i] = exp1(xr[i] - mx);
-      std::memcpy(buf, yr, sizeof(float) * len);
-      const float sum = tree_inplace(buf, len);
-      for (int64_t i = 0; i < len; i++) yr[i] = yr[i] / sum;
-    }
+    for (int64_t b = 0; b < blocks; b++) f(buf, b * 16, std::min(rows, b * 16 + 16));
     std::free(buf);
   }
+}
+
+}  // extern "C++"
+
+API int repops_softmax(const float* x, float* y, int64_t rows, int64_t len, int nthreads) {
+  if (rows < 0 || len < 1 || nthreads <= 0) return -2;
+  row_blocks(rows, len, 1, nthreads,
+             [&](float* buf, int64_t r0, int64_t r1) { softmax_rows(x, y, buf, r0, r1, len); });
   return 0;
 }
 
 // Softmax backward over rows: d = tree sum of g_i*y_i, out_i = y_i*(g_i - d).
+extern "C++" {
+CLONES void softmax_grad_rows(const float* __restrict__ y, const float* __restrict__ g,
+                              float* __restrict__ out, float* __restrict__ buf, int64_t r0,
+                              int64_t r1, int64_t len) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* yr = y + r * len;
+    const float* gr = g + r * len;
+    float* o = out + r * len;
+    for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * yr[i];
+    const float d = tree_inplace(buf, len);
+    for (int64_t i = 0; i < len; i++) o[i] = yr[i] * (gr[i] - d);
+  }
+}
+
+}  // extern "C++"
+
 API int repops_softmax_grad(const float* y, const float* g, float* out, int64_t rows,
                             int64_t len, int nthreads) {
   if (rows < 0 || len < 1 || nthreads <= 0) return -2;
-#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
-  {
-    FpGuard guard;
-    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float* yr = y + r * len;
-      const float* gr = g + r * len;
-      float* o = out + r * len;
-      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * yr[i];
-      const float d = tree_inplace(buf, len);
-      for (int64_t i = 0; i < len; i++) o[i] = yr[i] * (gr[i] - d);
-    }
-    std::free(buf);
-  }
+  row_blocks(rows, len, 1, nthreads, [&](float* buf, int64_t r0, int64_t r1) {
+    softmax_grad_rows(y, g, out, buf, r0, r1, len);
+  });
   return 0;
 }
 
 // Layer-norm core over rows of length len (see repops/numerics.py layer_norm_core):
 // mu = SUM(x)*inv_c; xc = x - mu; var = SUM(xc*xc)*inv_c; rstd = 1/sqrt(var + eps);
 // xhat = xc*rstd.  Writes xhat to out (and rstd to *rstd_out when non-null).
-inline void ln_row(const float* x, float* xhat, float* buf, int64_t len, float inv_c, float eps,
+__attribute__((always_inline)) inline void ln_row(const float* x, float* xhat, float* buf, int64_t len, float inv_c, float eps,
                    float* rstd_out) {
   std::memcpy(buf, x, sizeof(float) * len);
   const float mu = tree_inplace(buf, len) * inv_c;
@@ -615,44 +637,52 @@ inline void ln_row(const float* x, float* xhat, float* buf, int64_t len, float i
   if (rstd_out) *rstd_out = rstd;
 }
 
+extern "C++" {
+CLONES void ln_rows(const float* __restrict__ x, float* __restrict__ y,
+                    float* __restrict__ buf, int64_t r0, int64_t r1, int64_t len, float inv_c,
+                    float eps) {
+  for (int64_t r = r0; r < r1; r++) ln_row(x + r * len, y + r * len, buf, len, inv_c, eps, nullptr);
+}
+
+}  // extern "C++"
+
 API int repops_layer_norm(const float* x, float* y, int64_t rows, int64_t len, float inv_c,
                           float eps, int nthreads) {
   if (rows < 0 || len < 1 || nthreads <= 0) return -2;
-#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
-  {
-    FpGuard guard;
-    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len + 64));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) ln_row(x + r * len, y + r * len, buf, len, inv_c, eps, nullptr);
-    std::free(buf);
-  }
+  row_blocks(rows, len, 1, nthreads, [&](float* buf, int64_t r0, int64_t r1) {
+    ln_rows(x, y, buf, r0, r1, len, inv_c, eps);
+  });
   return 0;
 }
 
 // Backward of the core: xhat, rstd recomputed from x as above; a = SUM(g)*inv_c;
 // b = SUM(g*xhat)*inv_c; dx = rstd*((g - a) - xhat*b).
+extern "C++" {
+CLONES void ln_grad_rows(const float* __restrict__ x, const float* __restrict__ g,
+                         float* __restrict__ out, float* __restrict__ buf, int64_t r0,
+                         int64_t r1, int64_t len, float inv_c, float eps) {
+  float* xhat = buf + len;
+  for (int64_t r = r0; r < r1; r++) {
+    const float* gr = g + r * len;
+    float* o = out + r * len;
+    float rstd;
+    ln_row(x + r * len, xhat, buf, len, inv_c, eps, &rstd);
+    std::memcpy(buf, gr, sizeof(float) * len);
+    const float a = tree_inplace(buf, len) * inv_c;
+    for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * xhat[i];
+    const float b = tree_inplace(buf, len) * inv_c;
+    for (int64_t i = 0; i < len; i++) o[i] = rstd * ((gr[i] - a) - xhat[i] * b);
+  }
+}
+
+}  // extern "C++"
+
 API int repops_layer_norm_grad(const float* x, const float* g, float* out, int64_t rows,
                                int64_t len, float inv_c, float eps, int nthreads) {
   if (rows < 0 || len < 1 || nthreads <= 0) return -2;
-#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
-  {
-    FpGuard guard;
-    float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * 2 + 64));
-    float* xhat = buf + len;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float* gr = g + r * len;
-      float* o = out + r * len;
-      float rstd;
-      ln_row(x + r * len, xhat, buf, len, inv_c, eps, &rstd);
-      std::memcpy(buf, gr, sizeof(float) * len);
-      const float a = tree_inplace(buf, len) * inv_c;
-      for (int64_t i = 0; i < len; i++) buf[i] = gr[i] * xhat[i];
-      const float b = tree_inplace(buf, len) * inv_c;
-      for (int64_t i = 0; i < len; i++) o[i] = rstd * ((gr[i] - a) - xhat[i] * b);
-    }
-    std::free(buf);
-  }
+  row_blocks(rows, len, 2, nthreads, [&](float* buf, int64_t r0, int64_t r1) {
+    ln_grad_rows(x, g, out, buf, r0, r1, len, inv_c, eps);
+  });
   return 0;
 }
 

@@ -480,3 +480,23 @@ def test_native_layer_norm_and_its_gradient_equal_the_torch_sequences() -> None:
     assert xd.grad is not None
     got = numerics.layer_norm_grad(x, g, 1e-5).double()
     assert float(((got - xd.grad).abs() / (xd.grad.abs() + 1)).max()) < 1e-3
+
+
+def test_kernels_clear_ftz_daz_themselves_and_restore_the_callers_mode() -> None:
+    a = torch.full((20, 300), 1e-20)
+    b = torch.full((300, 24), 1e-20)  # products 1e-40: subnormal
+    want = numerics.matmul(a, b)
+    assert float(want[0, 0]) != 0.0
+    tiny = torch.full((4,), 1e-39)
+    lib = kernels.lib()
+    lib.repops_set_ftz_daz_for_tests(1)
+    try:
+        assert float((tiny * 1.0)[0]) == 0.0  # the calling thread flushes now
+        got = numerics.matmul(a, b, threads=1)
+        exp = numerics.exp(torch.full((4,), -90.0))
+        assert float((tiny * 1.0)[0]) == 0.0  # ... and still does: the mode was restored
+    finally:
+        lib.repops_set_ftz_daz_for_tests(0)
+    assert same_bits(got, want)
+    assert same_bits(exp, numerics.exp_torch(torch.full((4,), -90.0)))
+    assert float(exp[0]) != 0.0
