@@ -13,7 +13,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
-from chain.events import decode_logs, latest_logs
+from chain.events import MAX_LOG_RANGE, decode_logs, latest_logs
 from chain.generated import Dissected, GameCreated, GameStatus, Level, Party, RulingPhase
 from chain.types import Address, Cid, Hash32, JobId
 
@@ -97,6 +97,8 @@ class DisputeGameClient:
         self.address = Address(client.w3.to_checksum_address(address))
         self.start_block = start_block
         """The contract's creation block: no event scan reaches below it."""
+        self.log_page = MAX_LOG_RANGE
+        """Most blocks one eth_getLogs asks for."""
         self._c = client.contract(self.NAME, address)
 
     def as_account(self, account: LocalAccount) -> DisputeGameClient:
@@ -161,6 +163,7 @@ class DisputeGameClient:
             [self.client.w3.to_checksum_address(self.address)],
             self.start_block,
             ["0x" + Dissected.topic.hex(), "0x" + game.game_id.to_bytes(32, "big").hex()],
+            page=self.log_page,
         )
         events = [e.event for e in decode_logs(logs) if isinstance(e.event, Dissected)]
         if not events:
