@@ -14,7 +14,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
-from chain.generated import JobPosted, JobStatus
+from chain.generated import Job, JobPosted, JobStatus, Payout
 from chain.typed_data import job_order_document, permit_document
 from chain.types import Address, Cid, Hash32, JobId, Wei
 
@@ -104,49 +104,8 @@ class JobRecord:
 
     @classmethod
     def from_tuple(cls, job_id: JobId, raw: tuple[Any, ...]) -> JobRecord:
-        return cls(
-            job_id,
-            Address(raw[0]),
-            JobStatus(raw[1]),
-            int(raw[2]),
-            int(raw[3]),
-            int(raw[4]),
-            Address(raw[5]),
-            int(raw[6]),
-            int(raw[7]),
-            int(raw[8]),
-            int(raw[9]),
-            int(raw[10]),
-            Wei(raw[11]),
-            Wei(raw[12]),
-            Wei(raw[13]),
-            Hash32(bytes(raw[14])),
-            Hash32(bytes(raw[15])),
-            Hash32(bytes(raw[16])),
-            Hash32(bytes(raw[17])),
-            Cid(raw[18]),
-            Cid(raw[19]),
-        )
-
-
-@dataclass(frozen=True)
-class PayoutRecord:
-    """A job's dispute money (mirrors struct Payout of contracts/src/lib/PayoutLib.sol)."""
-
-    held_for_solver: Wei
-    reward_pool: Wei
-    claimed_amount: Wei
-    winning_games: int
-    claimed_games: int
-    reopenings: int
-
-    @classmethod
-    def from_tuple(cls, raw: tuple[Any, ...]) -> PayoutRecord:
-        return cls(Wei(raw[0]), Wei(raw[1]), Wei(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]))
-
-    @property
-    def unpaid_pool(self) -> Wei:
-        return Wei(self.reward_pool - self.claimed_amount)
+        # The generated struct decodes by the ABI; a field the contract adds fails loudly here.
+        return cls(job_id, **vars(Job.from_tuple(raw)))
 
 
 @dataclass(frozen=True)
@@ -400,9 +359,9 @@ class JobMarketClient:
     def min_challenger_bond(self) -> Wei:
         return Wei(self.client.call(self._c.functions.MIN_CHALLENGER_BOND().call))
 
-    def payout_of(self, job_id: JobId) -> PayoutRecord:
-        raw = self.client.call(self._c.functions.payoutOf(job_id).call)
-        return PayoutRecord.from_tuple(tuple(raw))
+    def payout_of(self, job_id: JobId) -> Payout:
+        """The job's held winnings, winners' pool and reopenings (PayoutLib's struct)."""
+        return Payout.from_tuple(self.client.call(self._c.functions.payoutOf(job_id).call))
 
     def unclaimed_wins(self, job_id: JobId, challenger: str) -> int:
         return int(self.client.call(self._c.functions.unclaimedWins(job_id, challenger).call))

@@ -13,14 +13,17 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
-from chain.events import decode_logs, latest_logs
+from chain.events import MAX_LOG_RANGE, decode_logs, latest_logs
 from chain.generated import (
     Dissected,
+    Game,
     GameCreated,
     GameKind,
     GameStatus,
     Level,
+    Member,
     Party,
+    Ruling,
     RulingPhase,
 )
 from chain.types import Address, Cid, Hash32, JobId
@@ -65,30 +68,8 @@ class GameRecord:
 
     @classmethod
     def from_tuple(cls, game_id: GameId, raw: Sequence[Any]) -> GameRecord:
-        return cls(
-            game_id,
-            JobId(int(raw[0])),
-            GameKind(raw[1]),
-            Address(raw[2]),
-            Address(raw[3]),
-            GameStatus(raw[4]),
-            Level(raw[5]),
-            Party(raw[6]),
-            int(raw[7]),
-            int(raw[8]),
-            int(raw[9]),
-            int(raw[10]),
-            int(raw[11]),
-            int(raw[12]),
-            int(raw[13]),
-            int(raw[14]),
-            int(raw[15]),
-            Hash32(bytes(raw[16])),
-            Hash32(bytes(raw[17])),
-            Hash32(bytes(raw[18])),
-            Hash32(bytes(raw[19])),
-            Cid(raw[20]),
-        )
+        # The generated struct decodes by the ABI; a field the contract adds fails loudly here.
+        return cls(game_id, **vars(Game.from_tuple(raw)))
 
     @property
     def finished(self) -> bool:
@@ -115,6 +96,8 @@ class DisputeGameClient:
         self.address = Address(client.w3.to_checksum_address(address))
         self.start_block = start_block
         """The contract's creation block: no event scan reaches below it."""
+        self.log_page = MAX_LOG_RANGE
+        """Most blocks one eth_getLogs asks for."""
         self._c = client.contract(self.NAME, address)
 
     def as_account(self, account: LocalAccount) -> DisputeGameClient:
@@ -228,6 +211,7 @@ class DisputeGameClient:
             [self.client.w3.to_checksum_address(self.address)],
             self.start_block,
             ["0x" + Dissected.topic.hex(), "0x" + game.game_id.to_bytes(32, "big").hex()],
+            page=self.log_page,
         )
         events = [e.event for e in decode_logs(logs) if isinstance(e.event, Dissected)]
         if not events:
@@ -245,44 +229,6 @@ class DisputeGameClient:
 
     def level_extension(self) -> int:
         return int(self.client.call(self._c.functions.LEVEL_EXTENSION().call))
-
-
-@dataclass(frozen=True)
-class RulingRecord:
-    """The committee's ruling on one game (mirrors ArbiterReferee.Ruling)."""
-
-    game_id: GameId
-    requested_at: int
-    proposed_at: int
-    appealed_at: int
-    committee_size: int
-    settled: bool
-    appellant: Address
-    solver_hash: Hash32
-    proposed_hash: Hash32
-
-    @classmethod
-    def from_tuple(cls, game_id: GameId, raw: Sequence[Any]) -> RulingRecord:
-        return cls(
-            game_id,
-            int(raw[0]),
-            int(raw[1]),
-            int(raw[2]),
-            int(raw[3]),
-            bool(raw[4]),
-            Address(raw[5]),
-            Hash32(bytes(raw[6])),
-            Hash32(bytes(raw[7])),
-        )
-
-
-@dataclass(frozen=True)
-class MemberRecord:
-    """One committee membership (mirrors ArbiterReferee.Member)."""
-
-    stake: int
-    active_from: int
-    exit_at: int
 
 
 class ArbiterRefereeClient:
@@ -334,12 +280,11 @@ class ArbiterRefereeClient:
     def phase(self, game_id: GameId) -> RulingPhase:
         return RulingPhase(self._read("phase", game_id))
 
-    def ruling(self, game_id: GameId) -> RulingRecord:
-        return RulingRecord.from_tuple(game_id, tuple(self._read("rulingOf", game_id)))
+    def ruling(self, game_id: GameId) -> Ruling:
+        return Ruling.from_tuple(self._read("rulingOf", game_id))
 
-    def member(self, account: str) -> MemberRecord:
-        raw = self._read("members", account)
-        return MemberRecord(int(raw[0]), int(raw[1]), int(raw[2]))
+    def member(self, account: str) -> Member:
+        return Member.from_tuple(self._read("members", account))
 
     def eligible(self, game_id: GameId, account: str) -> bool:
         return bool(self._read("eligible", game_id, account))

@@ -171,6 +171,79 @@ def _collect_enums(output: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 @dataclass(frozen=True)
+class _StructDef:
+    name: str
+    # (solidity name, python kind: int, str, bytes, bool, an enum or a struct name)
+    fields: tuple[tuple[str, str], ...]
+
+
+def _field_kind(type_string: str, enums: Mapping[str, list[str]]) -> str:
+    """The Python type a struct member decodes to (arrays are left as tuples)."""
+    if type_string.endswith("]"):
+        return "tuple[Any, ...]"
+    if type_string.startswith("enum "):
+        return type_string.split()[-1].split(".")[-1]
+    if type_string.startswith("struct "):
+        return type_string.split()[1].split(".")[-1]
+    if type_string.startswith(("uint", "int")):
+        return "int"
+    if type_string == "bool":
+        return "bool"
+    if type_string.startswith(("address", "string")):
+        return "str"
+    if type_string.startswith("bytes"):
+        return "bytes"
+    raise BuildError(f"struct member type {type_string} has no Python mirror")
+
+
+def _collect_structs(
+    output: Mapping[str, Any], enums: Mapping[str, list[str]]
+) -> dict[str, _StructDef]:
+    structs: dict[str, _StructDef] = {}
+    for source_name in sorted(output["sources"]):
+        if not source_name.startswith(SOURCE_DIRS):
+            continue
+        for node in _walk(output["sources"][source_name]["ast"]):
+            if node.get("nodeType") != "StructDefinition":
+                continue
+            fields = tuple(
+                (m["name"], _field_kind(m["typeDescriptions"]["typeString"], enums))
+                for m in node["members"]
+            )
+            found = _StructDef(node["name"], fields)
+            if structs.setdefault(found.name, found) != found:
+                raise BuildError(f"two different structs are named {found.name}")
+    return structs
+
+
+def _struct_lines(struct: _StructDef, enums: Mapping[str, list[str]]) -> list[str]:
+    def convert(kind: str, value: str) -> str:
+        if kind == "tuple[Any, ...]":
+            return f"tuple({value})"
+        if kind in ("int", "str", "bool", "bytes") or kind in enums:
+            return f"{kind}({value})"
+        return f"{kind}.from_tuple({value})"
+
+    lines = [
+        "",
+        "@dataclass(frozen=True)",
+        f"class {struct.name}:",
+        f'    """Solidity struct {struct.name}, in ABI order."""',
+        "",
+        *[f"    {_snake(n)}: {kind}" for n, kind in struct.fields],
+        "",
+        "    @classmethod",
+        f"    def from_tuple(cls, raw: Sequence[Any]) -> {struct.name}:",
+        f'        """Decode the tuple web3 returns for a {struct.name}."""',
+        "        return cls(",
+        *[f"            {convert(k, f'raw[{i}]')}," for i, (_, k) in enumerate(struct.fields)],
+        "        )",
+        "",
+    ]
+    return lines
+
+
+@dataclass(frozen=True)
 class _ErrorDef:
     name: str
     signature: str
@@ -236,6 +309,23 @@ def _collect_events(output: Mapping[str, Any]) -> dict[str, _EventDef]:
     return events
 
 
+def _struct_order(structs: Mapping[str, _StructDef]) -> list[str]:
+    """Struct names sorted, each after the structs it contains."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        for _, kind in structs[name].fields:
+            if kind in structs:
+                visit(kind)
+        done.append(name)
+
+    for name in sorted(structs):
+        visit(name)
+    return done
+
+
 def _snake(name: str) -> str:
     out = ""
     for i, ch in enumerate(name):
@@ -274,13 +364,20 @@ def _generated_py(
     enums: Mapping[str, list[str]],
     errors: Mapping[str, _ErrorDef],
     events: Mapping[str, _EventDef],
+    structs: Mapping[str, _StructDef],
 ) -> str:
     lines = [
-        f'"""Python mirror of the contracts\' enums, custom errors and events.\n\n{HEADER}\n"""',
+        '"""Python mirror of the contracts\' enums, structs, custom errors and events.',
         "",
+        HEADER,
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from collections.abc import Sequence",
         "from dataclasses import dataclass",
         "from enum import IntEnum",
-        "from typing import Any, ClassVar" if _uses_any(events) else "from typing import ClassVar",
+        "from typing import Any, ClassVar",
         "",
         "from chain.errors import ContractRevert",
         "",
@@ -289,6 +386,8 @@ def _generated_py(
         lines += ["", f"class {name}(IntEnum):", f'    """Solidity enum {name}."""', ""]
         lines += [f"    {member} = {i}" for i, member in enumerate(enums[name])]
         lines.append("")
+    for name in _struct_order(structs):
+        lines += _struct_lines(structs[name], enums)
     for name in sorted(errors):
         err = errors[name]
         doc = _docstring(err.notice or f"Solidity error {err.signature}.")
@@ -379,8 +478,9 @@ def build() -> BuildOutput:
         if rel in files:
             raise BuildError(f"two contracts are named {name}")
         files[rel] = _artifact_json(source_name, name, data)
+    enums = _collect_enums(output)
     files[GENERATED_PY.relative_to(REPO_ROOT).as_posix()] = _generated_py(
-        _collect_enums(output), _collect_errors(output), _collect_events(output)
+        enums, _collect_errors(output), _collect_events(output), _collect_structs(output, enums)
     )
     return BuildOutput(files=files)
 

@@ -3,11 +3,12 @@
 Starts an anvil devnet (a block a second), deploys the contracts, starts Redis, the REST
 API (uvicorn), a Celery worker (the relayer), the indexer, two solvers — one honest, one
 cheating (the cheater is test-support code: the shipped `solver` cannot cheat) —, a
-whistleblower and an arbiter.  A submitter signs two MLP-on-digits jobs locally and posts
-them through the REST API.  The demo streams every process's log, waits until both jobs
-are settled (one paid, one slashed after a dispute bisected to a single operator and
-re-executed by the arbiter), prints a table of jobs, outcomes and balances, stops every
-process it started and exits 0.  Everything lives in one work directory (--workdir).
+whistleblower and a committee of three staked arbiters.  A submitter signs two
+MLP-on-digits jobs locally and posts them through the REST API.  The demo streams every
+process's log, waits until both jobs are settled (one paid, one slashed after a dispute
+bisected to a single operator and re-executed by the committee, two of three votes
+deciding), prints a table of jobs, outcomes and balances, stops every process it started
+and exits 0.  Everything lives in one work directory (--workdir).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ ROLE_COLOURS = {
     "solver": "green",
     "cheater": "red",
     "whistleblower": "magenta",
-    "arbiter": "yellow",
+    "arbiter0": "yellow",
+    "arbiter1": "yellow",
+    "arbiter2": "yellow",
 }
 QUIET_ROLES = ("api", "worker", "indexer")
 
@@ -177,9 +180,10 @@ def run(console: Console, workdir: Path) -> int:
         devnet = stack.devnet = start_devnet(log_path=workdir / "anvil.log", block_time=1)
         accounts = devnet.accounts
         deployer, submitter, honest, cheater, whistle = accounts[:5]
-        relayer, arbiter = accounts[5], accounts[7]
+        relayer, arbiters = accounts[5], accounts[6:9]
         client = ChainClient(devnet.web3(), deployer)
-        deployment = deploy(client, arbiters=[arbiter.address])
+        # The founding committee: three staked arbiters, two agreeing votes decide.
+        deployment = deploy(client, arbiters=[a.address for a in arbiters])
         deployment_path = workdir / "deployment.json"
         deployment.write(deployment_path)
         token, market = deployment.token(client), deployment.market(client)
@@ -192,7 +196,7 @@ def run(console: Console, workdir: Path) -> int:
             "cheater": cheater,
             "whistleblower": whistle,
             "relayer": relayer,
-            "arbiter": arbiter,
+            **{f"arbiter{i}": a for i, a in enumerate(arbiters)},
         }
         for role, account in roles.items():
             write_key(keys / f"{role}.key", account)
@@ -257,11 +261,12 @@ def run(console: Console, workdir: Path) -> int:
             ],
             env,
         )
-        stack.start(
-            "arbiter",
-            [str(VENV_BIN / "arbiter"), "--key-file", str(keys / "arbiter.key"), "run"],
-            env,
-        )
+        for i in range(len(arbiters)):
+            stack.start(
+                f"arbiter{i}",
+                [str(VENV_BIN / "arbiter"), "--key-file", str(keys / f"arbiter{i}.key"), "run"],
+                env,
+            )
         _wait_http(f"http://127.0.0.1:{api_port}/health", 60)
         console.print(f"[bold]api[/] http://127.0.0.1:{api_port} (OpenAPI docs at /docs)")
 
