@@ -27,7 +27,7 @@ enum RulingPhase {
 }
 
 /// @title ArbiterReferee
-/// @notice A staked committee rules on games narrowed to one link (docs/referee.md). Members
+/// @notice A staked committee rules on games narrowed to one link (docs/protocol.md §6.5). Members
 ///         stake ARBITER_STAKE to join; a join or an exit takes effect only MEMBERSHIP_DELAY
 ///         later, longer than any game, so no one can change who votes on a game once it is
 ///         open. Each member votes the link value its re-execution of the operator produced
