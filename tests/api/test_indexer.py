@@ -88,6 +88,7 @@ def test_indexer_follows_job_lifecycle_and_disputes(market_env: MarketEnv, tmp_p
         "ResultSubmitted",
         "DisputeOpened",
         "DisputeResolved",
+        "WinningsHeld",  # the solver's bond share, held until the job finalizes
     ]
 
 
