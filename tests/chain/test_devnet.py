@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chain.client import ChainClient
-from chain.deploy import Deployment
+from chain.deploy import DEFAULT_MIN_CHALLENGER_BOND, Deployment
 from chain.devnet import DEVNET_CHAIN_ID, Devnet, free_port, running_devnet, start_devnet
 from chain.errors import DeploymentError, DevnetError, NodeUnreachable
 from chain.types import Address
@@ -143,5 +143,9 @@ def test_deployment_json_round_trip_keeps_every_field(market_env: MarketEnv) -> 
     again = Deployment.from_json(deployment.to_json())
 
     assert again == deployment
-    assert again.params == {"winner_share_bps": 5_000, "late_share_bps": 5_000}
+    assert again.params == {
+        "winner_share_bps": 5_000,
+        "late_share_bps": 5_000,
+        "min_challenger_bond": DEFAULT_MIN_CHALLENGER_BOND,
+    }
     assert set(again.addresses) == {"WorkToken", "JobMarket"}
