@@ -4,9 +4,13 @@ Random accounts post (directly, with a permit, or through a relayer carrying the
 EIP-712 order), cancel, claim, submit, expire, finalize, withdraw, approve, and (as the
 registered dispute game) open, resolve and void disputes, with random and deadline-hugging
 jumps of the clock.  A void on a job still Submitted reopens its challenge window for a
-full window from the void (emitting ChallengeWindowReopened when the deadline moves); once
-a job is Slashed, every later resolution just credits the bond back to its challenger,
-whoever won; the slashing challenger gets one credit of bond + winner share.  Relayed
+full window from the void (emitting ChallengeWindowReopened when the deadline moves), at
+most MAX_REOPENINGS times per job.  PayoutLib's rules: a game the solver wins holds its bond
+share until finalize; the first game it loses slashes it and forfeits the held shares into
+the winners' pool; every game ending ChallengerWon owns an equal part of that pool, paid to
+the closing game's challenger at once and to the others by anyone's claimReward; once a
+job is Slashed, a game the solver wins only returns the bond.  Bonds below the market's
+minimum are refused.  Relayed
 orders are signed, stashed, and relayed later (again), so replays, stale and future nonces,
 tampered terms, wrong signers, wrong domains and expired orders all occur next to the valid
 ones.  Many of the actions are invalid on purpose (wrong account, wrong status, too late,
@@ -16,8 +20,9 @@ JSON-RPC batch and checked against the model and against DESIGN.md §1.4:
 
 (a) tokens are conserved: holders + market = totalSupply, totalSupply + burned = minted,
     and the market's totalBurned is the token's burned amount;
-(b) the market holds exactly its buckets: live rewards + live stakes + open bonds + credits
-    (a voided dispute moves its bond from the open-bond bucket to a credit);
+(b) the market holds exactly its buckets: live rewards + live stakes + open bonds + held
+    solver winnings + unpaid winners' pools + credits (a voided dispute moves its bond from
+    the open-bond bucket to a credit), and each job's payout record is the model's;
 (c) every job's status is the model's, and every observed transition is one JobTypes.sol
     allows; what disputeTerms reports (status first) is the stored job itself.
 
@@ -1306,6 +1311,27 @@ class MarketMachine(RuleBasedStateMachine):
         """The job ref that names `job_id` exactly."""
         return EXACT + job_id
 
+    def _owed_rewards(self) -> list[tuple[int, str]]:
+        return [
+            (job_id, who)
+            for job_id, job in self.model.jobs.items()
+            if job.status == JobStatus.Slashed and not job.disputes
+            for who, games in job.unclaimed.items()
+            if games
+        ]
+
+    @precondition(lambda self: bool(self._owed_rewards()))
+    @rule(pick=st.integers(min_value=0, max_value=9), caller=st.sampled_from(ACTORS))
+    def claim_owed_reward(self, pick: int, caller: int) -> None:
+        """A winner that was not the closing game's challenger claims its pool part."""
+        owed = self._owed_rewards()
+        job_id, who = owed[pick % len(owed)]
+        self.act(
+            "claim_reward",
+            lambda: self.session.markets[caller].claim_reward(JobId(job_id), who),
+            lambda m, ts: m.claim_reward(ts, self.addr(caller), job_id, who),
+        )
+
     @precondition(lambda self: any(self.model.credits.values()))
     @rule(pick=st.integers(min_value=0, max_value=9))
     def withdraw_credited(self, pick: int) -> None:
@@ -1441,7 +1467,8 @@ def simulation_lag(env: MarketEnv) -> int:
     """0 if ChainClient simulates a write at the latest block's clock, 1 if at the next one."""
     now = env.devnet.timestamp() + 10
     mine_at(env.devnet, now)
-    terms = JobTerms(SPEC_HASH, SPEC_CID, 1, 1, 1, now + 1, 1, 1, 1, 2)  # type: ignore[arg-type]
+    bond = env.market.min_challenger_bond()  # below it, postJob reverts whatever the clock
+    terms = JobTerms(SPEC_HASH, SPEC_CID, 1, 1, bond, now + 1, 1, 1, 1, 2)  # type: ignore[arg-type]
     fn = env.market._c.functions.postJob(terms.as_tuple())
     try:
         fn.build_transaction({"from": env.accounts[1].address})
@@ -1527,6 +1554,8 @@ def test_market_state_machine_random_actions_keep_invariants(session: Session) -
         "open_dispute:reopened-window:ok",
         "resolve_dispute:after-slash:solver-won:ok",
         "resolve_dispute:after-slash:challenger-won:ok",
+        "event:WinningsHeld",
+        "event:RewardClaimed",
         "post_for:ok",
         "post_for:InvalidOrderSignature",
         "post_for:OrderExpired",

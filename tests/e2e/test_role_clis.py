@@ -60,7 +60,7 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
     wb_state = tmp_path / "wb-state"
     wb_state.mkdir()
     (wb_state / "sampling.secret").write_text(SECRET.hex())
-    arbiter_key = files.key("arbiter", env.arbiter)
+    arbiter_keys = [files.key(f"arbiter{i}", env.arbiters[i]) for i in range(2)]
     wb_argv = [
         "whistleblower",
         *files.common(env, wb_key, ipfs_daemon.api_url),
@@ -72,7 +72,10 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
         "--exit-after",
         str(EXIT_AFTER_S),
     ]
-    arbiter_argv = ["arbiter", *files.common(env, arbiter_key, ipfs_daemon.api_url), "rule", "1"]
+    arbiter_argvs = [
+        ["arbiter", *files.common(env, key, ipfs_daemon.api_url), "rule", "1"]
+        for key in arbiter_keys
+    ]
 
     with role("whistleblower", wb_argv, tmp_path / "wb") as wb:
 
@@ -85,12 +88,15 @@ def test_whistleblower_and_arbiter_clis_catch_cheat_in_sampled_segment_and_log_w
             )
 
         wait_for(awaiting_ruling, 180, "game 1 to await a ruling", interval=0.1, alive=wb)
-        ruled = run_role(arbiter_argv)
-        assert ruled.returncode == 0, ruled.stdout + ruled.stderr
-        assert "game 1: challenger won — re-execution contradicts the solver" in ruled.stdout
-        again = run_role(arbiter_argv)
+        # Two of the three committee members vote: a majority, final at once.
+        for argv in arbiter_argvs:
+            ruled = run_role(argv)
+            assert ruled.returncode == 0, ruled.stdout + ruled.stderr
+            assert "game 1: challenger won — re-execution contradicts the solver" in ruled.stdout
+        assert env.game.get_game(1).status == GameStatus.ChallengerWon
+        again = run_role(arbiter_argvs[0])
         assert again.returncode == 1
-        assert "game 1 is not awaiting a ruling" in again.stdout
+        assert "game 1 awaits no vote of" in again.stdout
 
         assert wb.wait(120) == 0, wb.output()  # it stops by itself, --exit-after idle seconds
         out = " ".join(wb.stdout.split())  # rich may wrap a long line
