@@ -76,7 +76,8 @@ def test_solver_skips_a_job_it_cannot_train_within_the_submit_window(
     dispute_env: DisputeEnv, tmp_path: Path
 ) -> None:
     store = open_store(f"embedded:{tmp_path / 'ipfs'}")
-    slow = publish_job(dispute_env, store, steps=400_000, checkpoint_interval=1000)
+    # Far beyond any CPU: 16 M steps (the spec's limit is 2^24 - 1) at ~1 ms a step.
+    slow = publish_job(dispute_env, store, steps=16_000_000, checkpoint_interval=1_000_000)
     fits = publish_job(dispute_env, store, submit_window=3_600)
     node = solver_node(dispute_env, store, tmp_path / "state")
     seen = _events(node)
@@ -84,7 +85,7 @@ def test_solver_skips_a_job_it_cannot_train_within_the_submit_window(
     node._maybe_claim()
     assert dispute_env.market.get_job(slow).status == JobStatus.Open
     (line,) = [s for s in seen if s.startswith(f"{slow}: skipped")]
-    assert "submit window is 3600 s" in line and "400000 steps" in line
+    assert "submit window is 3600 s" in line and "16000000 steps" in line
     assert dispute_env.market.get_job(fits).status == JobStatus.Claimed
     ctx = node._contexts[fits]
     per_step = node.trainer.rates.get(f"{ctx.program.program_hash.hex()}/cpu")
