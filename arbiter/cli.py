@@ -118,6 +118,9 @@ def cmd_run(settings: ArbiterSettings, console: Console) -> int:
             except ContractRevert as exc:  # a window closed under us, or another member settled
                 log.info("game %d: %s", game_id, exc)
                 continue
+            except ChainError as exc:  # a transaction lost a race or the node hiccupped
+                log.warning("game %d: will retry: %s", game_id, exc)
+                continue
             except (ArbiterError, StoreError) as exc:
                 log.warning("game %d: will retry: %s", game_id, exc)
                 continue

@@ -30,6 +30,10 @@ from chain.types import Address, Cid, Hash32, JobId
 
 GameId = int
 
+RULING_GAS = 3_000_000
+"""Gas limit of a committee vote or settle: a deciding one reports to the game and the market
+and may slash up to MAX_ARBITERS members (measured: 474 k for an overturn slashing two)."""
+
 
 @dataclass(frozen=True)
 class ArtifactClaim:
@@ -263,14 +267,18 @@ class ArbiterRefereeClient:
         return self.client.transact(self._c.functions.withdraw())
 
     def vote(self, game_id: GameId, computed_hash: bytes) -> Receipt:
-        return self.client.transact(self._c.functions.vote(game_id, computed_hash))
+        # Not estimated: whether this vote decides (and so settles the game and the market,
+        # slashing as it goes) depends on votes landing in the same block, which an estimate
+        # on the pending state cannot see. RULING_GAS covers the costliest decision.
+        fn = self._c.functions.vote(game_id, computed_hash)
+        return self.client.transact(fn, gas=RULING_GAS)
 
     def appeal(self, game_id: GameId) -> Receipt:
         """Lock APPEAL_BOND from the signer (approve the referee first) and escalate."""
         return self.client.transact(self._c.functions.appeal(game_id))
 
     def settle(self, game_id: GameId) -> Receipt:
-        return self.client.transact(self._c.functions.settle(game_id))
+        return self.client.transact(self._c.functions.settle(game_id), gas=RULING_GAS)
 
     # ----------------------------------------------------------------- reads
 
