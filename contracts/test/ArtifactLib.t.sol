@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {ArtifactLib} from "../src/lib/ArtifactLib.sol";
 import {MerkleLib} from "../src/lib/MerkleLib.sol";
+import {MerkleRef} from "./utils/MerkleRef.sol";
 import {TestBase} from "./utils/TestBase.sol";
 
 /// @notice Fuzz tests of the checkpoint-file commitment: every chunk of every file verifies
@@ -32,25 +33,6 @@ contract ArtifactLibTest is TestBase {
         }
     }
 
-    /// The proof the reference way: by materialising each padded level.
-    function _proof(bytes32[] memory leaves, uint256 index) internal pure returns (bytes32[] memory proof) {
-        uint256 depth = MerkleLib.depthFor(leaves.length);
-        uint256 width = 1 << depth;
-        bytes32[] memory level = new bytes32[](width);
-        for (uint256 i = 0; i < leaves.length; i++) {
-            level[i] = leaves[i];
-        }
-        proof = new bytes32[](depth);
-        for (uint256 d = 0; d < depth; d++) {
-            proof[d] = level[index ^ 1];
-            width >>= 1;
-            for (uint256 i = 0; i < width; i++) {
-                level[i] = keccak256(abi.encodePacked(level[2 * i], level[2 * i + 1]));
-            }
-            index >>= 1;
-        }
-    }
-
     /// External so that the library sees calldata, as in DisputeGame.answerAvailability.
     function verify(
         bytes32 root,
@@ -75,7 +57,7 @@ contract ArtifactLibTest is TestBase {
         bytes32 root = ArtifactLib.fileRoot(length, chunkRoot);
         uint256 start = index * ArtifactLib.CHUNK_SIZE;
         bytes memory part = _slice(data, start, start + ArtifactLib.chunkLength(length, index));
-        bytes32[] memory proof = _proof(leaves, index);
+        bytes32[] memory proof = MerkleRef.proof(leaves, index);
         assertTrue(this.verify(root, length, chunkRoot, index, part, proof), "valid chunk");
         assertTrue(!this.verify(root, length + 1, chunkRoot, index, part, proof), "wrong length");
         assertTrue(!this.verify(root, length, chunkRoot, leaves.length, part, proof), "index past the end");

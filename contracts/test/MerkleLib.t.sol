@@ -2,6 +2,7 @@
 pragma solidity 0.8.30;
 
 import {MerkleLib} from "../src/lib/MerkleLib.sol";
+import {MerkleRef} from "./utils/MerkleRef.sol";
 import {TestBase} from "./utils/TestBase.sol";
 
 /// @notice Fuzz tests of the positional Merkle tree: every leaf's proof verifies, and any
@@ -14,31 +15,12 @@ contract MerkleLibTest is TestBase {
         }
     }
 
-    /// Builds the proof the reference way: by materialising each padded level.
-    function _proof(bytes32[] memory leaves, uint256 index) internal pure returns (bytes32[] memory proof) {
-        uint256 depth = MerkleLib.depthFor(leaves.length);
-        uint256 width = 1 << depth;
-        bytes32[] memory level = new bytes32[](width);
-        for (uint256 i = 0; i < leaves.length; i++) {
-            level[i] = leaves[i];
-        }
-        proof = new bytes32[](depth);
-        for (uint256 d = 0; d < depth; d++) {
-            proof[d] = level[index ^ 1];
-            width >>= 1;
-            for (uint256 i = 0; i < width; i++) {
-                level[i] = keccak256(abi.encodePacked(level[2 * i], level[2 * i + 1]));
-            }
-            index >>= 1;
-        }
-    }
-
     function testFuzz_everyLeafProofVerifies(uint256 seed, uint8 rawCount, uint8 rawIndex) public pure {
         uint256 count = uint256(rawCount) % 70 + 1;
         uint256 index = uint256(rawIndex) % count;
         bytes32[] memory leaves = _leaves(seed, count);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        assertTrue(MerkleLib.verify(root, count, leaves[index], index, _proof(leaves, index)), "valid proof");
+        assertTrue(MerkleLib.verify(root, count, leaves[index], index, MerkleRef.proof(leaves, index)), "valid proof");
     }
 
     function testFuzz_tamperedLeafRejected(uint256 seed, uint8 rawCount, uint8 rawIndex, bytes32 other) public pure {
@@ -47,7 +29,7 @@ contract MerkleLibTest is TestBase {
         bytes32[] memory leaves = _leaves(seed, count);
         vm.assume(other != leaves[index]);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        assertTrue(!MerkleLib.verify(root, count, other, index, _proof(leaves, index)), "tampered leaf");
+        assertTrue(!MerkleLib.verify(root, count, other, index, MerkleRef.proof(leaves, index)), "tampered leaf");
     }
 
     function testFuzz_wrongIndexRejected(uint256 seed, uint8 rawCount, uint8 rawIndex, uint8 rawOther) public pure {
@@ -57,7 +39,7 @@ contract MerkleLibTest is TestBase {
         vm.assume(other != index);
         bytes32[] memory leaves = _leaves(seed, count);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        assertTrue(!MerkleLib.verify(root, count, leaves[index], other, _proof(leaves, index)), "wrong index");
+        assertTrue(!MerkleLib.verify(root, count, leaves[index], other, MerkleRef.proof(leaves, index)), "wrong index");
     }
 
     function testFuzz_indexBeyondCountRejected(uint256 seed, uint8 rawCount) public pure {
@@ -71,7 +53,7 @@ contract MerkleLibTest is TestBase {
         for (uint256 i = 0; i < count; i++) {
             padded[i] = leaves[i];
         }
-        assertTrue(!MerkleLib.verify(root, count, bytes32(0), count, _proof(padded, count)), "padding leaf");
+        assertTrue(!MerkleLib.verify(root, count, bytes32(0), count, MerkleRef.proof(padded, count)), "padding leaf");
     }
 
     function testFuzz_tamperedSiblingRejected(uint256 seed, uint8 rawCount, uint8 rawIndex, uint8 rawLevel) public pure {
@@ -79,7 +61,7 @@ contract MerkleLibTest is TestBase {
         uint256 index = uint256(rawIndex) % count;
         bytes32[] memory leaves = _leaves(seed, count);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        bytes32[] memory proof = _proof(leaves, index);
+        bytes32[] memory proof = MerkleRef.proof(leaves, index);
         proof[uint256(rawLevel) % proof.length] ^= bytes32(uint256(1));
         assertTrue(!MerkleLib.verify(root, count, leaves[index], index, proof), "tampered sibling");
     }
@@ -89,7 +71,7 @@ contract MerkleLibTest is TestBase {
         uint256 index = uint256(rawIndex) % count;
         bytes32[] memory leaves = _leaves(seed, count);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        bytes32[] memory proof = _proof(leaves, index);
+        bytes32[] memory proof = MerkleRef.proof(leaves, index);
         bytes32[] memory longer = new bytes32[](proof.length + 1);
         for (uint256 i = 0; i < proof.length; i++) {
             longer[i] = proof[i];
@@ -104,7 +86,7 @@ contract MerkleLibTest is TestBase {
         uint256 index = uint256(rawIndex) % count;
         bytes32[] memory leaves = _leaves(seed, count);
         bytes32 root = MerkleLib.computeRoot(leaves);
-        bytes32[] memory proof = _proof(leaves, index);
+        bytes32[] memory proof = MerkleRef.proof(leaves, index);
         bytes32 left = (index & 1 == 0) ? leaves[index] : proof[0];
         bytes32 right = (index & 1 == 0) ? proof[0] : leaves[index];
         bytes32 node = keccak256(abi.encodePacked(left, right));

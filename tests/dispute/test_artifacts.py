@@ -17,7 +17,6 @@ from arbiter.actor import GameActor
 from arbiter.referee import TraceOracle
 from arbiter.strategy import AnswerAvailability, RevealFile, Timeout
 from arbiter.synthetic import SYNTHETIC_FILE_BYTES, SyntheticTrace
-from chain.contracts import JobTerms
 from chain.dispute import GameId
 from chain.generated import (
     AvailabilityAnswered,
@@ -38,7 +37,7 @@ from chain.generated import (
     SelfChallenge,
     WrongKind,
 )
-from chain.types import Cid, Hash32, JobId
+from chain.types import Cid, JobId
 from repops.artifact import CHUNK_SIZE, chunk, commit_file
 from repops.merkle import merkle_proof
 from tests.dispute.play import rule_honestly
@@ -387,39 +386,12 @@ def test_file_game_silent_solver_times_out(dispute_env: DisputeEnv) -> None:
 # ---------------------------------------------------------------------------- final
 
 
-def _submit_with_final(env: DisputeEnv, trace: SyntheticTrace, final: bytes) -> JobId:
-    terms = JobTerms(
-        spec_hash=Hash32(trace.spec_hash()),
-        spec_cid=Cid("bafkreisyntheticspec"),
-        reward=REWARD,
-        solver_stake=STAKE,
-        challenger_bond=BOND,
-        claim_deadline=env.devnet.timestamp() + 3_600,
-        submit_window=3_600,
-        challenge_window=3_600,
-        steps_per_checkpoint=trace.k,
-        checkpoint_count=trace.checkpoints + 1,
-    )
-    job_id, _ = env.market.as_account(env.submitter).post_job(terms)
-    solver = env.market.as_account(env.solver())
-    solver.claim(job_id)
-    solver.submit_result(
-        job_id,
-        Hash32(trace.trace_root),
-        trace.checkpoints + 1,
-        Cid("bafkreisyntheticmanifest"),
-        Hash32(final),
-        Hash32(trace.files_root),
-    )
-    return job_id
-
-
 def test_final_state_hash_that_is_not_leaf_m_is_slashed_in_one_call(
     dispute_env: DisputeEnv,
 ) -> None:
     env = dispute_env
     trace = cheat_trace(None)
-    job_id = _submit_with_final(env, trace, b"\x0f" * 32)
+    job_id = env.post_and_submit(trace, env.solver(), final=b"\x0f" * 32)
     before = read_ledger(env)
     _approve(env, env.challenger())
     c = game_as(env, env.challenger())
