@@ -51,6 +51,22 @@ def _bundle(game: GameRecord, move: PostBundle) -> Cid:
     return Cid("bafkreisyntheticbundle")
 
 
+def _terms(now: int, trace: SyntheticTrace) -> JobTerms:
+    """The benchmark's job: 2^20 steps, a checkpoint every 2^10, open for an hour."""
+    return JobTerms(
+        spec_hash=Hash32(trace.spec_hash()),
+        spec_cid=Cid("bafkreisyntheticspec"),
+        reward=Wei(10 * ONE),
+        solver_stake=Wei(5 * ONE),
+        challenger_bond=Wei(2 * ONE),
+        claim_deadline=now + 3_600,
+        submit_window=3_600,
+        challenge_window=3_600,
+        steps_per_checkpoint=K,
+        checkpoint_count=STEPS // K + 1,
+    )
+
+
 def play_one(arity: int) -> tuple[int, int]:
     """Rounds and total gas of one full game at arity `arity`."""
     honest = SyntheticTrace(seed=7, checkpoints=STEPS // K, k=K, ops=OPS)
@@ -65,19 +81,7 @@ def play_one(arity: int) -> tuple[int, int]:
         for account in (submitter, solver, challenger):
             token.mint(account.address, 1_000 * ONE)
             token.as_account(account).approve(market.address, 1_000 * ONE)
-        terms = JobTerms(
-            spec_hash=Hash32(honest.spec_hash()),
-            spec_cid=Cid("bafkreisyntheticspec"),
-            reward=Wei(10 * ONE),
-            solver_stake=Wei(5 * ONE),
-            challenger_bond=Wei(2 * ONE),
-            claim_deadline=devnet.timestamp() + 3_600,
-            submit_window=3_600,
-            challenge_window=3_600,
-            steps_per_checkpoint=K,
-            checkpoint_count=STEPS // K + 1,
-        )
-        job_id, _ = market.as_account(submitter).post_job(terms)
+        job_id, _ = market.as_account(submitter).post_job(_terms(devnet.timestamp(), honest))
         market.as_account(solver).claim(job_id)
         market.as_account(solver).submit_result(
             job_id,
@@ -140,18 +144,7 @@ def play_artifacts(file_mib: int) -> dict[str, int]:
             token.as_account(account).approve(market.address, 1_000 * ONE)
 
         def submitted(final: bytes) -> JobId:
-            terms = JobTerms(
-                spec_hash=Hash32(honest.spec_hash()),
-                spec_cid=Cid("bafkreisyntheticspec"),
-                reward=Wei(10 * ONE),
-                solver_stake=Wei(5 * ONE),
-                challenger_bond=Wei(2 * ONE),
-                claim_deadline=devnet.timestamp() + 3_600,
-                submit_window=3_600,
-                challenge_window=3_600,
-                steps_per_checkpoint=K,
-                checkpoint_count=checkpoints,
-            )
+            terms = _terms(devnet.timestamp(), honest)
             job_id, _ = market.as_account(submitter).post_job(terms)
             market.as_account(solver).claim(job_id)
             market.as_account(solver).submit_result(
