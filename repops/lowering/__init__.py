@@ -1,0 +1,1 @@
+"""Lowering of `torch.export` programs to canonical repops graphs (bring your own model)."""
