@@ -13,34 +13,25 @@ import time
 from functools import cache
 from typing import Any
 
+from jobspec.factory import gpt_spec
 from repops import data as data_mod
 from repops.ops import Op
 from repops.program import Program, batch_for, build_program, init_state
 from repops.trace import OperandBundle, extract_bundle, reexecute
 
-GPT_SPEC: dict[str, Any] = {
-    "repops_version": "repops-2",
-    "program": {
-        "model": {
-            "name": "gpt",
-            "config": {"vocab": 128, "block": 64, "n_layer": 2, "n_head": 4, "n_embd": 128},
-        },
-        "loss": "cross_entropy",
-        "optimizer": {
-            "name": "adamw",
-            "lr": 1e-3,
-            "beta1": 0.9,
-            "beta2": 0.999,
-            "eps": 1e-8,
-            "weight_decay": 0.01,
-        },
-        "lr_schedule": {"name": "constant"},
-    },
-    "data": {"dataset": "stdlib_chars", "format": "repops-chars-v1", "batch_size": 16, "seed": 1},
-    "steps": 10,
-    "checkpoint_interval": 5,
-    "seed": 0,
-}
+GPT_SPEC: dict[str, Any] = gpt_spec(
+    block=64,
+    n_layer=2,
+    n_head=4,
+    n_embd=128,
+    lr=1e-3,
+    beta2=0.999,
+    batch_size=16,
+    data_seed=1,
+    steps=10,
+    checkpoint_interval=5,
+    seed=0,
+)
 
 
 def largest_matmul(program: Program) -> int:

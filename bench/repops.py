@@ -16,6 +16,7 @@ after.  Goal: step ratio <= 1.2, matmul <= 1.05 on CPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import statistics
@@ -28,55 +29,29 @@ from typing import Any
 
 import torch
 
+from jobspec.factory import gpt_spec, mlp_spec
 from repops import data, kernels, numerics
 from repops.program import Program, batch_for, build_program, init_state, train_step
 from repops.torch_reference import TorchTwin, make_optimizer, torch_step
 
+_RUN: dict[str, Any] = {
+    "lr": 1e-3,
+    "beta2": 0.99,
+    "data_seed": 1,
+    "steps": 1000,
+    "checkpoint_interval": 100,
+    "seed": 0,
+}
 SPECS: dict[str, dict[str, Any]] = {
-    "mlp": {
-        "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [128], "classes": 10}},
-        "data": {"dataset": "digits", "batch_size": 64, "seed": 1},
-    },
-    "gpt": {
-        "model": {
-            "name": "gpt",
-            "config": {"vocab": 128, "block": 64, "n_layer": 2, "n_head": 4, "n_embd": 128},
-        },
-        "data": {"dataset": "stdlib_chars", "batch_size": 16, "seed": 1},
-    },
-    "gpt_medium": {
-        "model": {
-            "name": "gpt",
-            "config": {"vocab": 128, "block": 128, "n_layer": 6, "n_head": 6, "n_embd": 384},
-        },
-        "data": {"dataset": "stdlib_chars", "batch_size": 4, "seed": 1},
-    },
+    "mlp": mlp_spec(hidden=[128], batch_size=64, **_RUN),
+    "gpt": gpt_spec(block=64, n_layer=2, n_head=4, n_embd=128, batch_size=16, **_RUN),
+    "gpt_medium": gpt_spec(block=128, n_layer=6, n_head=6, n_embd=384, batch_size=4, **_RUN),
 }
 DATASETS = {"digits": data.build_digits, "stdlib_chars": data.build_stdlib_chars}
 
 
 def spec_for(name: str) -> dict[str, Any]:
-    s = SPECS[name]
-    return {
-        "repops_version": "repops-2",
-        "program": {
-            "model": s["model"],
-            "loss": "cross_entropy",
-            "optimizer": {
-                "name": "adamw",
-                "lr": 1e-3,
-                "beta1": 0.9,
-                "beta2": 0.99,
-                "eps": 1e-8,
-                "weight_decay": 0.01,
-            },
-            "lr_schedule": {"name": "constant"},
-        },
-        "data": s["data"],
-        "steps": 1000,
-        "checkpoint_interval": 100,
-        "seed": 0,
-    }
+    return copy.deepcopy(SPECS[name])
 
 
 def interleaved(

@@ -41,6 +41,7 @@ from chain.generated import JobStatus
 from chain.keys import write_key
 from chain.types import JobId
 from frontend_api.redis_server import RedisServer
+from jobspec.factory import mlp_spec
 from repops import data as data_mod
 from submitter.cli import bisection_lines
 from submitter.client import ApiClient, MarketTerms, prepare_spec, sign_submission
@@ -65,29 +66,7 @@ QUIET_ROLES = ("api", "worker", "indexer")
 
 
 def job_spec(seed: int) -> dict[str, Any]:
-    return {
-        "repops_version": "repops-2",
-        "program": {
-            "model": {
-                "name": "mlp",
-                "config": {"in_features": 64, "hidden": [32], "classes": 10},
-            },
-            "loss": "cross_entropy",
-            "optimizer": {
-                "name": "adamw",
-                "lr": 0.01,
-                "beta1": 0.9,
-                "beta2": 0.999,
-                "eps": 1e-8,
-                "weight_decay": 0.01,
-            },
-            "lr_schedule": {"name": "constant"},
-        },
-        "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 32, "seed": 7},
-        "steps": 40,
-        "checkpoint_interval": 8,
-        "seed": seed,
-    }
+    return mlp_spec(batch_size=32, steps=40, checkpoint_interval=8, seed=seed)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from jobspec.factory import mlp_spec
+
 U256_MAX: Final = 2**256 - 1
 U64_MAX: Final = 2**64 - 1
 U32_MAX: Final = 2**32 - 1
@@ -56,25 +58,10 @@ HexAddress = Annotated[
 HexSignature = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
 CidText = Annotated[str, Field(min_length=1, max_length=128, examples=["bafkreib..."])]
 
-EXAMPLE_SPEC: Final[dict[str, Any]] = {
-    "repops_version": "repops-2",
-    "program": {
-        "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
-        "loss": "cross_entropy",
-        "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.01},
-        "lr_schedule": {"name": "constant"},
-    },
-    "data": {
-        "dataset": "digits",
-        "format": "repops-digits-v1",
-        "batch_size": 16,
-        "seed": 1,
-        "cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
-    },
-    "steps": 20,
-    "checkpoint_interval": 5,
-    "seed": 0,
-}
+EXAMPLE_SPEC: Final[dict[str, Any]] = mlp_spec(
+    batch_size=16, data_seed=1, steps=20, checkpoint_interval=5, seed=0
+)
+EXAMPLE_SPEC["data"]["cid"] = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
 class _In(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jobspec.factory import gpt_spec
 from market.jobcheck import (
     REFERENCE_RATE,
     WINDOW_FIXED_S,
@@ -23,17 +24,9 @@ from submitter.client import MarketTerms
 from tests.api.test_api_jobs import _post
 from tests.fixtures.api import TERMS, ApiStack, base_spec, digits_file, safetensors_file
 
-GPT_SPEC: dict[str, Any] = {
-    **copy.deepcopy(base_spec()),
-    "program": {
-        "model": {
-            "name": "gpt",
-            "config": {"vocab": 128, "block": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
-        },
-        "optimizer": {"name": "adamw", "lr": 0.01},
-    },
-    "data": {"dataset": "stdlib_chars", "format": "repops-chars-v1", "batch_size": 4, "seed": 1},
-}
+GPT_SPEC: dict[str, Any] = gpt_spec(
+    lr=0.01, beta2=0.999, weight_decay=0.0, data_seed=1, steps=20, checkpoint_interval=5, seed=0
+)
 
 
 def chars_file(train: int, top: int = 127) -> bytes:

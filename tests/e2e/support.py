@@ -19,6 +19,7 @@ from arbiter.whistleblower import Whistleblower
 from chain.client import Receipt
 from chain.contracts import JobTerms
 from chain.types import Cid, Hash32, JobId, Wei
+from jobspec.factory import mlp_spec
 from market.store import ArtifactStore
 from repops import data as data_mod
 from roles.realtrace import Stepper
@@ -26,26 +27,7 @@ from solver.node import SolverNode
 from solver.settings import SolverSettings
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
 
-MLP_SPEC: dict[str, Any] = {
-    "repops_version": "repops-2",
-    "program": {
-        "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
-        "loss": "cross_entropy",
-        "optimizer": {
-            "name": "adamw",
-            "lr": 0.01,
-            "beta1": 0.9,
-            "beta2": 0.999,
-            "eps": 1e-8,
-            "weight_decay": 0.01,
-        },
-        "lr_schedule": {"name": "constant"},
-    },
-    "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 16, "seed": 7},
-    "steps": 8,
-    "checkpoint_interval": 2,
-    "seed": 3,
-}
+MLP_SPEC: dict[str, Any] = mlp_spec()
 WINDOW_S = 600
 
 

@@ -10,52 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from jobspec.factory import gpt_spec, mlp_spec
 from repops import data
 
-MLP_SPEC: dict[str, Any] = {
-    "repops_version": "repops-2",
-    "program": {
-        "model": {"name": "mlp", "config": {"in_features": 64, "hidden": [32], "classes": 10}},
-        "loss": "cross_entropy",
-        "optimizer": {
-            "name": "adamw",
-            "lr": 0.01,
-            "beta1": 0.9,
-            "beta2": 0.999,
-            "eps": 1e-8,
-            "weight_decay": 0.01,
-        },
-        "lr_schedule": {"name": "linear", "warmup_steps": 2},
-    },
-    "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 16, "seed": 7},
-    "steps": 8,
-    "checkpoint_interval": 2,
-    "seed": 3,
-}
+MLP_SPEC: dict[str, Any] = mlp_spec(warmup_steps=2)
 
-GPT_SPEC: dict[str, Any] = {
-    "repops_version": "repops-2",
-    "program": {
-        "model": {
-            "name": "gpt",
-            "config": {"vocab": 128, "block": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
-        },
-        "loss": "cross_entropy",
-        "optimizer": {
-            "name": "adamw",
-            "lr": 0.003,
-            "beta1": 0.9,
-            "beta2": 0.99,
-            "eps": 1e-8,
-            "weight_decay": 0.01,
-        },
-        "lr_schedule": {"name": "linear", "warmup_steps": 2},
-    },
-    "data": {"dataset": "stdlib_chars", "format": "repops-chars-v1", "batch_size": 4, "seed": 5},
-    "steps": 4,
-    "checkpoint_interval": 2,
-    "seed": 11,
-}
+GPT_SPEC: dict[str, Any] = gpt_spec(warmup_steps=2)
 
 
 @pytest.fixture(scope="session")

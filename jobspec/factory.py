@@ -1,0 +1,145 @@
+"""Job specs built from one factory: tests, the demo and the benches name only what they vary.
+
+Every function returns a fresh plain ``dict`` in the wire shape of DESIGN.md section 3
+(the shape `market.jobspec` validates and `repops.program.build_program` reads), with
+every optimizer field spelled out, so the bytes hashed never depend on a default that
+one side fills in and the other does not.  Nothing here validates: a factory may build
+an invalid spec on purpose (tests mutate the result to get one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+REPOPS_VERSION: Final = "repops-2"
+
+DATASET_FORMATS: Final[dict[str, str]] = {
+    "digits": "repops-digits-v1",
+    "stdlib_chars": "repops-chars-v1",
+}
+"""Built-in dataset name -> the format of its file."""
+
+
+def schedule(warmup_steps: int | None = None) -> dict[str, Any]:
+    """``constant`` when `warmup_steps` is None, else ``linear`` with that warm-up."""
+    if warmup_steps is None:
+        return {"name": "constant"}
+    return {"name": "linear", "warmup_steps": warmup_steps}
+
+
+def adamw(
+    lr: float,
+    *,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+) -> dict[str, Any]:
+    """An AdamW optimizer block with every field present."""
+    return {
+        "name": "adamw",
+        "lr": lr,
+        "beta1": beta1,
+        "beta2": beta2,
+        "eps": eps,
+        "weight_decay": weight_decay,
+    }
+
+
+def job_spec(
+    model: dict[str, Any],
+    dataset: str,
+    *,
+    optimizer: dict[str, Any],
+    batch_size: int,
+    data_seed: int,
+    steps: int,
+    checkpoint_interval: int,
+    seed: int,
+    lr_schedule: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A spec training `model` ({"name", "config"}) on a built-in `dataset`."""
+    return {
+        "repops_version": REPOPS_VERSION,
+        "program": {
+            "model": model,
+            "loss": "cross_entropy",
+            "optimizer": optimizer,
+            "lr_schedule": lr_schedule if lr_schedule is not None else schedule(),
+        },
+        "data": {
+            "dataset": dataset,
+            "format": DATASET_FORMATS[dataset],
+            "batch_size": batch_size,
+            "seed": data_seed,
+        },
+        "steps": steps,
+        "checkpoint_interval": checkpoint_interval,
+        "seed": seed,
+    }
+
+
+def mlp_spec(
+    *,
+    hidden: Sequence[int] = (32,),
+    lr: float = 0.01,
+    beta2: float = 0.999,
+    weight_decay: float = 0.01,
+    warmup_steps: int | None = None,
+    batch_size: int = 16,
+    data_seed: int = 7,
+    steps: int = 8,
+    checkpoint_interval: int = 2,
+    seed: int = 3,
+) -> dict[str, Any]:
+    """The digits MLP (64 pixels -> `hidden` -> 10 classes) with AdamW."""
+    return job_spec(
+        {"name": "mlp", "config": {"in_features": 64, "hidden": list(hidden), "classes": 10}},
+        "digits",
+        optimizer=adamw(lr, beta2=beta2, weight_decay=weight_decay),
+        lr_schedule=schedule(warmup_steps),
+        batch_size=batch_size,
+        data_seed=data_seed,
+        steps=steps,
+        checkpoint_interval=checkpoint_interval,
+        seed=seed,
+    )
+
+
+def gpt_spec(
+    *,
+    vocab: int = 128,
+    block: int = 16,
+    n_layer: int = 1,
+    n_head: int = 2,
+    n_embd: int = 16,
+    lr: float = 3e-3,
+    beta2: float = 0.99,
+    weight_decay: float = 0.01,
+    warmup_steps: int | None = None,
+    batch_size: int = 4,
+    data_seed: int = 5,
+    steps: int = 4,
+    checkpoint_interval: int = 2,
+    seed: int = 11,
+) -> dict[str, Any]:
+    """The character GPT on the stdlib_chars dataset with AdamW."""
+    config = {
+        "vocab": vocab,
+        "block": block,
+        "n_layer": n_layer,
+        "n_head": n_head,
+        "n_embd": n_embd,
+    }
+    return job_spec(
+        {"name": "gpt", "config": config},
+        "stdlib_chars",
+        optimizer=adamw(lr, beta2=beta2, weight_decay=weight_decay),
+        lr_schedule=schedule(warmup_steps),
+        batch_size=batch_size,
+        data_seed=data_seed,
+        steps=steps,
+        checkpoint_interval=checkpoint_interval,
+        seed=seed,
+    )
