@@ -75,6 +75,22 @@ def pow_scalar(g: Graph, x: int, p: float) -> int:
     return g.exp(g.mul(g.log(x), g.const(pf)))
 
 
+def dropout(g: Graph, x: int, p: float) -> int:
+    """x * DROPOUT_MASK (one binary32 multiplication: x * f32(1/(1-p)) or x * +0).  The
+    mask reads the int64 scalar inputs "rng.seed" (the job seed, fed by the program) and
+    "meta.step" (the step counter), created on first use, so it changes every step and
+    is the same on every machine."""
+    if p == 0.0:
+        return x
+    seed = g.inputs.get("rng.seed")
+    if seed is None:
+        seed = g.input("rng.seed", (), "int64")
+    step = g.inputs.get("meta.step")
+    if step is None:
+        step = g.input("meta.step", (), "int64")
+    return g.mul(x, g.dropout_mask(g.shape(x), p, seed, step))
+
+
 # -- normalisation -----------------------------------------------------------------------
 
 

@@ -122,6 +122,7 @@ def _op_cases(dev: torch.device) -> list[Case]:
     )
 
     sc = [_floats(15 + i, (), -12, 0).abs() for i in range(9)]
+    seed_step = (torch.tensor(2**40 + 17, dtype=torch.int64), torch.tensor(9, dtype=torch.int64))
     take_idx = torch.from_numpy(
         np.random.Generator(np.random.PCG64(36)).integers(-1, 33, (7, 11), dtype=np.int64)
     )
@@ -178,6 +179,11 @@ def _op_cases(dev: torch.device) -> list[Case]:
         ("compare", "torch", op(Op.COMPARE, "le", a, b)),
         ("where", "torch", op(Op.WHERE, None, (a > 0).to(torch.int64), a, g)),
         ("cat", "torch", op(Op.CAT, 1, a, g, wide)),
+        (
+            "dropout_mask",
+            "torch",
+            op(Op.DROPOUT_MASK, (12345, 4194304, 1.3333333730697632, (40, 50)), *seed_step),
+        ),
     ]
     return cases
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from repops import numerics
+from repops import numerics, rng
 
 Kernel = Callable[..., torch.Tensor]
 
@@ -245,6 +245,12 @@ class Op(enum.Enum):
         "where",
         "(c int64, a, b) -> a if c != 0 else b, broadcast like numpy (exact copies).",
     )
+    DROPOUT_MASK = (
+        "dropout_mask",
+        "(seed, step) int64 0-dim, `arg` = (stream, threshold, scale, shape): float32 of "
+        "`shape`, element i (row-major) = scale if (w >> 8) >= threshold else +0, with "
+        "w = rng.bits32(seed, rng.bits32(stream, 0x5EED, step), i) (exact integer math).",
+    )
     CAT = (
         "cat",
         "The inputs (one dtype, equal shapes but on axis `arg`) concatenated along axis "
@@ -335,6 +341,20 @@ def _where(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(c != 0, a, b)
 
 
+def _dropout_mask(seed: torch.Tensor, step: torch.Tensor, arg: Any) -> torch.Tensor:
+    stream, threshold, scale, shape = arg
+    n = 1
+    for d in shape:
+        n *= int(d)
+    st = rng.bits32(int(stream), 0x5EED, step.reshape(1).to(torch.int64))
+    c = torch.arange(n, dtype=torch.int64, device=seed.device)
+    w = rng.bits32(int(seed.item()), int(st.item()), c)
+    keep = torch.bitwise_right_shift(w, 8) >= int(threshold)
+    val = torch.tensor(float(scale), dtype=torch.float32, device=seed.device)
+    zero = torch.zeros((), dtype=torch.float32, device=seed.device)
+    return torch.where(keep, val, zero).reshape(tuple(shape))
+
+
 def _onehot(idx: torch.Tensor, classes: int) -> torch.Tensor:
     ar = torch.arange(classes, device=idx.device, dtype=idx.dtype)
     return (idx.unsqueeze(-1) == ar).to(torch.float32)
@@ -386,6 +406,7 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.COMPARE: lambda arg, x: _COMPARE[arg](x[0], x[1]).to(torch.int64),
     Op.WHERE: lambda arg, x: _where(x[0], x[1], x[2]),
     Op.CAT: lambda arg, x: torch.cat(x, dim=arg),
+    Op.DROPOUT_MASK: lambda arg, x: _dropout_mask(x[0], x[1], arg),
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from repops import numerics
+from repops import numerics, rng
 from repops.errors import TapeError
 from repops.ops import KERNELS, Op
 
@@ -280,6 +280,21 @@ class Graph:
         shape = (*s0[:ax], total, *s0[ax + 1 :])
         return self._emit(Op.CAT, tuple(xs), ax, shape, self.dtype(xs[0]))
 
+    def dropout_mask(self, shape: Shape, p: float, seed: int, step: int) -> int:
+        """The float32 mask of one dropout op: 0 with probability p (in steps of 2**-24),
+        else f32(1/(1-p)); the k-th mask of the graph uses stream stream_id("dropout.k")."""
+        if not 0.0 <= p < 1.0:
+            raise TapeError(f"dropout p={p} must be in [0, 1)")
+        for v in (seed, step):
+            if self.dtype(v) != "int64" or self.shape(v) != ():
+                raise TapeError("dropout seed and step must be int64 scalars")
+        k = sum(1 for n in self.nodes if n.op is Op.DROPOUT_MASK)
+        stream = rng.stream_id(f"dropout.{k}")
+        threshold = round(p * (1 << 24))
+        scale = float(torch.tensor(1.0 / (1.0 - p), dtype=torch.float32).item())
+        arg = (stream, threshold, scale, tuple(int(d) for d in shape))
+        return self._emit(Op.DROPOUT_MASK, (seed, step), arg, shape, "float32")
+
     def slice(self, a: int, axis: int, start: int, stop: int, step: int = 1) -> int:
         """a[..., start:stop:step, ...] on `axis` (Python slice rules): a TAKE."""
         ax = self._axis(a, axis)
@@ -422,6 +437,7 @@ _NO_GRAD = frozenset(
         Op.GELU_ERF_GRAD,
         Op.MAX_GRAD,
         Op.COMPARE,
+        Op.DROPOUT_MASK,
     }
 )
 

@@ -330,9 +330,25 @@ def _arange(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 @rule("aten.dropout.default")
 def _dropout(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     p, train = float(args[1]), bool(args[2])
-    if train and p > 0.0:
-        raise Unsupported("dropout with p > 0 in training (no RNG op yet)")
-    return _t(args[0], "input")
+    x = _t(args[0], "input")
+    if not train or p == 0.0:
+        return x
+    if not 0.0 < p < 1.0:
+        raise Unsupported(f"dropout p={p}")
+    return C.dropout(g, x, p)
+
+
+@rule("aten.native_dropout.default")
+def _native_dropout(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """-> (output, mask): the mask as float32 (nonzero where kept), not bool."""
+    p, train = float(args[1]), args[2]
+    x = _t(args[0], "input")
+    if train is False or p == 0.0:
+        return (x, g.compare(x, x, "eq"))
+    if not 0.0 < p < 1.0:
+        raise Unsupported(f"dropout p={p}")
+    y = C.dropout(g, x, p)
+    return (y, g.nodes[y].inputs[1])
 
 
 @rule("aten.cat.default")

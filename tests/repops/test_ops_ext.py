@@ -428,10 +428,38 @@ def test_rules_losses_match_torch() -> None:
 def test_rules_refuse_what_they_cannot_express() -> None:
     g = Graph()
     x = T(g.input("x", (2, 3)))
-    with pytest.raises(Unsupported, match="dropout"):
-        RULES["aten.dropout.default"](g, (x, 0.1, True), {})
+    with pytest.raises(Unsupported, match="approximate"):
+        RULES["aten.gelu.default"](g, (x, "cubic"), {})
+    with pytest.raises(Unsupported, match="exponent"):
+        RULES["aten.pow.Tensor_Scalar"](g, (x, x), {})
     with pytest.raises(Unsupported, match="weights"):
         RULES["aten.cross_entropy_loss.default"](g, (x, x, x), {})
     with pytest.raises(Unsupported, match="transposed"):
         RULES["aten.convolution.default"](g, (x, x, None, [1], [0], [1], True, [0], 1), {})
     assert RULES["aten.dropout.default"](g, (x, 0.1, False), {}) == x.id
+
+
+def test_dropout_mask_is_counter_based_per_step_and_its_gradient_is_the_mask() -> None:
+    g = Graph()
+    x = g.input("x", (64, 64))
+    y = C.dropout(g, x, 0.25)
+    y2 = C.dropout(g, x, 0.25)  # a second dropout op: another stream
+    loss = _total(g, g.add(y, y2))
+    grads = backward(g, loss, [x])
+    tape = Tape.from_graph(g, {"y": y, "y2": y2, "gx": grads[x]}, loss)
+    ones = torch.ones(64, 64)
+
+    def run(step: int) -> list[torch.Tensor]:
+        feeds = {"x": ones, "rng.seed": torch.tensor(7), "meta.step": torch.tensor(step)}
+        vals = Executor(tape, torch.device("cpu")).run(feeds)
+        return [vals[tape.outputs[k]] for k in ("y", "y2", "gx")]  # type: ignore[misc]
+
+    a, b = under_threads(lambda: run(3))
+    assert all(same_bits(u, v) for u, v in zip(a, b, strict=True))
+    scale = float(torch.tensor(1 / 0.75, dtype=torch.float32))
+    assert set(a[0].unique().tolist()) == {0.0, scale}
+    assert abs(float((a[0] == 0).double().mean()) - 0.25) < 0.03
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a[0], run(4)[0])
+    assert same_bits(a[2], a[0] + a[1])  # d(sum(x*m1 + x*m2))/dx = m1 + m2 at x = 1
+    lowered = RULES["aten.dropout.default"](Graph(), (T(0), 0.0, True), {})
+    assert lowered == 0
