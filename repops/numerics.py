@@ -196,7 +196,17 @@ def tanh_torch(x: torch.Tensor) -> torch.Tensor:
     return torch.copysign(t, x64).to(torch.float32)
 
 
-_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3, "gelu": 4}
+_UNARY = {
+    "exp": 0,
+    "log": 1,
+    "tanh": 2,
+    "sqrt": 3,
+    "gelu": 4,
+    "sigmoid": 5,
+    "gelu_erf": 6,
+    "sin": 7,
+    "cos": 8,
+}
 
 
 def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -509,7 +519,8 @@ def layer_norm_grad(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tenso
 #   EXP64(y) (y in [-110, 90]) = (q + 1) * 2**k with (k, q) = core(y) (the exp core above).
 #   gelu_erf(x): z = |x| * INV_SQRT2; e = EXP64(max(-(z*z), -110));
 #                z < 2: erf = (TWO_OVER_SQRT_PI * e) * S, S = z + t_1 + ... + t_40 added
-#                       left to right, t_0 = z, t_{n+1} = (t_n * w) / (2n + 3), w = (2*z)*z;
+#                       left to right, t_0 = z, t_{n+1} = (t_n * w) * R_n, w = (2*z)*z,
+#                       R_n = 1.0 / (2n + 3) (one binary64 division each, a constant);
 #                       erfc = 1 - erf
 #                z >= 2: f = z; for n = 60..1: f = z + (n * 0.5) / f;
 #                        erfc = (e * INV_SQRT_PI) / f      (Laplace's continued fraction)
@@ -540,6 +551,7 @@ PIO2_3 = float.fromhex("0x1.3198a2e037073p-69")  # pi/2 - PIO2_1 - PIO2_2, round
 _SIN_COEFFS = [(-1.0) ** i / math.factorial(2 * i + 1) for i in range(8, 0, -1)]  # S_8..S_1
 _COS_COEFFS = [(-1.0) ** i / math.factorial(2 * i) for i in range(9, 0, -1)]  # C_9..C_1
 ERF_SERIES_TERMS = 40
+_ERF_RECIP = [1.0 / (2 * n + 3) for n in range(ERF_SERIES_TERMS)]  # R_n = f64(1/(2n+3))
 ERFC_CF_TERMS = 60
 
 
@@ -548,8 +560,8 @@ def _exp64(y: torch.Tensor) -> torch.Tensor:
     return (q + 1.0) * _pow2(torch.nan_to_num(k, nan=0.0).to(torch.int64))
 
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 logistic sigmoid: the binary64 sequence above, rounded once."""
+def sigmoid_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 logistic sigmoid: the binary64 sequence above, as torch calls."""
     x64 = x.to(torch.float64)
     e = _exp64(-torch.clamp(torch.abs(x64), max=110.0))
     d = e + 1.0
@@ -563,8 +575,8 @@ def _phi_and_density(x64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     w = (z * 2.0) * z
     t = z
     s = z
-    for n in range(ERF_SERIES_TERMS):
-        t = (t * w) / float(2 * n + 3)
+    for r in _ERF_RECIP:
+        t = (t * w) * r
         s = s + t
     erfc_series = 1.0 - (e * TWO_OVER_SQRT_PI) * s
     f = z
@@ -576,16 +588,16 @@ def _phi_and_density(x64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return phi, e
 
 
-def gelu_erf(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 x * Phi(x) (the erf GELU): the binary64 sequence above."""
+def gelu_erf_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 x * Phi(x) (the erf GELU): the binary64 sequence, as torch calls."""
     x64 = x.to(torch.float64)
     phi, _ = _phi_and_density(x64)
     y = torch.where(x64 == -math.inf, torch.zeros_like(x64).neg(), x64 * phi)
     return y.to(torch.float32)
 
 
-def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """g * f32(Phi(x) + x phi(x)): the derivative of `gelu_erf` applied to g."""
+def gelu_erf_grad_torch(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g * f32(Phi(x) + x phi(x)): the derivative of `gelu_erf` applied to g (torch calls)."""
     x64 = x.to(torch.float64)
     phi, e = _phi_and_density(x64)
     d = phi + x64 * (e * INV_SQRT_2PI)
@@ -616,15 +628,53 @@ def _sin_cos_abs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(bad, nan, sin_a), torch.where(bad, nan, cos_a)
 
 
-def sin(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 sine: fixed range reduction + polynomials in binary64 (above)."""
+def sin_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 sine: fixed range reduction + polynomials (torch calls)."""
     s, _ = _sin_cos_abs(x)
     return torch.where(torch.signbit(x), -s, s).to(torch.float32)
 
 
-def cos(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> float32 cosine: fixed range reduction + polynomials in binary64 (above)."""
+def cos_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 cosine: fixed range reduction + polynomials (torch calls)."""
     return _sin_cos_abs(x)[1].to(torch.float32)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 logistic sigmoid (native on CPU)."""
+    return sigmoid_torch(x) if x.device.type != "cpu" else _native_unary("sigmoid", x)
+
+
+def gelu_erf(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 erf GELU (native on CPU)."""
+    return gelu_erf_torch(x) if x.device.type != "cpu" else _native_unary("gelu_erf", x)
+
+
+def sin(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 sine (native on CPU)."""
+    return sin_torch(x) if x.device.type != "cpu" else _native_unary("sin", x)
+
+
+def cos(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 cosine (native on CPU)."""
+    return cos_torch(x) if x.device.type != "cpu" else _native_unary("cos", x)
+
+
+def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g * f32(Phi(x) + x phi(x)) (native on CPU)."""
+    if x.device.type != "cpu":
+        return gelu_erf_grad_torch(x, g)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_gelu_erf_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        xs.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_gelu_erf_grad failed with code {rc}")
+    return out
 
 
 def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from repops.ops import Op, execute
 from repops.tape import Executor, Graph, Tape, backward
 from tests.repops.conftest import under_threads
 from tests.repops.test_autodiff import check
-from tests.repops.test_numerics import gen, same_bits, ulp_err, wide
+from tests.repops.test_numerics import all_floats, gen, same_bits, ulp_err, wide
 
 # -- primitive accuracy ----------------------------------------------------------------
 
@@ -463,3 +463,28 @@ def test_dropout_mask_is_counter_based_per_step_and_its_gradient_is_the_mask() -
     assert same_bits(a[2], a[0] + a[1])  # d(sum(x*m1 + x*m2))/dx = m1 + m2 at x = 1
     lowered = RULES["aten.dropout.default"](Graph(), (T(0), 0.0, True), {})
     assert lowered == 0
+
+
+def test_native_issue13_kernels_equal_the_torch_sequences_bit_for_bit() -> None:
+    x = torch.cat(
+        [
+            all_floats(70, 100000),
+            -all_floats(71, 100000),
+            torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-45, -1e-45, 2.0**19]),
+            torch.linspace(-40, 40, 20001),
+        ]
+    )
+    g = torch.randn(x.shape, generator=gen(72))
+    for native, ref in (
+        (numerics.sigmoid, numerics.sigmoid_torch),
+        (numerics.gelu_erf, numerics.gelu_erf_torch),
+        (numerics.sin, numerics.sin_torch),
+        (numerics.cos, numerics.cos_torch),
+    ):
+        assert tensor_hash(native(x)) == tensor_hash(ref(x)), native.__name__
+        y, z = native(x), ref(x)
+        ok = ~(torch.isnan(y) & torch.isnan(z))
+        assert same_bits(y[ok], z[ok]), native.__name__
+    assert tensor_hash(numerics.gelu_erf_grad(x, g)) == tensor_hash(
+        numerics.gelu_erf_grad_torch(x, g)
+    )
