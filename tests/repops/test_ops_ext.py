@@ -11,8 +11,13 @@ Accuracy bounds tested (u = 2**-24):
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -488,3 +493,30 @@ def test_native_issue13_kernels_equal_the_torch_sequences_bit_for_bit() -> None:
     assert tensor_hash(numerics.gelu_erf_grad(x, g)) == tensor_hash(
         numerics.gelu_erf_grad_torch(x, g)
     )
+
+
+def _listify(v: Any) -> Any:
+    return [_listify(u) for u in v] if isinstance(v, tuple | list) else v
+
+
+def test_rules_module_imports_on_its_own_and_every_new_arg_is_json() -> None:
+    code = "import repops.lowering.rules_ext, repops.lowering.registry as r; print(len(r.RULES))"
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root
+    )
+    assert int(proc.stdout) >= 40
+    tape, _ = _conv_tape()
+    g = Graph()
+    x = g.input("x", (3, 4))
+    s, st = g.input("rng.seed", (), "int64"), g.input("meta.step", (), "int64")
+    g.dropout_mask((3, 4), 0.5, s, st)
+    g.max_grad(x, g.amax(x, 1), 1)
+    g.cat([g.where(g.compare(x, g.const(0.0), "ne"), x, g.sin(x)), x], 0)
+    nodes = [*tape.nodes, *g.nodes]
+    new_ops = {Op.TAKE, Op.AMAX, Op.MAX_GRAD, Op.DROPOUT_MASK, Op.WHERE, Op.COMPARE, Op.CAT}
+    assert {n.op for n in nodes} >= new_ops
+    for n in nodes:
+        if n.op in new_ops:
+            assert json.loads(json.dumps(n.arg)) == _listify(n.arg), n.op
