@@ -194,6 +194,51 @@ def batch_norm_update(
     return y
 
 
+def amax(g: Graph, x: int, axes: Sequence[int], keepdim: bool) -> int:
+    """The exact maximum over several axes: AMAX axis by axis in increasing axis order
+    (the value does not depend on the order; the gradient goes to the first maximal
+    element of each successive reduction)."""
+    sx = g.shape(x)
+    nd = len(sx)
+    axs = sorted({a % nd for a in axes}) if axes else list(range(nd))
+    for a in axs:
+        x = g.amax(x, a)
+    if keepdim:
+        return x
+    return g.reshape(x, tuple(d for k, d in enumerate(sx) if k not in axs))
+
+
+def attention(
+    g: Graph,
+    q: int,
+    k: int,
+    v: int,
+    mask: int | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+) -> int:
+    """softmax((q @ k^T) * f32(scale) [+ mask]) @ v over (..., L, E), (..., S, E),
+    (..., S, Ev): MATMUL, one MUL by f32(scale) (default 1/sqrt(E) in binary64), the
+    causal mask as a constant added (-inf above the diagonal, top-left aligned, + 0
+    elsewhere), a float mask added, an int64 mask applied as WHERE(mask, s, -inf); SOFTMAX
+    over S; MATMUL with v."""
+    sq, sk = g.shape(q), g.shape(k)
+    if len(sq) < 2 or sq[:-2] != sk[:-2] or sq[-1] != sk[-1]:
+        raise TapeError(f"attention shapes {sq} and {sk}")
+    big_l, e = sq[-2], sq[-1]
+    big_s = sk[-2]
+    sc = float(scale) if scale is not None else 1.0 / float(np.sqrt(e))
+    s = g.mul(g.matmul(q, g.transpose_last(k)), g.const(sc))
+    if causal:
+        m = np.triu(np.full((big_l, big_s), -np.inf, dtype=np.float32), 1)
+        s = g.add(s, g.const(torch.from_numpy(m)))
+    if mask is not None and g.dtype(mask) == "int64":
+        s = g.where(mask, s, g.const(float("-inf")))
+    elif mask is not None:
+        s = g.add(s, mask)
+    return g.matmul(g.softmax(s), v)
+
+
 # -- losses ------------------------------------------------------------------------------
 
 

@@ -205,6 +205,35 @@ def _bn_eval(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[i
     return (y, mean, rstd)
 
 
+@rule("aten.amax.default")
+def _amax(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    dims = _arg(args, kwargs, 1, "dim", [])
+    keep = bool(_arg(args, kwargs, 2, "keepdim", False))
+    return C.amax(g, _t(args[0], "input"), [int(d) for d in dims], keep)
+
+
+@rule("aten.scaled_dot_product_attention.default")
+def _sdpa(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """(q, k, v, attn_mask, dropout_p, is_causal, *, scale, enable_gqa)."""
+    if float(_arg(args, kwargs, 4, "dropout_p", 0.0)) != 0.0:
+        raise Unsupported("scaled_dot_product_attention with dropout")
+    if kwargs.get("enable_gqa"):
+        raise Unsupported("scaled_dot_product_attention with grouped-query heads")
+    mask = _opt(_arg(args, kwargs, 3, "attn_mask", None))
+    causal = bool(_arg(args, kwargs, 5, "is_causal", False))
+    if causal and mask is not None:
+        raise Unsupported("scaled_dot_product_attention with both a mask and is_causal")
+    return C.attention(
+        g,
+        _t(args[0], "query"),
+        _t(args[1], "key"),
+        _t(args[2], "value"),
+        mask,
+        causal,
+        kwargs.get("scale"),
+    )
+
+
 # -- losses ------------------------------------------------------------------------------
 
 

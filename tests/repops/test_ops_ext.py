@@ -377,6 +377,12 @@ class Cnn(nn.Module):
         return F.avg_pool2d(h, 2, 1)
 
 
+class Attn(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        h = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return h + torch.amax(q, dim=(1, 3), keepdim=True)
+
+
 class Losses(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -420,6 +426,24 @@ def test_rules_conv_batch_norm_pools_match_torch_and_update_running_stats(decomp
     if decompose:  # functionalised: the new running stats are the buffer-mutation outputs
         assert len(muts) == 3
         assert _close(muts[0], ref.bn.running_mean) and _close(muts[1], ref.bn.running_var)
+
+
+def test_rules_causal_attention_and_amax_match_torch() -> None:
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=gen(15 + i)) for i in range(3))
+    (got,), _ = run_lowered(Attn(), (q, k, v))
+    assert _close(got, Attn()(q, k, v), 1e-5)
+
+
+def test_attention_composite_matches_autograd() -> None:
+    def build(g: Graph, v: dict[str, int]) -> int:
+        h = C.attention(g, v["q"], v["k"], v["v"], causal=True)
+        return _total(g, g.mul(h, C.amax(g, v["q"], [1, 3], True)))
+
+    def ref(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = F.scaled_dot_product_attention(t["q"], t["k"], t["v"], is_causal=True)
+        return (h * torch.amax(t["q"], dim=(1, 3), keepdim=True)).sum()
+
+    check({"q": (2, 3, 5, 4), "k": (2, 3, 6, 4), "v": (2, 3, 6, 3)}, build, ref)
 
 
 def test_rules_losses_match_torch() -> None:
