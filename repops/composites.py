@@ -308,6 +308,8 @@ def cross_entropy(
     'mean' divides the SUM of per-row losses by SUM(valid) (NaN if every row is ignored,
     as torch); 'sum' and 'none' as named."""
     sl = g.shape(logits)
+    if g.dtype(target) == "float32":
+        return _soft_cross_entropy(g, logits, target, label_smoothing, reduction)
     if len(sl) == 1:
         logits = g.reshape(logits, (1, sl[0]))
         target = g.reshape(target, (1,))
@@ -338,6 +340,34 @@ def cross_entropy(
     if reduction == "none":
         return per if len(sl) > 1 else g.reshape(per, ())
     return _reduce(g, per, g.reshape(valid, rest) if reduction == "mean" else None, reduction)
+
+
+def _soft_cross_entropy(
+    g: Graph, logits: int, target: int, label_smoothing: float, reduction: str
+) -> int:
+    """Class probabilities (target float32, the shape of logits): per row
+    -SUM(logp * q) over the classes, q = f32(1 - eps)*target + f32(eps/C) (q = target when
+    eps = 0); 'mean' divides by the number of rows, numel / C (torch's rule for
+    probability targets)."""
+    sl = g.shape(logits)
+    if g.shape(target) != sl:
+        raise TapeError(f"cross_entropy probabilities {g.shape(target)} for logits {sl}")
+    axis = 0 if len(sl) == 1 else 1
+    c = sl[axis]
+    logp = log_softmax(g, logits, axis)
+    q = target
+    eps = float(label_smoothing)
+    if eps != 0.0:
+        q = g.add(g.mul(g.const(1.0 - eps), target), g.const(eps / c))
+    per = g.neg(g.sum(g.mul(logp, q), axis))
+    rest = tuple(d for k, d in enumerate(sl) if k != axis)
+    per = g.reshape(per, rest)
+    if reduction == "none":
+        return per
+    if reduction == "mean":
+        total = _reduce(g, per, None, "sum")
+        return g.div(total, g.const(float(_prod(rest))))
+    return _reduce(g, per, None, reduction)
 
 
 def mse(g: Graph, a: int, b: int, reduction: str = "mean") -> int:

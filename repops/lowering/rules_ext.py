@@ -250,8 +250,6 @@ def _cross_entropy(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> i
     if _arg(args, kwargs, 2, "weight", None) is not None:
         raise Unsupported("cross_entropy with class weights")
     target = _t(args[1], "target")
-    if g.dtype(target) != "int64":
-        raise Unsupported("cross_entropy with class probabilities")
     reduction = int(_arg(args, kwargs, 3, "reduction", 1))
     if reduction not in _REDUCTIONS:
         raise Unsupported(f"cross_entropy reduction {reduction}")

@@ -177,6 +177,18 @@ def test_cross_entropy_label_smoothing_ignore_index_and_mse_match_autograd(
     check({"x": (3, 4, 2), "y": (3, 4, 2)}, build, ref, {"t": tgt})
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_cross_entropy_with_probability_targets_matches_autograd(eps: float) -> None:
+    def build(g: Graph, v: dict[str, int]) -> int:
+        q = C.softmax_axis(g, v["p"], 1)
+        return C.cross_entropy(g, v["x"], q, label_smoothing=eps)
+
+    def ref(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(t["x"], t["p"].softmax(1), label_smoothing=eps)
+
+    check({"x": (5, 4, 3), "p": (5, 4, 3)}, build, ref)
+
+
 def test_where_cat_stack_split_slice_match_autograd() -> None:
     def build(g: Graph, v: dict[str, int]) -> int:
         a, b = C.split(g, v["x"], [2, 3], 1)
