@@ -681,11 +681,17 @@ def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
     """out[b..., j...] = flat(x[b...])[idx[j...]] over the `lead` leading axes b; an index
     of -1 gives +0.  Exact copies."""
     lead_shape = tuple(x.shape[:lead])
-    flat = x.reshape(*lead_shape, -1)
-    zero = torch.zeros((*lead_shape, 1), dtype=x.dtype, device=x.device)
-    padded = torch.cat([flat, zero], dim=-1)
-    j = torch.where(idx < 0, torch.full_like(idx, padded.shape[-1] - 1), idx).reshape(-1)
-    return padded.index_select(lead, j.to(x.device)).reshape(*lead_shape, *idx.shape)
+    b = 1
+    for d in lead_shape:
+        b *= d
+    # Rows of the (elements + 1, leading entries) transpose are contiguous: one
+    # index_select gathers every leading entry at once; the extra row is the +0 of idx -1.
+    cols = x.reshape(b, -1).t()
+    zero = torch.zeros((1, b), dtype=x.dtype, device=x.device)
+    padded = torch.cat([cols, zero], dim=0)
+    j = torch.where(idx < 0, torch.full_like(idx, padded.shape[0] - 1), idx).reshape(-1)
+    out = padded.index_select(0, j.to(x.device))  # (idx.numel(), b)
+    return out.t().reshape(*lead_shape, *idx.shape)
 
 
 def max_grad(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
