@@ -458,6 +458,18 @@ def test_attention_composite_matches_autograd() -> None:
     check({"q": (2, 3, 5, 4), "k": (2, 3, 6, 4), "v": (2, 3, 6, 3)}, build, ref)
 
 
+@pytest.mark.parametrize("decompose", [False, True])
+def test_rules_batch_norm_in_eval_mode_use_the_running_statistics(decompose: bool) -> None:
+    torch.manual_seed(1)
+    m = Cnn()
+    m.bn.running_mean.uniform_(-1, 1)
+    m.bn.running_var.uniform_(0.5, 2)
+    m.eval()
+    x = torch.randn(2, 4, 8, 8, generator=gen(16))
+    (got,), muts = run_lowered(m, (x,), decompose)
+    assert _close(got, m(x), 1e-5) and muts == []
+
+
 def test_rules_losses_match_torch() -> None:
     x = torch.randn(5, 6, generator=gen(14))
     t = torch.tensor([1, 0, 3, 5, 0])
