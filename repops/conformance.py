@@ -122,6 +122,10 @@ def _op_cases(dev: torch.device) -> list[Case]:
     )
 
     sc = [_floats(15 + i, (), -12, 0).abs() for i in range(9)]
+    seed_step = (torch.tensor(2**40 + 17, dtype=torch.int64), torch.tensor(9, dtype=torch.int64))
+    take_idx = torch.from_numpy(
+        np.random.Generator(np.random.PCG64(36)).integers(-1, 33, (7, 11), dtype=np.int64)
+    )
     g64 = _floats(26, (64, 65))
 
     def op(o: Op, arg: Any, *xs: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -164,6 +168,22 @@ def _op_cases(dev: torch.device) -> list[Case]:
         ("adam_moment", "native/square", op(Op.ADAM_MOMENT, True, pos, g, sc[2], sc[3])),
         ("adamw_param", "native", op(Op.ADAMW_PARAM, False, wide, g, pos, *sc[4:])),
         ("adamw_param", "native/decay", op(Op.ADAMW_PARAM, True, wide, g, pos, *sc[4:])),
+        ("sigmoid", "native", op(Op.SIGMOID, None, _specials(_floats(31, (64, 65), -8, 8)))),
+        ("gelu_erf", "native", op(Op.GELU_ERF, None, _specials(_floats(32, (64, 65), -6, 4)))),
+        ("gelu_erf_grad", "native", op(Op.GELU_ERF_GRAD, None, _floats(33, (64, 65), -6, 4), g64)),
+        ("sin", "native", op(Op.SIN, None, _specials(_floats(34, (64, 65), -10, 12)))),
+        ("cos", "native", op(Op.COS, None, _specials(_floats(35, (64, 65), -10, 12)))),
+        ("take", "torch", op(Op.TAKE, 1, a, take_idx)),
+        ("amax", "torch", op(Op.AMAX, 0, a)),
+        ("max_grad", "torch", op(Op.MAX_GRAD, 1, a, g[:, :1])),
+        ("compare", "torch", op(Op.COMPARE, "le", a, b)),
+        ("where", "torch", op(Op.WHERE, None, (a > 0).to(torch.int64), a, g)),
+        ("cat", "torch", op(Op.CAT, 1, a, g, wide)),
+        (
+            "dropout_mask",
+            "torch",
+            op(Op.DROPOUT_MASK, (12345, 4194304, 1.3333333730697632, (40, 50)), *seed_step),
+        ),
     ]
     return cases
 

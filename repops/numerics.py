@@ -196,7 +196,17 @@ def tanh_torch(x: torch.Tensor) -> torch.Tensor:
     return torch.copysign(t, x64).to(torch.float32)
 
 
-_UNARY = {"exp": 0, "log": 1, "tanh": 2, "sqrt": 3, "gelu": 4}
+_UNARY = {
+    "exp": 0,
+    "log": 1,
+    "tanh": 2,
+    "sqrt": 3,
+    "gelu": 4,
+    "sigmoid": 5,
+    "gelu_erf": 6,
+    "sin": 7,
+    "cos": 8,
+}
 
 
 def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -497,3 +507,201 @@ def layer_norm_grad(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tenso
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_layer_norm_grad failed with code {rc}")
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# repops-2 vocabulary extensions (issue 13): SIGMOID, GELU_ERF, SIN, COS, the fixed-index
+# gather TAKE and the argmax routing of AMAX.  Every floating-point step is one binary64
+# operation written as a torch call (IEEE-exact on every device), rounded once to binary32.
+#
+#   sigmoid(x):  a = min(|x|, 110); e = EXP64(-a); d = 1 + e;
+#                x >= 0 (or -0): 1/d;  x < 0: e/d.
+#   EXP64(y) (y in [-110, 90]) = (q + 1) * 2**k with (k, q) = core(y) (the exp core above).
+#   gelu_erf(x): z = |x| * INV_SQRT2; e = EXP64(max(-(z*z), -110));
+#                z < 2: erf = (TWO_OVER_SQRT_PI * e) * S, S = z + t_1 + ... + t_40 added
+#                       left to right, t_0 = z, t_{n+1} = (t_n * w) * R_n, w = (2*z)*z,
+#                       R_n = 1.0 / (2n + 3) (one binary64 division each, a constant);
+#                       erfc = 1 - erf
+#                z >= 2: f = z; for n = 60..1: f = z + (n * 0.5) / f;
+#                        erfc = (e * INV_SQRT_PI) / f      (Laplace's continued fraction)
+#                phi = 1 - 0.5*erfc (x >= 0) or 0.5*erfc (x < 0); result x * phi;
+#                x = -inf gives -0.
+#   gelu_erf_grad(x, g): d = phi + x * (e * INV_SQRT_2PI) (binary64, as above), rounded
+#                once to binary32; result g * d (one binary32 multiplication).
+#   sin/cos(x): a = |x|; k = rne(a * TWO_OVER_PI); r = ((a - k*PIO2_1) - k*PIO2_2) - k*PIO2_3
+#                (PIO2_1, PIO2_2 are 33-bit pieces of pi/2, so k*PIO2_i is exact for
+#                k < 2**20); z = r*r;
+#                s = r + (r*z)*P_S(z), P_S(z) = S_1 + z*(S_2 + ... z*S_8) (Horner from S_8,
+#                S_i = (-1)**i / (2i+1)!); c = 1 + z*P_C(z), P_C Horner from C_9,
+#                C_i = (-1)**i / (2i)!; q = k mod 4;
+#                sin(a) = (s, c, -s, -c)[q], cos(a) = (c, -s, -c, s)[q];
+#                sin(x) = -sin(a) when x has its sign bit set, cos(x) = cos(a).
+#                Accurate (<= 1 ulp, tested) for |x| < 2**19; beyond, the same sequence
+#                (bits fixed, accuracy decreasing); inf and NaN give NaN.
+# ----------------------------------------------------------------------------------------
+
+INV_SQRT2 = 0.7071067811865476
+TWO_OVER_SQRT_PI = 1.1283791670955126
+INV_SQRT_PI = 0.5641895835477563
+INV_SQRT_2PI = 0.3989422804014327
+TWO_OVER_PI = 0.6366197723675814
+PIO2_1 = float.fromhex("0x1.921fb544p+0")  # the top 33 bits of pi/2
+PIO2_2 = float.fromhex("0x1.0b4611a6p-34")  # the next 33 bits
+PIO2_3 = float.fromhex("0x1.3198a2e037073p-69")  # pi/2 - PIO2_1 - PIO2_2, rounded
+_SIN_COEFFS = [(-1.0) ** i / math.factorial(2 * i + 1) for i in range(8, 0, -1)]  # S_8..S_1
+_COS_COEFFS = [(-1.0) ** i / math.factorial(2 * i) for i in range(9, 0, -1)]  # C_9..C_1
+ERF_SERIES_TERMS = 40
+_ERF_RECIP = [1.0 / (2 * n + 3) for n in range(ERF_SERIES_TERMS)]  # R_n = f64(1/(2n+3))
+ERFC_CF_TERMS = 60
+
+
+def _exp64(y: torch.Tensor) -> torch.Tensor:
+    k, q = _exp_core(y)
+    return (q + 1.0) * _pow2(torch.nan_to_num(k, nan=0.0).to(torch.int64))
+
+
+def sigmoid_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 logistic sigmoid: the binary64 sequence above, as torch calls."""
+    x64 = x.to(torch.float64)
+    e = _exp64(-torch.clamp(torch.abs(x64), max=110.0))
+    d = e + 1.0
+    return torch.where(x64 < 0, e / d, 1.0 / d).to(torch.float32)
+
+
+def _phi_and_density(x64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Phi(x), e) in binary64 with e = exp(-x*x/2), by the sequence above."""
+    z = torch.abs(x64) * INV_SQRT2
+    e = _exp64(torch.clamp(-(z * z), min=-110.0))
+    w = (z * 2.0) * z
+    t = z
+    s = z
+    for r in _ERF_RECIP:
+        t = (t * w) * r
+        s = s + t
+    erfc_series = 1.0 - (e * TWO_OVER_SQRT_PI) * s
+    f = z
+    for n in range(ERFC_CF_TERMS, 0, -1):
+        f = z + (n * 0.5) / f
+    erfc_cf = (e * INV_SQRT_PI) / f
+    erfc = torch.where(z < 2.0, erfc_series, erfc_cf)
+    phi = torch.where(x64 < 0, erfc * 0.5, 1.0 - erfc * 0.5)
+    return phi, e
+
+
+def gelu_erf_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 x * Phi(x) (the erf GELU): the binary64 sequence, as torch calls."""
+    x64 = x.to(torch.float64)
+    phi, _ = _phi_and_density(x64)
+    y = torch.where(x64 == -math.inf, torch.zeros_like(x64).neg(), x64 * phi)
+    return y.to(torch.float32)
+
+
+def gelu_erf_grad_torch(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g * f32(Phi(x) + x phi(x)): the derivative of `gelu_erf` applied to g (torch calls)."""
+    x64 = x.to(torch.float64)
+    phi, e = _phi_and_density(x64)
+    d = phi + x64 * (e * INV_SQRT_2PI)
+    d = torch.where(torch.isinf(x64), torch.where(x64 > 0, 1.0, 0.0).to(torch.float64), d)
+    return g * d.to(torch.float32)
+
+
+def _sin_cos_abs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.abs(x.to(torch.float64))
+    k = torch.round(a * TWO_OVER_PI)
+    r = ((a - k * PIO2_1) - k * PIO2_2) - k * PIO2_3
+    z = r * r
+    ps = z * _SIN_COEFFS[0]
+    for c in _SIN_COEFFS[1:-1]:
+        ps = (ps + c) * z
+    ps = ps + _SIN_COEFFS[-1]
+    s = r + (r * z) * ps
+    pc = z * _COS_COEFFS[0]
+    for c in _COS_COEFFS[1:-1]:
+        pc = (pc + c) * z
+    pc = pc + _COS_COEFFS[-1]
+    c_ = 1.0 + z * pc
+    q = torch.remainder(torch.nan_to_num(k, nan=0.0, posinf=0.0), 4.0)
+    sin_a = torch.where(q == 0, s, torch.where(q == 1, c_, torch.where(q == 2, -s, -c_)))
+    cos_a = torch.where(q == 0, c_, torch.where(q == 1, -s, torch.where(q == 2, -c_, s)))
+    bad = ~torch.isfinite(a)
+    nan = torch.full_like(a, math.nan)
+    return torch.where(bad, nan, sin_a), torch.where(bad, nan, cos_a)
+
+
+def sin_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 sine: fixed range reduction + polynomials (torch calls)."""
+    s, _ = _sin_cos_abs(x)
+    return torch.where(torch.signbit(x), -s, s).to(torch.float32)
+
+
+def cos_torch(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 cosine: fixed range reduction + polynomials (torch calls)."""
+    return _sin_cos_abs(x)[1].to(torch.float32)
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 logistic sigmoid (native on CPU)."""
+    return sigmoid_torch(x) if x.device.type != "cpu" else _native_unary("sigmoid", x)
+
+
+def gelu_erf(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 erf GELU (native on CPU)."""
+    return gelu_erf_torch(x) if x.device.type != "cpu" else _native_unary("gelu_erf", x)
+
+
+def sin(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 sine (native on CPU)."""
+    return sin_torch(x) if x.device.type != "cpu" else _native_unary("sin", x)
+
+
+def cos(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> float32 cosine (native on CPU)."""
+    return cos_torch(x) if x.device.type != "cpu" else _native_unary("cos", x)
+
+
+def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """g * f32(Phi(x) + x phi(x)) (native on CPU)."""
+    if x.device.type != "cpu":
+        return gelu_erf_grad_torch(x, g)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_gelu_erf_grad(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        xs.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_gelu_erf_grad failed with code {rc}")
+    return out
+
+
+def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
+    """out[b..., j...] = flat(x[b...])[idx[j...]] over the `lead` leading axes b; an index
+    of -1 gives +0.  Exact copies."""
+    lead_shape = tuple(x.shape[:lead])
+    b = 1
+    for d in lead_shape:
+        b *= d
+    # Rows of the (elements + 1, leading entries) transpose are contiguous: one
+    # index_select gathers every leading entry at once; the extra row is the +0 of idx -1.
+    cols = x.reshape(b, -1).t()
+    zero = torch.zeros((1, b), dtype=x.dtype, device=x.device)
+    padded = torch.cat([cols, zero], dim=0)
+    j = torch.where(idx < 0, torch.full_like(idx, padded.shape[0] - 1), idx).reshape(-1)
+    out = padded.index_select(0, j.to(x.device))  # (idx.numel(), b)
+    return out.t().reshape(*lead_shape, *idx.shape)
+
+
+def max_grad(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
+    """g (size 1 on `axis`) placed at the first index along `axis` where x attains its
+    maximum (the first NaN, if any); +0 everywhere else.  Exact."""
+    length = x.shape[axis]
+    mx = torch.amax(x, dim=axis, keepdim=True)
+    hit = (x == mx) | (torch.isnan(x) & torch.isnan(mx))
+    shape = [1] * x.dim()
+    shape[axis] = length
+    ar = torch.arange(length, device=x.device).reshape(shape)
+    first = torch.amin(torch.where(hit, ar, length), dim=axis, keepdim=True)
+    return torch.where(ar == first, g, torch.zeros((), dtype=g.dtype, device=g.device))

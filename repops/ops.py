@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from repops import numerics
+from repops import numerics, rng
 
 Kernel = Callable[..., torch.Tensor]
 
@@ -192,6 +192,71 @@ class Op(enum.Enum):
         "int64 -> float32, round-to-nearest-even (exact below 2**24).",
     )
 
+    # -- issue 13: vocabulary for bring-your-own-model graphs --------------------------
+    SIGMOID = (
+        "sigmoid",
+        "1/(1 + e**-a): in float64 s = min(|a|, 110), e = EXP core(-s), d = 1 + e; 1/d "
+        "for a >= 0 (and -0), e/d for a < 0; rounded once (numerics.sigmoid).",
+    )
+    GELU_ERF = (
+        "gelu_erf",
+        "x*Phi(x), Phi(x) = erfc(-x/sqrt 2)/2: float64, erf by its 40-term positive series "
+        "for |x|/sqrt 2 < 2, erfc by the 60-term Laplace continued fraction otherwise, "
+        "rounded once; gelu_erf(-inf) = -0 (numerics.gelu_erf).",
+    )
+    GELU_ERF_GRAD = (
+        "gelu_erf_grad",
+        "(x, g) -> g * f32(Phi(x) + x*exp(-x*x/2)/sqrt(2 pi)), the float64 pieces as "
+        "GELU_ERF, rounded once, then one binary32 multiplication (numerics.gelu_erf_grad).",
+    )
+    SIN = (
+        "sin",
+        "sin a: float64 |a| reduced by k = rne(|a|*2/pi) against pi/2 in three pieces "
+        "(33+33+53 bits), degree-17/18 Taylor polynomials, quadrant k mod 4, sign of a "
+        "restored; rounded once; inf/NaN -> NaN (numerics.sin).",
+    )
+    COS = (
+        "cos",
+        "cos a: the range reduction and polynomials of SIN, cos(|a|), rounded once; "
+        "inf/NaN -> NaN (numerics.cos).",
+    )
+    TAKE = (
+        "take",
+        "(x, idx) with idx an int64 CONST: out[b..., j...] = flat(x[b...])[idx[j...]] over "
+        "the `arg` leading axes b of x, shape (*x.shape[:arg], *idx.shape); idx -1 gives "
+        "+0 (exact copies: slices, im2col, pooling windows, padding).",
+    )
+    AMAX = (
+        "amax",
+        "Maximum over axis `arg` (kept), exactly as MAX, but differentiable: its "
+        "derivative is MAX_GRAD (the gradient goes to the first maximal element).",
+    )
+    MAX_GRAD = (
+        "max_grad",
+        "(x, g) over axis `arg`, g of size 1 there: g at the first index where x equals "
+        "its maximum (the first NaN if any), +0 elsewhere (exact).",
+    )
+    COMPARE = (
+        "compare",
+        "a OP b with OP = `arg` in gt, ge, lt, le, eq, ne (IEEE comparisons, NaN compares "
+        "unequal); int64 1 or 0, broadcast like numpy (float32 or int64 operands).",
+    )
+    WHERE = (
+        "where",
+        "(c int64, a, b) -> a if c != 0 else b, broadcast like numpy (exact copies).",
+    )
+    DROPOUT_MASK = (
+        "dropout_mask",
+        "(seed, step) int64 0-dim, `arg` = (stream, threshold, scale, shape): float32 of "
+        "`shape`, element i (row-major) = scale if (w >> 8) >= threshold else +0, with "
+        "w = rng.bits32(seed, rng.bits32(stream, 0x5EED, step), i) (exact integer math).",
+    )
+    CAT = (
+        "cat",
+        "The inputs (one dtype, equal shapes but on axis `arg`) concatenated along axis "
+        "`arg` in input order (exact copies).",
+    )
+
     @property
     def is_leaf(self) -> bool:
         """True for INPUT and CONST: values proven by the state, batch or program."""
@@ -203,7 +268,7 @@ class Op(enum.Enum):
 
     @property
     def is_reduction(self) -> bool:
-        return self in (Op.SUM, Op.MAX)
+        return self in (Op.SUM, Op.MAX, Op.AMAX)
 
     @property
     def is_matmul(self) -> bool:
@@ -230,6 +295,13 @@ _ELEMENTWISE = frozenset(
         Op.ADAMW_PARAM,
         Op.GELU,
         Op.GELU_GRAD,
+        Op.SIGMOID,
+        Op.GELU_ERF,
+        Op.GELU_ERF_GRAD,
+        Op.SIN,
+        Op.COS,
+        Op.COMPARE,
+        Op.WHERE,
     }
 )
 
@@ -253,6 +325,34 @@ def _relu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def _max(a: torch.Tensor, axis: int) -> torch.Tensor:
     # amax is exact; "+ 0.0" makes a zero maximum +0 whichever zero the kernel picked.
     return torch.amax(a, dim=axis, keepdim=True) + 0.0
+
+
+_COMPARE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gt": torch.gt,
+    "ge": torch.ge,
+    "lt": torch.lt,
+    "le": torch.le,
+    "eq": torch.eq,
+    "ne": torch.ne,
+}
+
+
+def _where(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(c != 0, a, b)
+
+
+def _dropout_mask(seed: torch.Tensor, step: torch.Tensor, arg: Any) -> torch.Tensor:
+    stream, threshold, scale, shape = arg
+    n = 1
+    for d in shape:
+        n *= int(d)
+    st = rng.bits32(int(stream), 0x5EED, step.reshape(1).to(torch.int64))
+    c = torch.arange(n, dtype=torch.int64, device=seed.device)
+    w = rng.bits32(int(seed.item()), int(st.item()), c)
+    keep = torch.bitwise_right_shift(w, 8) >= int(threshold)
+    val = torch.tensor(float(scale), dtype=torch.float32, device=seed.device)
+    zero = torch.zeros((), dtype=torch.float32, device=seed.device)
+    return torch.where(keep, val, zero).reshape(tuple(shape))
 
 
 def _onehot(idx: torch.Tensor, classes: int) -> torch.Tensor:
@@ -295,6 +395,18 @@ KERNELS: dict[Op, Callable[[Any, list[torch.Tensor]], torch.Tensor]] = {
     Op.ONEHOT: lambda arg, x: _onehot(x[0], arg),
     Op.GATHER_ROWS: lambda arg, x: _gather_rows(x[0], x[1]),
     Op.TO_F32: lambda arg, x: x[0].to(torch.float32),
+    Op.SIGMOID: lambda arg, x: numerics.sigmoid(x[0]),
+    Op.GELU_ERF: lambda arg, x: numerics.gelu_erf(x[0]),
+    Op.GELU_ERF_GRAD: lambda arg, x: numerics.gelu_erf_grad(x[0], x[1]),
+    Op.SIN: lambda arg, x: numerics.sin(x[0]),
+    Op.COS: lambda arg, x: numerics.cos(x[0]),
+    Op.TAKE: lambda arg, x: numerics.take(x[0], x[1], arg),
+    Op.AMAX: lambda arg, x: _max(x[0], arg),
+    Op.MAX_GRAD: lambda arg, x: numerics.max_grad(x[0], x[1], arg),
+    Op.COMPARE: lambda arg, x: _COMPARE[arg](x[0], x[1]).to(torch.int64),
+    Op.WHERE: lambda arg, x: _where(x[0], x[1], x[2]),
+    Op.CAT: lambda arg, x: torch.cat(x, dim=arg),
+    Op.DROPOUT_MASK: lambda arg, x: _dropout_mask(x[0], x[1], arg),
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from repops import numerics
+from repops import numerics, rng
 from repops.errors import TapeError
 from repops.ops import KERNELS, Op
 
@@ -48,6 +48,10 @@ class Graph:
     consts: list[torch.Tensor] = field(default_factory=list)
     inputs: dict[str, int] = field(default_factory=dict)
     _scalar_cache: dict[tuple[str, bytes], int] = field(default_factory=dict)
+    # State written by forward ops (batch norm running statistics): {INPUT node id of the
+    # buffer: node id of its new value}.  Whoever builds the program makes each entry a
+    # state output, so the buffer's next value is part of the step's state hash.
+    buffer_updates: dict[int, int] = field(default_factory=dict)
 
     # -- bookkeeping ---------------------------------------------------------------------
     def shape(self, v: int) -> Shape:
@@ -183,6 +187,128 @@ class Graph:
             raise TapeError("to_f32 takes int64")
         return self._emit(Op.TO_F32, (a,), None, self.shape(a), "float32")
 
+    # -- issue 13 primitives (see `Op`; composites over them are in repops.composites) ---
+    def sigmoid(self, a: int) -> int:
+        return self._unary(Op.SIGMOID, a)
+
+    def gelu_erf(self, a: int) -> int:
+        return self._unary(Op.GELU_ERF, a)
+
+    def gelu_erf_grad(self, x: int, g: int) -> int:
+        self._f32(x, g)
+        if self.shape(x) != self.shape(g):
+            raise TapeError(f"gelu_erf_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.GELU_ERF_GRAD, (x, g), None, self.shape(x), "float32")
+
+    def sin(self, a: int) -> int:
+        return self._unary(Op.SIN, a)
+
+    def cos(self, a: int) -> int:
+        return self._unary(Op.COS, a)
+
+    def take(self, x: int, idx: torch.Tensor | int, lead: int = 0) -> int:
+        """Gather with fixed indices (a constant int64 tensor, -1 for +0) per leading index."""
+        if isinstance(idx, torch.Tensor):
+            if idx.dtype != torch.int64:
+                raise TapeError("take indices must be int64")
+            idx = self.const(idx)
+        node = self.nodes[idx]
+        if node.op is not Op.CONST or node.dtype != "int64":
+            raise TapeError("take indices must be an int64 constant")
+        sx = self.shape(x)
+        if not 0 <= lead <= len(sx):
+            raise TapeError(f"take lead {lead} for shape {sx}")
+        per = _prod(sx[lead:])
+        t = self.consts[node.arg]
+        if t.numel() and (int(t.min()) < -1 or int(t.max()) >= per):
+            raise TapeError(f"take index out of range for {per} elements per entry")
+        shape = (*sx[:lead], *node.shape)
+        return self._emit(Op.TAKE, (x, idx), int(lead), shape, self.dtype(x))
+
+    def amax(self, a: int, axis: int) -> int:
+        self._f32(a)
+        ax = self._axis(a, axis)
+        shape = list(self.shape(a))
+        shape[ax] = 1
+        return self._emit(Op.AMAX, (a,), ax, tuple(shape), "float32")
+
+    def max_grad(self, x: int, g: int, axis: int) -> int:
+        self._f32(x, g)
+        ax = self._axis(x, axis)
+        want = list(self.shape(x))
+        want[ax] = 1
+        if self.shape(g) != tuple(want):
+            raise TapeError(f"max_grad shapes {self.shape(x)} and {self.shape(g)}")
+        return self._emit(Op.MAX_GRAD, (x, g), ax, self.shape(x), "float32")
+
+    def compare(self, a: int, b: int, how: str) -> int:
+        if how not in ("gt", "ge", "lt", "le", "eq", "ne"):
+            raise TapeError(f"compare {how!r}: use gt, ge, lt, le, eq or ne")
+        if self.dtype(a) != self.dtype(b):
+            raise TapeError(f"compare dtypes {self.dtype(a)} and {self.dtype(b)}")
+        shape = _broadcast(self.shape(a), self.shape(b))
+        if shape is None:
+            raise TapeError(f"compare shapes {self.shape(a)} and {self.shape(b)}")
+        return self._emit(Op.COMPARE, (a, b), how, shape, "int64")
+
+    def where(self, c: int, a: int, b: int) -> int:
+        if self.dtype(c) != "int64" or self.dtype(a) != self.dtype(b):
+            raise TapeError("where takes an int64 condition and two values of one dtype")
+        s1 = _broadcast(self.shape(a), self.shape(b))
+        shape = None if s1 is None else _broadcast(self.shape(c), s1)
+        if shape is None:
+            raise TapeError(f"where shapes {self.shape(c)}, {self.shape(a)}, {self.shape(b)}")
+        return self._emit(Op.WHERE, (c, a, b), None, shape, self.dtype(a))
+
+    def cat(self, xs: Sequence[int], axis: int) -> int:
+        if not xs:
+            raise TapeError("cat of nothing")
+        ax = self._axis(xs[0], axis)
+        s0 = self.shape(xs[0])
+        total = 0
+        for v in xs:
+            sv = self.shape(v)
+            if (
+                self.dtype(v) != self.dtype(xs[0])
+                or len(sv) != len(s0)
+                or any(p != q for k, (p, q) in enumerate(zip(sv, s0, strict=True)) if k != ax)
+            ):
+                raise TapeError(f"cat shapes {[self.shape(u) for u in xs]} on axis {ax}")
+            total += sv[ax]
+        if len(xs) == 1:
+            return xs[0]
+        shape = (*s0[:ax], total, *s0[ax + 1 :])
+        return self._emit(Op.CAT, tuple(xs), ax, shape, self.dtype(xs[0]))
+
+    def dropout_mask(self, shape: Shape, p: float, seed: int, step: int) -> int:
+        """The float32 mask of one dropout op: 0 with probability p (in steps of 2**-24),
+        else f32(1/(1-p)); the k-th mask of the graph uses stream stream_id("dropout.k")."""
+        if not 0.0 <= p < 1.0:
+            raise TapeError(f"dropout p={p} must be in [0, 1)")
+        for v in (seed, step):
+            if self.dtype(v) != "int64" or self.shape(v) != ():
+                raise TapeError("dropout seed and step must be int64 scalars")
+        k = sum(1 for n in self.nodes if n.op is Op.DROPOUT_MASK)
+        stream = rng.stream_id(f"dropout.{k}")
+        threshold = round(p * (1 << 24))
+        scale = float(torch.tensor(1.0 / (1.0 - p), dtype=torch.float32).item())
+        arg = (stream, threshold, scale, tuple(int(d) for d in shape))
+        return self._emit(Op.DROPOUT_MASK, (seed, step), arg, shape, "float32")
+
+    def slice(self, a: int, axis: int, start: int, stop: int, step: int = 1) -> int:
+        """a[..., start:stop:step, ...] on `axis` (Python slice rules): a TAKE."""
+        ax = self._axis(a, axis)
+        sa = self.shape(a)
+        if step <= 0:
+            raise TapeError(f"slice step {step} must be positive")
+        picks = range(*slice(start, stop, step).indices(sa[ax]))
+        if len(picks) == sa[ax]:
+            return a
+        inner = _prod(sa[ax + 1 :])
+        base = torch.tensor(list(picks), dtype=torch.int64).reshape(-1, 1) * inner
+        idx = (base + torch.arange(inner, dtype=torch.int64)).reshape(len(picks), *sa[ax + 1 :])
+        return self.take(a, idx, ax)
+
     # -- fused optimizer pieces (after the loss: never differentiated) --------------------
     def _scalars(self, *vs: int) -> None:
         self._f32(*vs)
@@ -308,8 +434,38 @@ _NO_GRAD = frozenset(
         Op.LAYER_NORM_GRAD,
         Op.ADAM_MOMENT,
         Op.ADAMW_PARAM,
+        Op.GELU_ERF_GRAD,
+        Op.MAX_GRAD,
+        Op.COMPARE,
+        Op.DROPOUT_MASK,
     }
 )
+
+
+def _take_transpose(g: Graph, gi: int, x_shape: Shape, idx_node: int, lead: int) -> int:
+    """The derivative of TAKE: each element of x sums the gradients of the outputs that
+    copied it, in increasing output position, by the halving tree (a TAKE of the gradient
+    with the inverse index, then SUM); an element nobody copied gets +0."""
+    idx = g.consts[g.nodes[idx_node].arg].reshape(-1)
+    per = _prod(x_shape[lead:])
+    valid = torch.nonzero(idx >= 0).reshape(-1)
+    src = idx[valid]
+    counts = (
+        torch.bincount(src, minlength=per) if src.numel() else torch.zeros(per, dtype=torch.int64)
+    )
+    kmax = max(1, int(counts.max()) if per else 1)
+    order = torch.argsort(src * (idx.numel() + 1) + valid)  # by element, then position
+    src_sorted, pos_sorted = src[order], valid[order]
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(src_sorted.numel()) - starts[src_sorted]
+    inv = torch.full((per, kmax), -1, dtype=torch.int64)
+    inv[src_sorted, rank] = pos_sorted
+    lead_shape = x_shape[:lead]
+    flat = g.reshape(gi, (*lead_shape, _prod(g.shape(gi)[lead:])))
+    if kmax == 1:  # a plain permutation or selection: no sum needed
+        return g.reshape(g.take(flat, inv.reshape(per), lead), x_shape)
+    gx = g.sum(g.take(flat, inv, lead), -1)
+    return g.reshape(gx, x_shape)
 
 
 def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
@@ -406,6 +562,33 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
             oh = g.reshape(g.onehot(idx, v_), (_prod(g.shape(idx)), v_))
             g2 = g.reshape(gi, (_prod(g.shape(idx)), c_))
             acc(table, g.matmul(g.transpose_last(oh), g2))
+        elif op is Op.SIGMOID:  # g * (y * (1 - y))
+            acc(ins[0], g.mul(gi, g.mul(i, g.sub(g.const(1.0), i))))
+        elif op is Op.GELU_ERF:
+            acc(ins[0], g.gelu_erf_grad(ins[0], gi))
+        elif op is Op.SIN:
+            acc(ins[0], g.mul(gi, g.cos(ins[0])))
+        elif op is Op.COS:
+            acc(ins[0], g.neg(g.mul(gi, g.sin(ins[0]))))
+        elif op is Op.TAKE:
+            acc(ins[0], _take_transpose(g, gi, g.shape(ins[0]), ins[1], node.arg))
+        elif op is Op.AMAX:
+            acc(ins[0], g.max_grad(ins[0], gi, node.arg))
+        elif op is Op.WHERE:
+            c, a, b = ins
+            zero = g.const(0.0)
+            if needs[a]:
+                acc(a, g.sum_to(g.where(c, gi, zero), g.shape(a)))
+            if needs[b]:
+                acc(b, g.sum_to(g.where(c, zero, gi), g.shape(b)))
+        elif op is Op.CAT:
+            ax = node.arg
+            off = 0
+            for v in ins:
+                n_v = g.shape(v)[ax]
+                if needs[v]:
+                    acc(v, g.slice(gi, ax, off, off + n_v))
+                off += n_v
         else:
             raise TapeError(f"no derivative for {op.value}")
     return {w: grads[w] for w in wrt if w in grads}

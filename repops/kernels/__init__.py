@@ -113,6 +113,8 @@ def lib() -> ctypes.CDLL:
         handle.repops_tree_sum.restype = cint
         handle.repops_gelu_grad.argtypes = [ptr, ptr, ptr, i64, cint]
         handle.repops_gelu_grad.restype = cint
+        handle.repops_gelu_erf_grad.argtypes = [ptr, ptr, ptr, i64, cint]
+        handle.repops_gelu_erf_grad.restype = cint
         handle.repops_softmax.argtypes = [ptr, ptr, i64, i64, cint]
         handle.repops_softmax.restype = cint
         handle.repops_softmax_grad.argtypes = [ptr, ptr, ptr, i64, i64, cint]

@@ -376,6 +376,157 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_grad_bloc
   for (int64_t i = lo; i < hi; i++) y[i] = gelu_grad1(x[i], g[i]);
 }
 
+// Issue-13 binary64 sequences (bit-identical to repops/numerics.py sigmoid, gelu_erf,
+// gelu_erf_grad, sin, cos; every step one binary64 operation, rounded once at the end).
+constexpr double INV_SQRT2 = 0.7071067811865476;
+constexpr double TWO_OVER_SQRT_PI = 1.1283791670955126;
+constexpr double INV_SQRT_PI = 0.5641895835477563;
+constexpr double INV_SQRT_2PI = 0.3989422804014327;
+constexpr double TWO_OVER_PI = 0.6366197723675814;
+constexpr double PIO2_1 = 0x1.921fb544p+0;
+constexpr double PIO2_2 = 0x1.0b4611a6p-34;
+constexpr double PIO2_3 = 0x1.3198a2e037073p-69;
+
+// (-1)**i / (2i+1)! (i = 8..1) and (-1)**i / (2i)! (i = 9..1), as Python computes them.
+struct TrigCoeffs {
+  double s[8];
+  double c[9];
+  TrigCoeffs() {
+    auto fact = [](int n) {
+      double f = 1.0;
+      for (int j = 2; j <= n; j++) f *= j;  // exact: 18! < 2**53
+      return f;
+    };
+    for (int i = 8; i >= 1; i--) s[8 - i] = ((i % 2) ? -1.0 : 1.0) / fact(2 * i + 1);
+    for (int i = 9; i >= 1; i--) c[9 - i] = ((i % 2) ? -1.0 : 1.0) / fact(2 * i);
+  }
+};
+const TrigCoeffs kT;
+
+inline double exp64(double y) {
+  double k, q;
+  exp_core(y, k, q);
+  return (q + 1.0) * pow2_of(k);
+}
+
+inline float sigmoid1(float xf) {
+  const double x = xf;
+  double a = std::fabs(x);
+  a = a > 110.0 ? 110.0 : a;
+  const double e = exp64(-a);
+  const double d = e + 1.0;
+  return static_cast<float>(x < 0.0 ? e / d : 1.0 / d);
+}
+
+// erf GELU over blocks of L lanes: every step is a loop over the lanes, so the compiler
+// vectorises across elements while each element sees exactly the binary64 sequence of
+// numerics._phi_and_density (the continued fraction runs only when a lane needs it).
+struct ErfRecip {
+  double r[40];
+  ErfRecip() {
+    for (int n = 0; n < 40; n++) r[n] = 1.0 / static_cast<double>(2 * n + 3);
+  }
+};
+const ErfRecip kR;
+constexpr int L = 16;
+
+inline void phi_density_lanes(const float* xf, int m, double* phi, double* e, double* x) {
+  double z[L], w[L], t[L], s[L], ser[L], f[L];
+  bool any_cf = false;
+  for (int j = 0; j < L; j++) {
+    x[j] = j < m ? static_cast<double>(xf[j]) : 0.0;
+    z[j] = std::fabs(x[j]) * INV_SQRT2;
+    double y = -(z[j] * z[j]);
+    y = y < -110.0 ? -110.0 : y;
+    double k, q;
+    exp_core(y, k, q);
+    e[j] = (q + 1.0) * pow2_of(k);
+    w[j] = (z[j] * 2.0) * z[j];
+    t[j] = z[j];
+    s[j] = z[j];
+    any_cf |= j < m && !(z[j] < 2.0);
+  }
+  for (int n = 0; n < 40; n++) {
+    const double r = kR.r[n];
+    for (int j = 0; j < L; j++) {
+      t[j] = (t[j] * w[j]) * r;
+      s[j] = s[j] + t[j];
+    }
+  }
+  for (int j = 0; j < L; j++) ser[j] = 1.0 - (e[j] * TWO_OVER_SQRT_PI) * s[j];
+  if (any_cf) {
+    for (int j = 0; j < L; j++) f[j] = z[j];
+    for (int n = 60; n >= 1; n--) {
+      const double a = n * 0.5;
+      for (int j = 0; j < L; j++) f[j] = z[j] + a / f[j];
+    }
+    for (int j = 0; j < L; j++) f[j] = (e[j] * INV_SQRT_PI) / f[j];
+  }
+  for (int j = 0; j < L; j++) {
+    const double erfc = z[j] < 2.0 ? ser[j] : f[j];
+    phi[j] = x[j] < 0.0 ? erfc * 0.5 : 1.0 - erfc * 0.5;
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_erf_block(
+    const float* __restrict__ xs, float* __restrict__ y, int64_t lo, int64_t hi) {
+  double phi[L], e[L], x[L];
+  for (int64_t i = lo; i < hi; i += L) {
+    const int m = static_cast<int>(std::min<int64_t>(L, hi - i));
+    phi_density_lanes(xs + i, m, phi, e, x);
+    for (int j = 0; j < m; j++)
+      y[i + j] = static_cast<float>(x[j] == -INFINITY ? -0.0 : x[j] * phi[j]);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_erf_grad_block(
+    const float* __restrict__ xs, const float* __restrict__ g, float* __restrict__ y,
+    int64_t lo, int64_t hi) {
+  double phi[L], e[L], x[L];
+  for (int64_t i = lo; i < hi; i += L) {
+    const int m = static_cast<int>(std::min<int64_t>(L, hi - i));
+    phi_density_lanes(xs + i, m, phi, e, x);
+    for (int j = 0; j < m; j++) {
+      double d = phi[j] + x[j] * (e[j] * INV_SQRT_2PI);
+      d = std::isinf(x[j]) ? (x[j] > 0.0 ? 1.0 : 0.0) : d;
+      y[i + j] = g[i + j] * static_cast<float>(d);
+    }
+  }
+}
+
+inline void sin_cos_abs(float xf, double& sa, double& ca) {
+  const double a = std::fabs(static_cast<double>(xf));
+  const double k = std::nearbyint(a * TWO_OVER_PI);  // round half to even (FpGuard's mode)
+  const double r = ((a - k * PIO2_1) - k * PIO2_2) - k * PIO2_3;
+  const double z = r * r;
+  double ps = z * kT.s[0];
+  for (int i = 1; i < 7; i++) ps = (ps + kT.s[i]) * z;
+  ps = ps + kT.s[7];
+  const double s = r + (r * z) * ps;
+  double pc = z * kT.c[0];
+  for (int i = 1; i < 8; i++) pc = (pc + kT.c[i]) * z;
+  pc = pc + kT.c[8];
+  const double c = 1.0 + z * pc;
+  const double kk = (k == k && k != INFINITY) ? k : 0.0;
+  const double q = std::fmod(kk, 4.0);
+  sa = q == 0.0 ? s : (q == 1.0 ? c : (q == 2.0 ? -s : -c));
+  ca = q == 0.0 ? c : (q == 1.0 ? -s : (q == 2.0 ? -c : s));
+  if (!std::isfinite(a)) sa = ca = NAN;
+}
+
+inline float sin1(float x) {
+  double s, c;
+  sin_cos_abs(x, s, c);
+  return static_cast<float>(std::signbit(x) ? -s : s);
+}
+
+inline float cos1(float x) {
+  double s, c;
+  sin_cos_abs(x, s, c);
+  return static_cast<float>(c);
+}
+
+
 template <float (*F)(float)>
 __attribute__((target_clones("avx512f", "avx2", "default"))) void unary_block(
     const float* __restrict__ x, float* __restrict__ y, int64_t lo, int64_t hi) {
@@ -391,6 +542,18 @@ void unary(const float* x, float* y, int64_t n, int nthreads) {
     FpGuard guard;
     const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
     unary_block<F>(x, y, lo, hi);
+  }
+}
+
+template <void (*B)(const float*, float*, int64_t, int64_t)>
+void blocked(const float* x, float* y, int64_t n, int nthreads) {
+  const int64_t grain = 1 << 12;
+  const int64_t blocks = (n + grain - 1) / grain;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
+  for (int64_t bl = 0; bl < blocks; bl++) {
+    FpGuard guard;
+    const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
+    B(x, y, lo, hi);
   }
 }
 
@@ -477,7 +640,7 @@ API int repops_matmul(const float* a, const float* b, float* c, int64_t nb, int6
 }
 
 // y = f(x) elementwise for contiguous float32 x, y; f: 0 exp, 1 log, 2 tanh, 3 sqrt,
-// 4 gelu.
+// 4 gelu, 5 sigmoid, 6 gelu_erf, 7 sin, 8 cos.
 API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
   if (n < 0 || nthreads <= 0) return -2;
   if (f == 0)
@@ -490,6 +653,14 @@ API int repops_unary(int f, const float* x, float* y, int64_t n, int nthreads) {
     unary<sqrt1>(x, y, n, nthreads);
   else if (f == 4)
     unary<gelu1>(x, y, n, nthreads);
+  else if (f == 5)
+    unary<sigmoid1>(x, y, n, nthreads);
+  else if (f == 6)
+    blocked<gelu_erf_block>(x, y, n, nthreads);
+  else if (f == 7)
+    unary<sin1>(x, y, n, nthreads);
+  else if (f == 8)
+    unary<cos1>(x, y, n, nthreads);
   else
     return -2;
   return 0;
@@ -534,6 +705,18 @@ API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, in
   for (int64_t bl = 0; bl < blocks; bl++) {
     FpGuard guard;
     gelu_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
+  }
+  return 0;
+}
+
+API int repops_gelu_erf_grad(const float* x, const float* g, float* y, int64_t n, int nthreads) {
+  if (n < 0 || nthreads <= 0) return -2;
+  const int64_t grain = 1 << 12;
+  const int64_t blocks = (n + grain - 1) / grain;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
+  for (int64_t bl = 0; bl < blocks; bl++) {
+    FpGuard guard;
+    gelu_erf_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
   }
   return 0;
 }
