@@ -209,6 +209,15 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 out.append(int(d))
         return tuple(out)
 
+    def stand_in(node: torch.fx.Node) -> None:
+        """After a failed node: a leaf of its shape, so later nodes are still checked and
+        one run reports every problem (the graph is discarded when any problem is found)."""
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dtype in _DTYPES:
+            with contextlib.suppress(Unsupported, TapeError):
+                shape = tuple(int(concrete(d)) for d in val.shape)
+                env[node.name] = T(g.input(f"unlowered.{node.name}", shape, _DTYPES[val.dtype]))
+
     for node in ep.graph.nodes:
         if node.op == "placeholder":
             spec = specs[node.name]
@@ -269,22 +278,20 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 if fn is None:
                     problems.append(f"{key} at {where(node)}: no lowering rule")
                     no_rule.append(target)
+                    stand_in(node)
                     continue
                 args = concrete(node.args)
                 kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
                 out = fn(g, tuple(args), kwargs)
                 env[node.name] = tuple(T(i) for i in out) if isinstance(out, tuple) else T(int(out))
             except KeyError:
-                # an input of this node did not lower (reported at its source); an op with
-                # no rule at all is still reported, so one run lists every missing rule
-                if key not in RULES:
-                    problems.append(f"{key} at {where(node)}: no lowering rule")
-                    no_rule.append(target)
-                continue
+                continue  # an input did not lower and has no stand-in: reported at its source
             except (Unsupported, TapeError) as e:
                 problems.append(f"{key} at {where(node)}: {e}")
+                stand_in(node)
             except (TypeError, ValueError, AttributeError, IndexError) as e:
                 problems.append(f"{key} at {where(node)}: unexpected arguments ({e})")
+                stand_in(node)
         elif node.op == "output":
             pass
         else:
