@@ -1,9 +1,9 @@
 """`assay model check|lower` and `assay train --local`: your own torch model on repops.
 
     assay model check MODEL.pt2 [--data FILE] [--batch-size B]
-    assay model lower MODEL.pt2 --out DIR [--batch-size B]
+    assay model lower MODEL.pt2 --out DIR [--batch-size B] [--weights FILE]
     assay train --local --model MODEL.pt2|DIR --data FILE --steps N --batch-size B --seed S
-                [--threads T] [--reference torch] [--lr LR] [--weight-decay WD]
+                [--weights FILE] [--threads T] [--reference torch] [--lr LR] [--weight-decay WD]
                 [--warmup-steps W] [--checkpoint-interval K] [--out DIR]
 
 MODEL.pt2 is a `torch.export.save` file of a module whose ``forward(inputs, targets)``
@@ -64,6 +64,7 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     low.add_argument("model")
     low.add_argument("--out", required=True, help="output directory")
     low.add_argument("--batch-size", type=int, help="lower at this batch size")
+    low.add_argument("--weights", help="initial weights (safetensors) instead of the export's")
     low.set_defaults(func=cmd_model_lower)
     tr = sub.add_parser(
         "train", help="train a model locally exactly as a solver would", parents=[flags]
@@ -74,6 +75,7 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     tr.add_argument("--steps", type=int, required=True)
     tr.add_argument("--batch-size", type=int, required=True)
     tr.add_argument("--seed", type=int, default=0, help="the data-order seed")
+    tr.add_argument("--weights", help="initial weights (safetensors) instead of the export's")
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.add_argument("--reference", choices=("torch",), help="also train in plain torch fp32")
     tr.add_argument("--lr", type=float, default=1e-3)
@@ -124,6 +126,18 @@ def load_model(path: str, batch_size: int | None) -> Loaded:
         raise ModelCliError(f"{path} is not a torch.export program: {first}") from None
     info = inspect_batch(ep)
     return Loaded(lower(ep, batch_size), ep, info.dynamic, info.example_size)
+
+
+def use_weights(m: Loaded, path: str | None) -> None:
+    """Replace the initial weights by a safetensors file (fine-tuning), checked strictly."""
+    if path is None:
+        return
+    from repops.lowering import graph_json
+
+    try:
+        m.graph.weights = graph_json.load_weights(m.graph, _read(path))
+    except graph_json.GraphInvalid as e:
+        raise ModelCliError(f"{path}: {e}") from None
 
 
 def load_data(path: str) -> Any:
@@ -182,6 +196,7 @@ def cmd_model_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_model_lower(args: argparse.Namespace, console: Console) -> int:
     m = load_model(args.model, args.batch_size)
+    use_weights(m, args.weights)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gj, wj = m.graph.to_json(), m.graph.weights_bytes()
@@ -251,6 +266,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             raise ModelCliError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     m = load_model(args.model, args.batch_size)
+    use_weights(m, args.weights)
     if args.reference and m.exported is None:
         raise ModelCliError("--reference torch needs the MODEL.pt2, not a lowered directory")
     ds = load_data(args.data)

@@ -167,8 +167,34 @@ def test_model_lower_writes_what_check_and_train_load_without_the_pt2(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     low = files["dir"] / "lowered"
-    code, out = _main(capsys, "model", "lower", str(files["wide"]), "--out", str(low))
+    tuned = {k: v * 0.5 for k, v in torch.export.load(str(files["wide"])).state_dict.items()}
+    (files["dir"] / "tuned.safetensors").write_bytes(stio.dumps(tuned))
+    (files["dir"] / "wrong.safetensors").write_bytes(stio.dumps({"a.weight": torch.ones(2)}))
+    code, out = _main(
+        capsys,
+        "model",
+        "lower",
+        str(files["wide"]),
+        "--out",
+        str(low),
+        "--weights",
+        str(files["dir"] / "wrong.safetensors"),
+    )
+    assert code == 1 and "weights names differ" in out
+    code, out = _main(
+        capsys,
+        "model",
+        "lower",
+        str(files["wide"]),
+        "--out",
+        str(low),
+        "--weights",
+        str(files["dir"] / "tuned.safetensors"),
+    )
     assert code == 0, out
+    assert stio.loads((low / "weights.safetensors").read_bytes())[0].keys() == tuned.keys()
+    for k, v in stio.loads((low / "weights.safetensors").read_bytes())[0].items():
+        assert torch.equal(v, tuned[k])
     sha = hashlib.sha256((low / "graph.json").read_bytes()).hexdigest()
     assert f"sha256 {sha}" in out
     code, out = _main(capsys, "model", "check", str(low), "--data", str(files["data"]))
