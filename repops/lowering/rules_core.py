@@ -238,6 +238,42 @@ def _to(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     raise Unsupported(f"conversion {g.dtype(a)} -> {dt}")
 
 
+_TORCH_DT = {"float32": torch.float32, "int64": torch.int64}
+
+
+def _filled(g: Graph, shape: Shape, fill: Any, dtype: Any) -> int:
+    """A constant tensor of `shape` (exact: float fills are rounded once to binary32)."""
+    if dtype not in (torch.float32, torch.int64) or isinstance(fill, bool) or fill is None:
+        raise Unsupported(f"a constant of dtype {dtype} filled with {fill!r}")
+    return g.const(torch.full(tuple(shape), fill, dtype=dtype))
+
+
+def _like(fill: float | None) -> Any:
+    def fn(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        a = _id(args[0])
+        value = fill if fill is not None else kwargs.get("fill_value", args[1])
+        return _filled(g, g.shape(a), value, kwargs.get("dtype") or _TORCH_DT[g.dtype(a)])
+
+    return fn
+
+
+def _new(fill: float | None) -> Any:
+    def fn(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        shape = tuple(int(d) for d in args[0])
+        value = fill if fill is not None else kwargs.get("fill_value", args[1])
+        return _filled(g, shape, value, kwargs.get("dtype") or torch.float32)
+
+    return fn
+
+
+rule("aten.zeros_like.default")(_like(0))
+rule("aten.ones_like.default")(_like(1))
+rule("aten.full_like.default")(_like(None))
+rule("aten.zeros.default")(_new(0))
+rule("aten.ones.default")(_new(1))
+rule("aten.full.default")(_new(None))
+
+
 # -- matmul family ---------------------------------------------------------------------------
 
 

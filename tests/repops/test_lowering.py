@@ -327,3 +327,47 @@ def test_tensors_batches_are_seeded_rows() -> None:
     for x, y in zip(b0["inputs"], b0["targets"], strict=True):
         i = int((d["inputs"] == x).all(1).nonzero()[0])
         assert int(d["targets"][i]) == int(y)
+
+
+class KitchenSink(nn.Module):
+    """Exercises every core rule's shape handling; only the value of the loss matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 4) * 0.3)
+        self.b = nn.Parameter(torch.randn(4) * 0.1)
+        self.ln = nn.LayerNorm([2, 3])
+        self.register_buffer("shift", torch.linspace(-1, 1, 4))
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = inputs.view(inputs.shape[0], 2, 3)  # (B, 2, 3)
+        x = self.ln(x).permute(0, 2, 1).transpose(1, 2).contiguous()  # (B, 2, 3)
+        x = torch.flatten(x, 1)  # (B, 6)
+        h = torch.addmm(self.b, x, self.w) + self.shift  # (B, 4)
+        h = 1.0 - torch.relu(h) / 2 + torch.mm(x, self.w).t().t() * 0.5
+        s = torch.softmax(h.unsqueeze(1).expand(-1, 3, -1), dim=1).squeeze(1)  # (B, 3, 4)
+        m = torch.matmul(s, self.w.t())  # (B, 3, 4) @ (4, 6)
+        r = m.sum(dim=(1, 2), keepdim=True).mean() + m.mean(dim=-1).sum() / 10
+        e = torch.exp(-torch.sqrt(h * h + 1)) + torch.log(h * h + 2) - torch.tanh(-h)
+        lm = F.mse_loss(e, torch.zeros_like(e), reduction="sum") / e.numel()
+        return r / 100 + lm + F.cross_entropy(h, targets, reduction="sum") / 64
+
+
+def test_lowered_forward_computes_the_exported_loss() -> None:
+    from repops.tape import Executor, Tape
+
+    torch.manual_seed(3)
+    x, y = torch.randn(5, 6), torch.tensor([0, 3, 1, 2, 3])
+    b = torch.export.Dim("batch")
+    ep = torch.export.export(KitchenSink(), (x, y), dynamic_shapes=({0: b}, {0: b}))
+    try:
+        lg = lower(ep, 5)
+    except LoweringFailed as e:  # pragma: no cover - shows every problem at once
+        pytest.fail(str(e))
+    tape = Tape.from_graph(lg.graph, {}, lg.loss)
+    feeds = {f"param.{k}": v for k, v in lg.weights.items()}
+    feeds |= {"batch.inputs": x, "batch.targets": y}
+    got = Executor(tape, torch.device("cpu")).run(feeds)[lg.loss]
+    assert got is not None
+    want = ep.module()(x, y)
+    assert abs(float(got) - float(want)) <= 1e-5 * abs(float(want)), (float(got), float(want))
