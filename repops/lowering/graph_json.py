@@ -44,6 +44,7 @@ from repops.version import REPOPS_VERSION
 GRAPH_FORMAT = "repops-graph-v1"
 MAX_GRAPH_BYTES = 1 << 28
 MAX_NODES = 1 << 20
+MAX_NUMEL = 1 << 31  # elements of one node: a graph may not demand absurd memory
 _NP = {"float32": "<f4", "int64": "<i8"}
 # Ops that only a backward pass or an optimizer emits: never in a forward graph.
 _NOT_FORWARD = frozenset({Op.ADAM_MOMENT, Op.ADAMW_PARAM}) | frozenset(
@@ -330,6 +331,8 @@ def _build(doc: dict[str, Any]) -> LoweredGraph:
         ins = tuple(_int(j, w, 0, i - 1) if i else _int(j, w, 0, -1) for j in n["in"])
         arg = _dec_arg(n["arg"], w)
         shape, dt = _shape(n["shape"], w), _dtype(n["dtype"], w)
+        if math.prod(shape) > MAX_NUMEL:
+            raise GraphInvalid(f"{w}: {math.prod(shape)} elements exceed {MAX_NUMEL}")
         if op is Op.CONST:
             if ins or not isinstance(arg, int) or isinstance(arg, bool) or arg >= len(consts):
                 raise GraphInvalid(f"{w}: const must index the consts list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
+import json
 import math
 import pickle
 import zipfile
@@ -157,11 +158,19 @@ def test_canonical_graph_json_round_trips_and_refuses_any_other_spelling() -> No
     assert again.index_bounds() == {"inputs": 20, "targets": 3}
     with pytest.raises(graph_json.GraphInvalid, match="not canonical"):
         graph_json.loads(raw.replace(b'"nodes":[', b'"nodes": [', 1))
-    doc = __import__("json").loads(raw)
-    doc["nodes"][-1]["shape"] = [2]
-    bad = graph_json._canonical(doc)
-    with pytest.raises(graph_json.GraphInvalid):
-        graph_json.loads(bad)
+    doc = json.loads(raw)
+    mm = next(i for i, n in enumerate(doc["nodes"]) if n["op"] == "matmul")
+    doc["nodes"][mm]["shape"][-1] += 1
+    with pytest.raises(graph_json.GraphInvalid, match="does not type-check"):
+        graph_json.loads(graph_json._canonical(doc))
+    doc = json.loads(raw)
+    doc["nodes"][-1]["shape"] = [1 << 20, 1 << 20]
+    with pytest.raises(graph_json.GraphInvalid, match="elements exceed"):
+        graph_json.loads(graph_json._canonical(doc))
+    doc = json.loads(raw)
+    doc["nodes"][-1]["op"] = "adamw_param"
+    with pytest.raises(graph_json.GraphInvalid, match="not a forward op"):
+        graph_json.loads(graph_json._canonical(doc))
 
 
 def test_graph_json_rejects_malformed_input_in_one_line() -> None:
