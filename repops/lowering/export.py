@@ -68,7 +68,8 @@ class LoweringFailed(RepopsError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         n = len(self.problems)
-        super().__init__(f"{n} op{'s' if n != 1 else ''} do not lower: " + "; ".join(problems))
+        head = "the model does not lower" if n == 1 else f"the model does not lower ({n} problems)"
+        super().__init__(f"{head}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,10 @@ def inspect_batch(ep: ExportedProgram) -> BatchInfo:
                 symbols.add(size.node.expr)
         if val.dim() == 0:
             raise LoweringFailed([f"input {name!r} is 0-dim: inputs need a batch dimension"])
-        if ex_inputs is not None and ex_inputs[0] and k < len(ex_inputs[0]):
-            example = int(ex_inputs[0][k].shape[0])
+        if k:  # the batch size is the first input's dim 0 (every input is checked later)
+            continue
+        if ex_inputs is not None and ex_inputs[0]:
+            example = int(ex_inputs[0][0].shape[0])
         elif not isinstance(val.shape[0], torch.SymInt):
             example = int(val.shape[0])
     if len(symbols) > 1:
@@ -253,6 +256,12 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                     continue
                 shape = shape_of(val)
                 dt = _DTYPES[val.dtype]
+                if not shape or shape[0] != batch_size:
+                    problems.append(
+                        f"input {node.name!r} of shape {list(shape)}: dimension 0 of every input "
+                        f"is the batch ({batch_size}); pass fixed tensors as buffers"
+                    )
+                    continue
                 batch[node.name] = (shape, dt)
                 env[node.name] = T(g.input(f"batch.{node.name}", shape, dt))
             else:

@@ -263,6 +263,20 @@ def test_unsupported_arguments_name_the_module() -> None:
     assert "padding_idx" in text and "module emb (Embedding)" in text
 
 
+def test_every_input_must_be_batched() -> None:
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = nn.Linear(3, 3)
+
+        def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return (self.l(inputs) @ mask).sum()
+
+    ep = torch.export.export(Masked(), (torch.randn(4, 3), torch.randn(3, 3)))
+    with pytest.raises(LoweringFailed, match="'mask' of shape \\[3, 3\\]: dimension 0"):
+        lower(ep)
+
+
 def test_static_export_trains_only_at_its_example_size() -> None:
     ep = _export("reg", dynamic=False)
     assert not inspect_batch(ep).dynamic
