@@ -1,10 +1,11 @@
 """`assay model check|lower` and `assay train --local`: your own torch model on repops.
 
-    assay model check MODEL.pt2 [--data FILE] [--batch-size B]
+    assay model check MODEL.pt2 [--data FILE [--data-format tensors|tokens]] [--batch-size B]
     assay model lower MODEL.pt2 --out DIR [--batch-size B] [--weights FILE]
     assay train --local --model MODEL.pt2|DIR --data FILE --steps N --batch-size B --seed S
-                [--weights FILE] [--threads T] [--reference torch] [--lr LR] [--weight-decay WD]
-                [--warmup-steps W] [--checkpoint-interval K] [--out DIR]
+                [--data-format tensors|tokens] [--weights FILE] [--threads T]
+                [--reference torch] [--lr LR] [--weight-decay WD] [--warmup-steps W]
+                [--checkpoint-interval K] [--out DIR]
 
 MODEL.pt2 is a `torch.export.save` file of a module whose ``forward(inputs, targets)``
 returns the scalar loss.  It is the submitter's own file, opened only by these commands
@@ -57,7 +58,8 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
         "check", help="does MODEL.pt2 lower to repops (and fit --data)?", parents=[flags]
     )
     check.add_argument("model")
-    check.add_argument("--data", help="a tensors dataset (safetensors) to check against")
+    check.add_argument("--data", help="a dataset (safetensors) to check against")
+    check.add_argument("--data-format", choices=("tensors", "tokens"), default="tensors")
     check.add_argument("--batch-size", type=int, help="lower at this batch size")
     check.set_defaults(func=cmd_model_check)
     low = mcmds.add_parser("lower", help="write graph.json + weights.safetensors", parents=[flags])
@@ -71,7 +73,13 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     tr.add_argument("--local", action="store_true", help="train on this machine (required)")
     tr.add_argument("--model", required=True, help="MODEL.pt2 or a `model lower` directory")
-    tr.add_argument("--data", required=True, help="a tensors dataset (safetensors)")
+    tr.add_argument("--data", required=True, help="a dataset (safetensors)")
+    tr.add_argument(
+        "--data-format",
+        choices=("tensors", "tokens"),
+        default="tensors",
+        help="tensors: named rows; tokens: one 1-D 'tokens' stream, windows of the model's T",
+    )
     tr.add_argument("--steps", type=int, required=True)
     tr.add_argument("--batch-size", type=int, required=True)
     tr.add_argument("--seed", type=int, default=0, help="the data-order seed")
@@ -140,11 +148,13 @@ def use_weights(m: Loaded, path: str | None) -> None:
         raise ModelCliError(f"{path}: {e}") from None
 
 
-def load_data(path: str) -> Any:
+def load_data(path: str, fmt: str = "tensors") -> Any:
     from repops import data as data_mod
     from repops.errors import DatasetInvalid
 
     try:
+        if fmt == "tokens":
+            return data_mod.Dataset.from_tokens_bytes(_read(path))
         return data_mod.Dataset.from_tensors_bytes(_read(path))
     except DatasetInvalid as e:
         raise ModelCliError(f"{path}: {e}") from None
@@ -179,10 +189,13 @@ def cmd_model_check(args: argparse.Namespace, console: Console) -> int:
     m = load_model(args.model, args.batch_size)
     _summary(console, m)
     if args.data:
-        from repops.lowering.graph_json import dataset_problems
+        from repops.lowering.graph_json import dataset_problems, tokens_problems
 
-        ds = load_data(args.data)
-        problems = dataset_problems(m.graph, ds.tensors)
+        ds = load_data(args.data, args.data_format)
+        if args.data_format == "tokens":
+            problems = tokens_problems(m.graph, ds.tensors["tokens"])
+        else:
+            problems = dataset_problems(m.graph, ds.tensors)
         if problems:
             console.print(f"[red]error:[/] {args.data} does not fit the model:", highlight=False)
             for p in problems:
@@ -222,6 +235,7 @@ def local_spec(
     weight_decay: float,
     warmup_steps: int,
     checkpoint_interval: int,
+    data_format: str = "tensors",
 ) -> dict[str, Any]:
     """The job spec a solver would receive for this local run (graph model, tensors data)."""
     schedule: dict[str, Any] = (
@@ -245,7 +259,7 @@ def local_spec(
             },
             "lr_schedule": schedule,
         },
-        "data": {"format": "tensors", "batch_size": batch_size, "seed": seed},
+        "data": {"format": data_format, "batch_size": batch_size, "seed": seed},
         "steps": steps,
         "checkpoint_interval": checkpoint_interval,
         "seed": seed,
@@ -269,7 +283,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     use_weights(m, args.weights)
     if args.reference and m.exported is None:
         raise ModelCliError("--reference torch needs the MODEL.pt2, not a lowered directory")
-    ds = load_data(args.data)
+    ds = load_data(args.data, args.data_format)
     gj, wj = m.graph.to_json(), m.graph.weights_bytes()
     blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
     k = args.checkpoint_interval or args.steps
@@ -283,6 +297,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         args.weight_decay,
         args.warmup_steps,
         k,
+        args.data_format,
     )
     try:
         program = prog_mod.build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
@@ -371,7 +386,7 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
     names = sorted(program.batch_specs)
     losses: list[float] = []
     for t in range(n):
-        b = data_mod.batch(ds, program.data_seed, t, program.batch_size)
+        b = data_mod.batch(ds, program.data_seed, t, program.batch_size, program.block)
         loss = module(*[b[k] for k in _input_order(exported, names)])
         opt.zero_grad()
         loss.backward()

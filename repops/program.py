@@ -14,7 +14,7 @@ Spec shape (the parts repops reads; other keys are ignored)::
      "data": {"dataset": "digits" | "stdlib_chars", "format": "repops-digits-v1" | ...,
               "batch_size": 32, "seed": 1, "cid": "..."},
      (either "dataset" or "format" names the dataset; "cid" does not change the bits)
-     | {"format": "tensors", "batch_size": 8, "seed": 1, "cid": "..."}
+     | {"format": "tensors" | "tokens", "batch_size": 8, "seed": 1, "cid": "..."}
 
 A "graph" model is a canonical repops graph lowered from the submitter's torch.export
 program (`repops.lowering`): its bytes and its initial weights (safetensors) are bound by
@@ -63,6 +63,7 @@ DATASETS = {
     "digits": data_mod.DIGITS_FORMAT,
     "stdlib_chars": data_mod.CHARS_FORMAT,
     "tensors": data_mod.TENSORS_FORMAT,
+    "tokens": data_mod.TOKENS_FORMAT,
 }
 GRAPH_MODEL = "graph"
 # fetch(field path, {"sha256": ..., "cid": ...}) -> the artifact's bytes
@@ -122,6 +123,8 @@ class Program:
 
     @property
     def block(self) -> int:
+        if isinstance(self.config, graph_json.LoweredGraph):
+            return graph_json.token_block(self.config)
         return int(getattr(self.config, "block", 0))
 
 
@@ -391,7 +394,7 @@ def _load_graph(
 class _GraphModel:
     """The zoo-module interface over a lowered graph (config = the `LoweredGraph`)."""
 
-    DATASET_FORMATS = (data_mod.TENSORS_FORMAT,)
+    DATASET_FORMATS = (data_mod.TENSORS_FORMAT, data_mod.TOKENS_FORMAT)
 
     @staticmethod
     def param_specs(lg: graph_json.LoweredGraph) -> dict[str, ParamSpec]:
@@ -525,7 +528,10 @@ def check_dataset(program: Program, ds: data_mod.Dataset) -> None:
     if ds.format != DATASETS[program.dataset]:
         raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
     if isinstance(program.config, graph_json.LoweredGraph):
-        problems = graph_json.dataset_problems(program.config, ds.tensors)
+        if ds.format == data_mod.TOKENS_FORMAT:
+            problems = graph_json.tokens_problems(program.config, ds.tensors["tokens"])
+        else:
+            problems = graph_json.dataset_problems(program.config, ds.tensors)
         if problems:
             raise DatasetInvalid("; ".join(problems))
 

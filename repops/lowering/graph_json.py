@@ -441,3 +441,30 @@ def dataset_problems(lg: LoweredGraph, tensors: Mapping[str, torch.Tensor]) -> l
         if k in bounds and (lo < 0 or hi >= bounds[k]):
             out.append(f"{k}: values in [{lo}, {hi}], the model indexes [0, {bounds[k]})")
     return out
+
+
+def token_block(lg: LoweredGraph) -> int:
+    """T for a token model: inputs and targets int64 (B, T); 0 for any other graph."""
+    specs = [lg.batch.get(k) for k in ("inputs", "targets")]
+    if set(lg.batch) != {"inputs", "targets"} or any(
+        s is None or s[1] != "int64" or len(s[0]) != 2 for s in specs
+    ):
+        return 0
+    t_in, t_out = (s[0][1] for s in specs if s is not None)
+    return t_in if t_in == t_out else 0
+
+
+def tokens_problems(lg: LoweredGraph, tokens: torch.Tensor) -> list[str]:
+    """Why a `tokens` stream does not fit the graph (empty when it fits)."""
+    block = token_block(lg)
+    if not block:
+        inputs = {k: f"{dt}{list(s)}" for k, (s, dt) in sorted(lg.batch.items())}
+        return [f"a tokens dataset needs inputs and targets int64 (B, T); the model takes {inputs}"]
+    out = []
+    if tokens.numel() < block + 2:
+        out.append(f"{tokens.numel()} tokens are too few for windows of {block} + 1")
+    bound = min(lg.index_bounds().get(k, 1 << 62) for k in ("inputs", "targets"))
+    hi = int(tokens.max()) if tokens.numel() else 0
+    if hi >= bound:
+        out.append(f"tokens reach {hi}, the model indexes [0, {bound})")
+    return out

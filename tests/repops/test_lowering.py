@@ -394,3 +394,53 @@ def test_lowered_forward_computes_the_exported_loss() -> None:
     assert got is not None
     want = ep.module()(x, y)
     assert abs(float(got) - float(want)) <= 1e-5 * abs(float(want)), (float(got), float(want))
+
+
+class TinyDecoder(nn.Module):
+    """Token + position embeddings, one causal attention head (additive mask buffer),
+    layer norm, tied output head; next-token cross-entropy over all positions."""
+
+    def __init__(self, vocab: int = 24, block: int = 8, dim: int = 16) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(block, dim) * 0.1)
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.norm = nn.LayerNorm(dim)
+        mask = torch.triu(torch.full((block, block), -1e9), diagonal=1)
+        self.register_buffer("mask", mask)
+        self.dim = dim
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        h = self.tok(inputs) + self.pos  # (B, T, C)
+        q, k, v = self.q(h), self.k(h), self.v(h)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.dim) + self.mask, dim=-1)
+        h = self.norm(h + att @ v)  # (B, T, C)
+        logits = h @ self.tok.weight.t()  # (B, T, V), tied
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def test_tokens_stream_trains_a_decoder_in_windows_like_torch() -> None:
+    torch.manual_seed(4)
+    b = torch.export.Dim("batch")
+    ex = (torch.randint(0, 24, (2, 8)), torch.randint(0, 24, (2, 8)))
+    ep = torch.export.export(TinyDecoder(), ex, dynamic_shapes=({0: b}, {0: b}))
+    lg = lower(ep, 8)
+    assert graph_json.token_block(lg) == 8
+    stream = (torch.arange(600) * 7 % 24).to(torch.uint16)  # a learnable periodic text
+    ds = data_mod.Dataset.from_tokens_bytes(stio.dumps({"tokens": stream}))
+    gj, wj = lg.to_json(), lg.weights_bytes()
+    blobs = {hashlib.sha256(x).hexdigest(): x for x in (gj, wj)}
+    spec = local_spec(*blobs, 20, 8, 3, 0.02, 0.0, 0, 20, "tokens")
+    program = build_program(spec, lambda _p, ref: blobs[ref["sha256"]])
+    check_dataset(program, ds)
+    w = data_mod.batch(ds, 3, 0, 8, 8)
+    assert torch.equal(w["inputs"][:, 1:], w["targets"][:, :-1])
+    _, losses = train(program, init_state(program), ds, 20)
+    assert sum(losses[-3:]) < sum(losses[:3])
+    ref = torch_reference_losses(ep, program, ds)
+    assert abs(losses[-1] - ref[-1]) <= 0.02 * abs(ref[-1])
+    too_big = data_mod.Dataset.from_tokens_bytes(stio.dumps({"tokens": stream.int() + 30}))
+    with pytest.raises(DatasetInvalid, match=r"the model indexes \[0, 24\)"):
+        check_dataset(program, too_big)
