@@ -14,6 +14,8 @@ Composite definitions fixed here (they are part of the lowering contract):
   f32(count) (one IEEE division);
 * ``linear(x, W, b)`` is ``MATMUL(x, PERMUTE(W)) + b``;
 * a Python scalar operand is rounded once to binary32 (``Graph.const``);
+* ``var`` is ``SUM((a - mean) * (a - mean)) / f32(n - correction)`` with the mean as
+  above (kept dims), ``std`` its SQRT;
 * ``mse_loss`` is ``mean((a - b) * (a - b))``; ``cross_entropy`` is
   `repops.models.common.cross_entropy` (mean over rows of logsumexp - picked logit).
 
@@ -452,6 +454,31 @@ def _mean_dims(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     keep = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
     n = _count(g.shape(a), dims)
     return g.div(_reduce_sum(g, a, dims, keep), g.const(float(n)))
+
+
+def _var(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    a = _id(args[0])
+    dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    corr = kwargs.get("correction", 1)
+    corr = 1 if corr is None else corr
+    keep = bool(kwargs.get("keepdim", False))
+    n = _count(g.shape(a), dims)
+    if isinstance(corr, bool) or not isinstance(corr, int | float) or n - corr <= 0:
+        raise Unsupported(f"variance with correction {corr!r} over {n} elements")
+    mu = g.div(_reduce_sum(g, a, dims, True), g.const(float(n)))
+    d = g.sub(a, mu)
+    return g.div(_reduce_sum(g, g.mul(d, d), dims, keep), g.const(float(n - corr)))
+
+
+@rule("aten.var.correction")
+def _var_rule(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """mean-centred sum of squares / f32(n - correction), each step a repops op."""
+    return _var(g, args, kwargs)
+
+
+@rule("aten.std.correction")
+def _std_rule(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    return g.sqrt(_var(g, args, kwargs))
 
 
 # -- fused normalisations -------------------------------------------------------------------

@@ -373,7 +373,8 @@ class KitchenSink(nn.Module):
         r = m.sum(dim=(1, 2), keepdim=True).mean() + m.mean(dim=-1).sum() / 10
         e = torch.exp(-torch.sqrt(h * h + 1)) + torch.log(h * h + 2) - torch.tanh(-h)
         lm = F.mse_loss(e, torch.zeros_like(e), reduction="sum") / e.numel()
-        return r / 100 + lm + F.cross_entropy(h, targets, reduction="sum") / 64
+        spread = x.var(dim=-1).mean() + h.std() + torch.var(m, dim=(0, 2), correction=0).sum()
+        return r / 100 + lm + F.cross_entropy(h, targets, reduction="sum") / 64 + spread
 
 
 def test_lowered_forward_computes_the_exported_loss() -> None:
