@@ -6,6 +6,8 @@
     assay dataset pack digits|chars ... --out FILE   your own data into those formats
     assay job submit|status|watch|cancel|finalize|withdraw|revoke|result ...
     assay dispute show GAME
+    assay model check|lower MODEL.pt2 ...            your own torch.export model (model_cli)
+    assay train --local --model MODEL.pt2 --data FILE --steps N --batch-size B --seed S
     assay deploy --rpc https://rpc.example --key deployer.key --chain-id 11155111 \
                  --out var/deployment.json [--arbiter 0x...] [--yes]
 
@@ -35,6 +37,7 @@ from chain.deploy import Deployment, deploy
 from chain.errors import ChainError
 from chain.keys import load_key
 from deploy.devnet import DevnetCliError, add_devnet_commands
+from deploy.model_cli import add_model_commands, run_model_command
 from submitter.cli import add_job_commands, global_flags, report_error, run_job_command
 
 PUSH32 = 0x7F
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.set_defaults(func=cmd_dataset)
     add_devnet_commands(sub, flags)
     add_job_commands(sub)
+    add_model_commands(sub, flags)
     sub.add_parser("doctor", help="repops conformance report for this machine").set_defaults(
         func=lambda args, console: cmd_doctor(console)
     )
@@ -221,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     if args.command in ("job", "dispute"):
         return run_job_command(args, console)
+    if args.command in ("model", "train"):
+        return run_model_command(args, console)
     try:
         code: int = args.func(args, console)
         return code

@@ -17,10 +17,17 @@ Two datasets, each built deterministically as one canonical safetensors file (se
   the per-file sha256, and a job pins the result by its content hash/CID.  Tensors:
   ``train`` and ``val`` (uint8), the first 90 % and the last 10 % of the corpus.
 
+* ``tensors`` (bring your own data): any safetensors file of named tensors sharing one
+  row count N (integer tensors widened to int64, float tensors float32); each tensor
+  named like one of the model's inputs.
+* ``tokens`` (bring your own text): one 1-D integer tensor ``tokens`` (uint8/16/32 or
+  int32/64); a batch is B windows of block + 1 tokens at seeded starts, ``inputs`` the
+  first T and ``targets`` the last T (shifted by one), exactly like the chars batches.
+
 Batches are a function of (dataset, seed, step) alone: sample b of step t uses
-``rng.randint(seed, stream_id("batch.<t>"), B, n)`` (digits: row index; chars: window
-start in [0, len(train) - T - 1)).  This module must never depend on file system order,
-environment variables or global random state.
+``rng.randint(seed, stream_id("batch.<t>"), B, n)`` (digits and tensors: row index;
+chars and tokens: window start in [0, len - T - 1)).  This module must never depend on file
+system order, environment variables or global random state.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ from repops.errors import DatasetInvalid
 
 DIGITS_FORMAT = "repops-digits-v1"
 CHARS_FORMAT = "repops-chars-v1"
+TENSORS_FORMAT = "tensors"
+TOKENS_FORMAT = "tokens"
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_TOKEN_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.int32, torch.int64)
 VOCAB = 128
 
 # Pure-Python modules that Debian/Ubuntu/conda builds do not patch.
@@ -151,6 +162,49 @@ class Dataset:
     sha256: str
 
     @staticmethod
+    def from_tensors_bytes(data: bytes) -> Dataset:
+        """A ``tensors`` dataset: any safetensors file of named tensors with one row count.
+
+        Integer tensors are widened exactly to int64; float tensors must be float32.
+        """
+        try:
+            tensors, _ = stio.loads(data)
+        except Exception as e:
+            raise DatasetInvalid(f"dataset file unreadable: {e}") from None
+        if not tensors:
+            raise DatasetInvalid("tensors dataset holds no tensors")
+        rows = {k: int(t.shape[0]) if t.dim() else -1 for k, t in tensors.items()}
+        for k, t in sorted(tensors.items()):
+            if t.dim() == 0:
+                raise DatasetInvalid(f"tensor {k!r} is 0-dim: each tensor needs a row dimension")
+            if t.dtype in _INT_DTYPES:
+                tensors[k] = t.to(torch.int64)
+            elif t.dtype != torch.float32:
+                raise DatasetInvalid(f"tensor {k!r} is {t.dtype}: use float32 or an integer type")
+        if len(set(rows.values())) != 1 or min(rows.values()) < 1:
+            raise DatasetInvalid(f"tensors must share one row count >= 1, got {rows}")
+        return Dataset(TENSORS_FORMAT, tensors, hashlib.sha256(data).hexdigest())
+
+    @staticmethod
+    def from_tokens_bytes(data: bytes) -> Dataset:
+        """A ``tokens`` dataset: one 1-D tensor ``tokens`` (uint8/16/32 or int32/64, >= 0)."""
+        try:
+            tensors, _ = stio.loads(data)
+        except Exception as e:
+            raise DatasetInvalid(f"dataset file unreadable: {e}") from None
+        if set(tensors) != {"tokens"}:
+            raise DatasetInvalid(f"tokens dataset holds one tensor 'tokens', not {sorted(tensors)}")
+        t = tensors["tokens"]
+        if t.dim() != 1 or t.dtype not in _TOKEN_DTYPES:
+            raise DatasetInvalid(
+                f"'tokens' must be a 1-D integer stream, got {t.dtype}{list(t.shape)}"
+            )
+        t = t.to(torch.int64)
+        if t.numel() == 0 or int(t.min()) < 0:
+            raise DatasetInvalid("'tokens' must be non-empty and non-negative")
+        return Dataset(TOKENS_FORMAT, {"tokens": t}, hashlib.sha256(data).hexdigest())
+
+    @staticmethod
     def from_bytes(data: bytes) -> Dataset:
         try:
             tensors, meta = stio.loads(data)
@@ -190,19 +244,25 @@ def batch(
     digits: x float32 (B, 64), y int64 (B,).  chars: x, y int64 (B, block), y = x shifted.
     """
     stream = rng.stream_id(f"batch.{step}")
+    if ds.format == TENSORS_FORMAT:
+        n = next(iter(ds.tensors.values())).shape[0]
+        idx = rng.randint(seed, stream, batch_size, n, torch.device("cpu"))
+        return {k: t[idx] for k, t in sorted(ds.tensors.items())}
     if ds.format == DIGITS_FORMAT:
         n = ds.tensors["train_x"].shape[0]
         idx = rng.randint(seed, stream, batch_size, n, torch.device("cpu"))
         x = digits_features(ds.tensors["train_x"][idx])
         y = ds.tensors["train_y"][idx].to(torch.int64)
         return {"x": x, "y": y}
-    tokens = ds.tensors["train"]
+    tokens = ds.tensors["tokens" if ds.format == TOKENS_FORMAT else "train"]
     span = tokens.shape[0] - block - 1
     if span <= 0:
         raise DatasetInvalid(f"corpus of {tokens.shape[0]} tokens is shorter than block {block}")
     starts = rng.randint(seed, stream, batch_size, span, torch.device("cpu"))
     offs = starts.unsqueeze(1) + torch.arange(block + 1).unsqueeze(0)
     win = tokens[offs].to(torch.int64)
+    if ds.format == TOKENS_FORMAT:
+        return {"inputs": win[:, :-1].contiguous(), "targets": win[:, 1:].contiguous()}
     return {"x": win[:, :-1].contiguous(), "y": win[:, 1:].contiguous()}
 
 

@@ -3,7 +3,9 @@
 Spec shape (the parts repops reads; other keys are ignored)::
 
     {"repops_version": "repops-2",
-     "program": {"model": {"name": "mlp" | "gpt", "config": {...}},
+     "program": {"model": {"name": "mlp" | "gpt", "config": {...}}
+                        | {"name": "graph", "graph": {"sha256": "<hex>", "cid": "..."},
+                           "weights": {"sha256": "<hex>", "cid": "..."}},
                  "loss": "cross_entropy",
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
                                "eps": 1e-8, "weight_decay": 0.01},
@@ -12,6 +14,12 @@ Spec shape (the parts repops reads; other keys are ignored)::
      "data": {"dataset": "digits" | "stdlib_chars", "format": "repops-digits-v1" | ...,
               "batch_size": 32, "seed": 1, "cid": "..."},
      (either "dataset" or "format" names the dataset; "cid" does not change the bits)
+     | {"format": "tensors" | "tokens", "batch_size": 8, "seed": 1, "cid": "..."}
+
+A "graph" model is a canonical repops graph lowered from the submitter's torch.export
+program (`repops.lowering`): its bytes and its initial weights (safetensors) are bound by
+sha256 in the spec, fetched through the `fetch` argument of `build_program`, and trained
+on a ``tensors`` dataset whose tensors are named like the graph's batch inputs.
      "steps": 100, "checkpoint_interval": 10, "seed": 0}
 
 A training state maps names to tensors: ``param.<p>``, ``adam.m.<p>``, ``adam.v.<p>``,
@@ -42,7 +50,8 @@ import torch
 
 from repops import data as data_mod
 from repops import hashing, rng, stio
-from repops.errors import CheckpointInvalid, FieldError, SpecInvalid
+from repops.errors import CheckpointInvalid, DatasetInvalid, FieldError, RepopsError, SpecInvalid
+from repops.lowering import graph_json
 from repops.models import MODELS, ParamSpec
 from repops.tape import DTYPES, Executor, Graph, Tape, backward
 from repops.version import REPOPS_VERSION
@@ -50,7 +59,15 @@ from repops.version import REPOPS_VERSION
 log = logging.getLogger(__name__)
 
 State = dict[str, torch.Tensor]
-DATASETS = {"digits": data_mod.DIGITS_FORMAT, "stdlib_chars": data_mod.CHARS_FORMAT}
+DATASETS = {
+    "digits": data_mod.DIGITS_FORMAT,
+    "stdlib_chars": data_mod.CHARS_FORMAT,
+    "tensors": data_mod.TENSORS_FORMAT,
+    "tokens": data_mod.TOKENS_FORMAT,
+}
+GRAPH_MODEL = "graph"
+# fetch(field path, {"sha256": ..., "cid": ...}) -> the artifact's bytes
+Fetch = Callable[[str, Mapping[str, Any]], bytes]
 MAX_STEPS = 1 << 24  # the step counter converts to float32 exactly below 2**24
 
 
@@ -89,6 +106,7 @@ class Program:
     state_specs: dict[str, tuple[tuple[int, ...], str]]
     batch_specs: dict[str, tuple[tuple[int, ...], str]]
     _executors: dict[str, Executor] = field(default_factory=dict)
+    initial: dict[str, torch.Tensor] = field(default_factory=dict)  # "weights" init values
 
     @property
     def program_hash(self) -> bytes:
@@ -105,6 +123,8 @@ class Program:
 
     @property
     def block(self) -> int:
+        if isinstance(self.config, graph_json.LoweredGraph):
+            return graph_json.token_block(self.config)
         return int(getattr(self.config, "block", 0))
 
 
@@ -159,6 +179,21 @@ def _obj(d: Mapping[str, Any], key: str, path: str, errs: list[FieldError]) -> d
     return v
 
 
+def _artifact_ref(d: Mapping[str, Any], key: str, path: str, errs: list[FieldError]) -> None:
+    ref = d.get(key)
+    p = f"{path}.{key}"
+    if not isinstance(ref, dict):
+        errs.append(FieldError(p, "missing or not an object {sha256, cid}"))
+        return
+    h = ref.get("sha256")
+    if not isinstance(h, str) or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+        errs.append(FieldError(f"{p}.sha256", "must be 64 lowercase hex digits"))
+    if "cid" in ref and not isinstance(ref["cid"], str):
+        errs.append(FieldError(f"{p}.cid", "must be a string"))
+    for k in sorted(set(ref) - {"sha256", "cid"}):
+        errs.append(FieldError(f"{p}.{k}", "unknown field"))
+
+
 def spec_errors(spec: Any) -> list[FieldError]:
     """Every problem of `spec` as (field path, reason); empty when the spec is valid."""
     errs: list[FieldError] = []
@@ -184,12 +219,19 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
     dat = _obj(spec, "data", "", errs)
     model = _obj(prog, "model", "program", errs) if prog else {}
     name = model.get("name")
-    mod = MODELS.get(name) if isinstance(name, str) else None
+    mod: Any = MODELS.get(name) if isinstance(name, str) else None
     config: Any = None
-    if model and mod is None:
+    if name == GRAPH_MODEL:
+        mod = _GraphModel
+        for k in sorted(set(model) - {"name", "graph", "weights"}):
+            errs.append(FieldError(f"program.model.{k}", "unknown field"))
+        for k in ("graph", "weights"):
+            _artifact_ref(model, k, "program.model", errs)
+    elif model and mod is None:
         errs.append(
             FieldError(
-                "program.model.name", f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})"
+                "program.model.name",
+                f"unknown model {name!r} (known: {', '.join(sorted([*MODELS, GRAPH_MODEL]))})",
             )
         )
     elif mod is not None:
@@ -198,7 +240,10 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
             errs.append(FieldError("program.model.config", "must be an object"))
         else:
             config = mod.Config.from_dict(cfg, "program.model.config", errs)
-    if prog and prog.get("loss", "cross_entropy") != "cross_entropy":
+    if name == GRAPH_MODEL:
+        if prog.get("loss", "graph") != "graph":
+            errs.append(FieldError("program.loss", "a graph returns its loss: 'graph' or absent"))
+    elif prog and prog.get("loss", "cross_entropy") != "cross_entropy":
         errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
     opt = _obj(prog, "optimizer", "program", errs) if prog else {}
     optim = None
@@ -276,13 +321,20 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------------------
 
 
-def build_program(spec: Mapping[str, Any]) -> Program:
-    """Validate `spec` and build its program (raises `SpecInvalid`)."""
+def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Program:
+    """Validate `spec` and build its program (raises `SpecInvalid`).
+
+    A "graph" model's graph and weights bytes come from `fetch`; each must match the
+    sha256 the spec names.
+    """
     errs: list[FieldError] = []
     parsed = _parse(dict(spec), errs)
     if parsed is None:
         raise SpecInvalid(errs)
     mod = parsed.pop("module")
+    initial: dict[str, torch.Tensor] = {}
+    if mod is _GraphModel:
+        parsed["config"], initial = _load_graph(spec["program"]["model"], parsed, fetch)
     cfg = parsed["config"]
     params: dict[str, ParamSpec] = mod.param_specs(cfg)
     bspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(cfg, parsed["batch_size"])
@@ -292,12 +344,76 @@ def build_program(spec: Mapping[str, Any]) -> Program:
     }
     det = json.loads(canonical_json(det))
     det["data"].pop("cid", None)  # where the file lives does not change the bits
+    if mod is _GraphModel:
+        det["program"]["model"]["graph"].pop("cid", None)
+        det["program"]["model"]["weights"].pop("cid", None)
     tape, sspecs = _build_tape(
         mod, cfg, params, bspecs, parsed["optim"], parsed["schedule"], parsed["steps"]
     )
     return Program(
-        spec=det, params=params, tape=tape, state_specs=sspecs, batch_specs=bspecs, **parsed
+        spec=det,
+        params=params,
+        tape=tape,
+        state_specs=sspecs,
+        batch_specs=bspecs,
+        initial=initial,
+        **parsed,
     )
+
+
+def _load_graph(
+    model: Mapping[str, Any], parsed: Mapping[str, Any], fetch: Fetch | None
+) -> tuple[graph_json.LoweredGraph, dict[str, torch.Tensor]]:
+    """Fetch, check and parse a graph model's canonical graph and initial weights."""
+    blobs: dict[str, bytes] = {}
+    for k in ("graph", "weights"):
+        path = f"program.model.{k}"
+        if fetch is None:
+            raise SpecInvalid([FieldError(path, "no artifact resolver to fetch it with")])
+        try:
+            data = fetch(path, model[k])
+        except (OSError, RepopsError, KeyError) as e:
+            raise SpecInvalid([FieldError(path, f"cannot fetch: {e}")]) from None
+        if hashlib.sha256(data).hexdigest() != model[k]["sha256"]:
+            raise SpecInvalid([FieldError(f"{path}.sha256", "the fetched bytes hash differently")])
+        blobs[k] = data
+    try:
+        lg = graph_json.loads(blobs["graph"])
+        weights = graph_json.load_weights(lg, blobs["weights"])
+    except graph_json.GraphInvalid as e:
+        raise SpecInvalid([FieldError("program.model", str(e))]) from None
+    b = parsed["batch_size"]
+    if b != lg.batch_size:
+        how = "lower it again at this size" if lg.dynamic_batch else "its export is static"
+        raise SpecInvalid(
+            [FieldError("data.batch_size", f"the graph is lowered at batch {lg.batch_size}: {how}")]
+        )
+    return lg, weights
+
+
+class _GraphModel:
+    """The zoo-module interface over a lowered graph (config = the `LoweredGraph`)."""
+
+    DATASET_FORMATS = (data_mod.TENSORS_FORMAT, data_mod.TOKENS_FORMAT)
+
+    @staticmethod
+    def param_specs(lg: graph_json.LoweredGraph) -> dict[str, ParamSpec]:
+        # weight decay on matrices (ndim >= 2), like the zoo; initial values from weights
+        return {n: ParamSpec(s, "weights", decay=len(s) >= 2) for n, s in lg.params.items()}
+
+    @staticmethod
+    def batch_specs(
+        lg: graph_json.LoweredGraph, batch_size: int
+    ) -> dict[str, tuple[tuple[int, ...], str]]:
+        return dict(lg.batch)
+
+    @staticmethod
+    def forward(
+        g: Graph, lg: graph_json.LoweredGraph, params: Mapping[str, int], batch: Mapping[str, int]
+    ) -> int:
+        leaves = {f"param.{k}": v for k, v in params.items()}
+        leaves.update({f"batch.{k}": v for k, v in batch.items()})
+        return lg.replay(g, leaves)
 
 
 def _build_tape(
@@ -376,7 +492,9 @@ def init_state(program: Program, device: torch.device | str = "cpu") -> State:
     state: State = {}
     for n, spec in program.params.items():
         numel = math.prod(spec.shape)
-        if spec.init == "uniform":
+        if spec.init == "weights":
+            t = program.initial[n].to(torch.float32).reshape(-1)
+        elif spec.init == "uniform":
             u = rng.uniform_sym(program.seed, rng.stream_id(f"init.{n}"), numel, cpu)
             t = u * torch.tensor(spec.scale, dtype=torch.float32)
         elif spec.init == "ones":
@@ -403,6 +521,19 @@ def batch_for(program: Program, ds: data_mod.Dataset, cursor: int) -> State:
         raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
     b = data_mod.batch(ds, program.data_seed, cursor, program.batch_size, program.block)
     return {f"batch.{k}": v for k, v in b.items()}
+
+
+def check_dataset(program: Program, ds: data_mod.Dataset) -> None:
+    """Raise DatasetInvalid (one line) unless `ds` fits the program's batch inputs."""
+    if ds.format != DATASETS[program.dataset]:
+        raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
+    if isinstance(program.config, graph_json.LoweredGraph):
+        if ds.format == data_mod.TOKENS_FORMAT:
+            problems = graph_json.tokens_problems(program.config, ds.tensors["tokens"])
+        else:
+            problems = graph_json.dataset_problems(program.config, ds.tensors)
+        if problems:
+            raise DatasetInvalid("; ".join(problems))
 
 
 def batch_hash(batch: Mapping[str, torch.Tensor]) -> bytes:
@@ -479,6 +610,7 @@ def train_checkpoints(
 
     `on_checkpoint(i, state)` is called for each checkpoint i (e.g. to save it).
     """
+    check_dataset(program, ds)
     cur: State = dict(state) if state is not None else init_state(program, device)
     k = program.checkpoint_interval
     first = step_of(cur)

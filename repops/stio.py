@@ -34,6 +34,8 @@ _TO_ST: dict[torch.dtype, str] = {
     torch.int32: "I32",
     torch.uint8: "U8",
     torch.int8: "I8",
+    torch.uint16: "U16",
+    torch.uint32: "U32",
     torch.bool: "BOOL",
 }
 _FROM_ST: dict[str, tuple[torch.dtype, str, int]] = {
@@ -42,6 +44,8 @@ _FROM_ST: dict[str, tuple[torch.dtype, str, int]] = {
     "I64": (torch.int64, "<i8", 8),
     "I32": (torch.int32, "<i4", 4),
     "U8": (torch.uint8, "u1", 1),
+    "U16": (torch.uint16, "<u2", 2),
+    "U32": (torch.uint32, "<u4", 4),
     "I8": (torch.int8, "i1", 1),
     "BOOL": (torch.bool, "u1", 1),
 }

@@ -1,0 +1,331 @@
+"""Lower a `torch.export.ExportedProgram` to a repops forward graph (bring your own model).
+
+The submitter's module has ``forward(*inputs) -> scalar loss`` (e.g. ``forward(inputs,
+targets)``).  `lower` walks the exported FX graph node by node: parameters become INPUT
+leaves ``param.<state-dict name>``, user inputs become INPUT leaves ``batch.<argument
+name>``, constant tensors and never-mutated buffers become CONST leaves, and every aten
+call goes through its rule in `repops.lowering.registry.RULES`.  Every aten op without a
+rule, or whose rule raises `Unsupported`, is collected with its source location and all
+of them are raised together as one `LoweringFailed`.
+
+If some ops have no rule but torch has a decomposition for them, the program is
+decomposed for exactly those ops (``run_decompositions``) and lowered again, so a
+composite op lowers when its parts do.
+
+Only dimension 0 of the user inputs may be dynamic (`torch.export.Dim`); the graph is
+lowered at one concrete batch size (the job's), which for a static export must be the
+example size.  This module runs on the submitter's machine only: solvers, whistleblowers
+and arbiters load the canonical graph JSON (`repops.lowering.graph_json`), never a
+``.pt2`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import operator
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from repops.errors import RepopsError, TapeError
+from repops.lowering import rules_core  # noqa: F401  (registers the core rules)
+from repops.lowering.graph_json import LoweredGraph
+from repops.lowering.registry import RULES, T, Unsupported
+from repops.tape import Graph
+
+with contextlib.suppress(ModuleNotFoundError):  # the extended vocabulary's rules, if present
+    importlib.import_module("repops.lowering.rules_ext")
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_DTYPES = {torch.float32: "float32", torch.int64: "int64"}
+_SKIP = frozenset(
+    {
+        "aten._assert_tensor_metadata.default",
+        "aten._assert_scalar.default",
+        "aten.sym_constrain_range_for_size.default",
+        "aten.sym_constrain_range.default",
+        "aten._assert_async.msg",
+    }
+)
+_PY_OPS: dict[Any, Callable[[Any, Any], Any]] = {
+    operator.add: operator.add,
+    operator.sub: operator.sub,
+    operator.mul: operator.mul,
+    operator.floordiv: operator.floordiv,
+    operator.mod: operator.mod,
+}
+
+
+class LoweringFailed(RepopsError):
+    """Some ops of the exported program do not lower; `problems` lists each with its place."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "the model does not lower" if n == 1 else f"the model does not lower ({n} problems)"
+        super().__init__(f"{head}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What `inspect_batch` learns from the export: is dim 0 dynamic, and the example size."""
+
+    dynamic: bool
+    example_size: int
+
+
+def where(node: torch.fx.Node) -> str:
+    """The user's source line of an FX node (last frame outside torch) and its module path."""
+    place = ""
+    trace = node.meta.get("stack_trace") or ""
+    frames = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")]
+    user = [f for f in frames if _TORCH_DIR not in f]
+    pick = (user or frames or [""])[-1]
+    if pick:
+        # 'File "/x/model.py", line 12, in forward' -> 'model.py:12 in forward'
+        try:
+            path = pick.split('"')[1]
+            line = pick.split(", line ")[1].split(",")[0]
+            fn = pick.rsplit(" in ", 1)[1]
+            place = f"{os.path.basename(path)}:{line} in {fn}"
+        except IndexError:
+            place = pick
+    stack = node.meta.get("nn_module_stack") or {}
+    mods = [f"{path} ({str(cls).rsplit('.', 1)[-1]})" for path, cls in stack.values() if path]
+    if mods:
+        place = f"{place}, module {mods[-1]}" if place else f"module {mods[-1]}"
+    return place or "unknown location"
+
+
+def _user_inputs(ep: ExportedProgram) -> list[tuple[str, torch.fx.Node]]:
+    nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    return [
+        (s.arg.name, nodes[s.arg.name])
+        for s in ep.graph_signature.input_specs
+        if s.kind == InputKind.USER_INPUT
+    ]
+
+
+def inspect_batch(ep: ExportedProgram) -> BatchInfo:
+    """Whether dim 0 of the user inputs is a `torch.export.Dim`, and the example batch size."""
+    dynamic = False
+    symbols: set[Any] = set()
+    example = 0
+    ex_inputs = getattr(ep, "example_inputs", None)
+    for k, (name, node) in enumerate(_user_inputs(ep)):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            raise LoweringFailed([f"input {name!r} is not a tensor"])
+        for d, size in enumerate(val.shape):
+            if isinstance(size, torch.SymInt):
+                if d != 0:
+                    raise LoweringFailed(
+                        [f"input {name!r}: only dimension 0 (the batch) may be dynamic, not {d}"]
+                    )
+                dynamic = True
+                symbols.add(size.node.expr)
+        if val.dim() == 0:
+            raise LoweringFailed([f"input {name!r} is 0-dim: inputs need a batch dimension"])
+        if k:  # the batch size is the first input's dim 0 (every input is checked later)
+            continue
+        if ex_inputs is not None and ex_inputs[0]:
+            example = int(ex_inputs[0][0].shape[0])
+        elif not isinstance(val.shape[0], torch.SymInt):
+            example = int(val.shape[0])
+    if len(symbols) > 1:
+        raise LoweringFailed(["the inputs' batch dimensions must be one and the same Dim"])
+    return BatchInfo(dynamic, example)
+
+
+def lower(ep: ExportedProgram, batch_size: int | None = None) -> LoweredGraph:
+    """Lower `ep` at `batch_size` (default: the example size); raises `LoweringFailed`."""
+    info = inspect_batch(ep)
+    b = info.example_size if batch_size is None else int(batch_size)
+    if b < 1:
+        raise LoweringFailed([f"batch size {b} must be >= 1"])
+    if not info.dynamic and b != info.example_size:
+        raise LoweringFailed(
+            [
+                f"exported with static shapes: it trains only at batch size {info.example_size}, "
+                f"not {b} (export with dynamic_shapes=torch.export.Dim for dim 0)"
+            ]
+        )
+    tried: set[str] = set()
+    for _ in range(4):
+        try:
+            return _lower_once(ep, b, info.dynamic)
+        except _NoRule as e:
+            table = torch.export.default_decompositions()
+            todo = {op: table[op] for op in e.ops if op in table and str(op) not in tried}
+            if not todo:
+                raise LoweringFailed(e.problems) from None
+            tried.update(str(op) for op in todo)
+            ep = ep.run_decompositions(todo)
+    raise LoweringFailed(["decomposition did not converge"])
+
+
+class _NoRule(Exception):
+    def __init__(self, problems: list[str], ops: list[Any]) -> None:
+        self.problems = problems
+        self.ops = ops
+
+
+def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredGraph:
+    sig = ep.graph_signature
+    mutated = set(sig.buffers_to_mutate.values()) if sig.buffers_to_mutate else set()
+    specs = {s.arg.name: s for s in sig.input_specs if hasattr(s.arg, "name")}
+    g = Graph()
+    env: dict[str, Any] = {}
+    symbols: dict[Any, int] = {}
+    params: dict[str, tuple[int, ...]] = {}
+    batch: dict[str, tuple[tuple[int, ...], str]] = {}
+    weights: dict[str, torch.Tensor] = {}
+    problems: list[str] = []
+    no_rule: list[Any] = []
+
+    def concrete(x: Any) -> Any:
+        if isinstance(x, torch.fx.Node):
+            return env[x.name]
+        if isinstance(x, torch.SymInt):
+            expr = x.node.expr.xreplace(symbols)
+            try:
+                return int(expr)
+            except TypeError:
+                raise Unsupported(f"symbolic size {x} other than the batch") from None
+        if isinstance(x, list | tuple):
+            return type(x)(concrete(y) for y in x)
+        return x
+
+    def shape_of(val: torch.Tensor) -> tuple[int, ...]:
+        out = []
+        for d in val.shape:
+            if isinstance(d, torch.SymInt):
+                symbols.setdefault(d.node.expr, batch_size)
+                out.append(batch_size)
+            else:
+                out.append(int(d))
+        return tuple(out)
+
+    def stand_in(node: torch.fx.Node) -> None:
+        """After a failed node: a leaf of its shape, so later nodes are still checked and
+        one run reports every problem (the graph is discarded when any problem is found)."""
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dtype in _DTYPES:
+            with contextlib.suppress(Unsupported, TapeError):
+                shape = tuple(int(concrete(d)) for d in val.shape)
+                env[node.name] = T(g.input(f"unlowered.{node.name}", shape, _DTYPES[val.dtype]))
+
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            spec = specs[node.name]
+            val = node.meta.get("val")
+            if spec.kind == InputKind.PARAMETER:
+                name = str(spec.target)
+                tensor = ep.state_dict[name]
+                if tensor.dtype != torch.float32:
+                    problems.append(f"parameter {name!r} is {tensor.dtype}; only float32 trains")
+                    continue
+                params[name] = tuple(tensor.shape)
+                weights[name] = tensor.detach().clone()
+                env[node.name] = T(g.input(f"param.{name}", tuple(tensor.shape)))
+            elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+                name = str(spec.target)
+                if name in mutated:
+                    problems.append(
+                        f"buffer {name!r} is updated in forward (running statistics): unsupported"
+                    )
+                    continue
+                tensor = (ep.state_dict if name in ep.state_dict else ep.constants)[name]
+                assert isinstance(tensor, torch.Tensor)
+                if tensor.dtype not in _DTYPES:
+                    problems.append(f"constant {name!r} of dtype {tensor.dtype}")
+                    continue
+                env[node.name] = T(g.const(tensor.detach().clone()))
+            elif spec.kind == InputKind.USER_INPUT:
+                if not isinstance(val, torch.Tensor) or val.dtype not in _DTYPES:
+                    dt = getattr(val, "dtype", type(val).__name__)
+                    problems.append(
+                        f"input {node.name!r} of dtype {dt}: inputs are float32 or int64"
+                    )
+                    continue
+                shape = shape_of(val)
+                dt = _DTYPES[val.dtype]
+                if not shape or shape[0] != batch_size:
+                    problems.append(
+                        f"input {node.name!r} of shape {list(shape)}: dimension 0 of every input "
+                        f"is the batch ({batch_size}); pass fixed tensors as buffers"
+                    )
+                    continue
+                batch[node.name] = (shape, dt)
+                env[node.name] = T(g.input(f"batch.{node.name}", shape, dt))
+            else:
+                problems.append(f"input {node.name!r} of kind {spec.kind.name}: unsupported")
+        elif node.op == "call_function":
+            target = node.target
+            key = str(target)
+            if key in _SKIP:
+                env[node.name] = None
+                continue
+            try:
+                if key == "aten.sym_size.int":
+                    t = concrete(node.args[0])
+                    env[node.name] = g.shape(t.id)[int(node.args[1])]
+                    continue
+                if target is operator.getitem:
+                    env[node.name] = concrete(node.args[0])[int(node.args[1])]
+                    continue
+                if target in _PY_OPS:
+                    env[node.name] = _PY_OPS[target](*concrete(node.args))
+                    continue
+                fn = RULES.get(key)
+                if fn is None:
+                    problems.append(f"{key} at {where(node)}: no lowering rule")
+                    no_rule.append(target)
+                    stand_in(node)
+                    continue
+                args = concrete(node.args)
+                kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
+                out = fn(g, tuple(args), kwargs)
+                env[node.name] = tuple(T(i) for i in out) if isinstance(out, tuple) else T(int(out))
+            except KeyError:
+                continue  # an input did not lower and has no stand-in: reported at its source
+            except (Unsupported, TapeError) as e:
+                problems.append(f"{key} at {where(node)}: {e}")
+                stand_in(node)
+            except (TypeError, ValueError, AttributeError, IndexError) as e:
+                problems.append(f"{key} at {where(node)}: unexpected arguments ({e})")
+                stand_in(node)
+        elif node.op == "output":
+            pass
+        else:
+            problems.append(f"FX node {node.name} of kind {node.op}: unsupported")
+
+    if no_rule:
+        raise _NoRule(problems, no_rule)
+    if problems:
+        raise LoweringFailed(problems)
+    outs = [s for s in sig.output_specs if s.kind == OutputKind.USER_OUTPUT]
+    if len(outs) != 1:
+        raise LoweringFailed([f"forward must return one scalar loss, not {len(outs)} outputs"])
+    loss = env.get(outs[0].arg.name)
+    if not isinstance(loss, T):
+        raise LoweringFailed(["forward must return a tensor loss"])
+    if g.shape(loss.id) != () or g.dtype(loss.id) != "float32":
+        raise LoweringFailed(
+            [f"forward must return a 0-dim float32 loss, got {g.dtype(loss.id)}{g.shape(loss.id)}"]
+        )
+    return LoweredGraph(
+        graph=g,
+        loss=loss.id,
+        params=params,
+        batch=batch,
+        batch_size=batch_size,
+        dynamic_batch=dynamic,
+        weights=weights,
+    )
