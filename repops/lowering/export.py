@@ -22,7 +22,6 @@ and arbiters load the canonical graph JSON (`repops.lowering.graph_json`), never
 from __future__ import annotations
 
 import contextlib
-import importlib
 import operator
 import os
 from collections.abc import Callable
@@ -34,13 +33,10 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
 from repops.errors import RepopsError, TapeError
-from repops.lowering import rules_core  # noqa: F401  (registers the core rules)
+from repops.lowering import rules_core, rules_ext  # noqa: F401  (register the rules)
 from repops.lowering.graph_json import LoweredGraph
 from repops.lowering.registry import RULES, T, Unsupported
 from repops.tape import Graph
-
-with contextlib.suppress(ModuleNotFoundError):  # the extended vocabulary's rules, if present
-    importlib.import_module("repops.lowering.rules_ext")
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _DTYPES = {torch.float32: "float32", torch.int64: "int64"}

@@ -4,8 +4,9 @@ Each rule maps one aten overload (its `torch.export` training-IR or core-aten fo
 repops nodes.  The lowered program computes with repops semantics (docs/protocol.md §4):
 the rounding is that of the repops ops written here, not torch's, so a rule is honest
 when the *math* is the same and every rounding step is specified.  Where aten's math
-differs (erf-GELU, weighted or label-smoothed cross-entropy, `alpha` scaling,
-rounding-mode division, an `ignore_index` that can be hit) the rule raises `Unsupported`.
+differs (`alpha` scaling, rounding-mode division, embedding `padding_idx`) the rule
+raises `Unsupported`.  GELU (erf and tanh), ``mse_loss`` and ``cross_entropy`` are lowered
+by `repops.lowering.rules_ext` onto `repops.composites` (one rule per overload).
 
 Composite definitions fixed here (they are part of the lowering contract):
 
@@ -15,9 +16,7 @@ Composite definitions fixed here (they are part of the lowering contract):
 * ``linear(x, W, b)`` is ``MATMUL(x, PERMUTE(W)) + b``;
 * a Python scalar operand is rounded once to binary32 (``Graph.const``);
 * ``var`` is ``SUM((a - mean) * (a - mean)) / f32(n - correction)`` with the mean as
-  above (kept dims), ``std`` its SQRT;
-* ``mse_loss`` is ``mean((a - b) * (a - b))``; ``cross_entropy`` is
-  `repops.models.common.cross_entropy` (mean over rows of logsumexp - picked logit).
+  above (kept dims), ``std`` its SQRT.
 
 This module must never evaluate torch ops on data: it only emits `Graph` nodes.
 """
@@ -31,7 +30,6 @@ from typing import Any
 import torch
 
 from repops.lowering.registry import T, Unsupported, rule
-from repops.models.common import cross_entropy
 from repops.tape import Graph, Shape
 
 # -- helpers -----------------------------------------------------------------------------
@@ -211,14 +209,6 @@ def _unary(name: str) -> Any:
 
 for _name in ("neg", "relu", "exp", "log", "tanh", "sqrt"):
     rule(f"aten.{_name}.default")(_unary(_name))
-
-
-@rule("aten.gelu.default")
-def _gelu(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    approx = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-    if approx != "tanh":
-        raise Unsupported("erf GELU (approximate='none'); repops has tanh-GELU only")
-    return g.gelu(_id(args[0]))
 
 
 # -- identity-like -------------------------------------------------------------------------
@@ -540,54 +530,3 @@ def _embedding(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 
 
 _REDUCTION = {0: "none", 1: "mean", 2: "sum"}
-
-
-@rule("aten.mse_loss.default")
-def _mse(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    a, b = _id(args[0]), _id(args[1])
-    red = _REDUCTION.get(int(kwargs.get("reduction", args[2] if len(args) > 2 else 1)))
-    if g.shape(a) != g.shape(b):
-        shape = _broadcast_shape(g.shape(a), g.shape(b))
-        a, b = _expand_to(g, a, shape), _expand_to(g, b, shape)
-    d = g.sub(a, b)
-    sq = g.mul(d, d)
-    if red == "none":
-        return sq
-    total = _reduce_sum(g, sq, None, False)
-    if red == "sum":
-        return total
-    return g.div(total, g.const(float(_prod(g.shape(sq)))))
-
-
-@rule("aten.cross_entropy_loss.default")
-def _cross_entropy(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    logits, target = _id(args[0]), _id(args[1])
-    weight = kwargs.get("weight", args[2] if len(args) > 2 else None)
-    red = _REDUCTION.get(int(kwargs.get("reduction", args[3] if len(args) > 3 else 1)))
-    ignore = int(kwargs.get("ignore_index", args[4] if len(args) > 4 else -100))
-    smoothing = float(kwargs.get("label_smoothing", args[5] if len(args) > 5 else 0.0))
-    if weight is not None:
-        raise Unsupported("cross_entropy with class weights")
-    if smoothing != 0.0:
-        raise Unsupported("cross_entropy with label_smoothing")
-    if len(g.shape(logits)) != 2 or g.dtype(target) != "int64":
-        raise Unsupported(
-            f"cross_entropy needs (N, C) logits and int64 (N,) class targets, got "
-            f"{g.shape(logits)} and {g.dtype(target)}{g.shape(target)}"
-        )
-    n, c = g.shape(logits)
-    if g.shape(target) != (n,):
-        raise Unsupported(f"cross_entropy targets of shape {g.shape(target)}")
-    if 0 <= ignore < c:
-        # targets are checked to lie in [0, C) (dataset validation), so a negative
-        # ignore_index can never match; one inside the class range could.
-        raise Unsupported(f"cross_entropy with ignore_index={ignore} inside the class range")
-    if red == "mean":
-        return cross_entropy(g, logits, target)
-    z = g.sub(logits, g.max(logits, -1))
-    lse = g.log(g.sum(g.exp(z), -1))
-    picked = g.sum(g.mul(z, g.onehot(target, c)), -1)
-    per_row = g.reshape(g.sub(lse, picked), (n,))
-    if red == "none":
-        return per_row
-    return g.reshape(g.sum(per_row, 0), ())
