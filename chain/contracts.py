@@ -1,54 +1,25 @@
 """Typed clients for WorkToken and JobMarket.
 
-Each method is one contract call: arguments and results use chain.types and frozen
-dataclasses instead of raw tuples, reverts raise the generated error classes (see
+Each method is one contract call: arguments and results use chain.types and the frozen
+dataclasses chain/generated.py mirrors from the Solidity structs (JobTerms, DisputeTerms,
+Job, Payout; never retyped here), reverts raise the generated error classes (see
 chain/client.py).  No policy lives here: when to claim or challenge is the roles' business.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from chain.client import ChainClient, Receipt
+from chain.generated import DisputeTerms as DisputeTerms  # re-exported: dispute_terms' result
 from chain.generated import Job, JobPosted, JobStatus, Payout
+from chain.generated import JobTerms as JobTerms  # re-exported: what post_job takes
 from chain.typed_data import job_order_document, permit_document
 from chain.types import Address, Cid, Hash32, JobId, Wei
-
-
-@dataclass(frozen=True)
-class JobTerms:
-    """What a submitter offers (mirrors the Solidity struct JobTerms)."""
-
-    spec_hash: Hash32
-    spec_cid: Cid
-    reward: Wei
-    solver_stake: Wei
-    challenger_bond: Wei
-    claim_deadline: int
-    submit_window: int
-    challenge_window: int
-    steps_per_checkpoint: int
-    """K: the spec's checkpoint_interval."""
-    checkpoint_count: int
-    """steps / K + 1: the state hashes a result must commit to."""
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.spec_hash,
-            self.spec_cid,
-            self.reward,
-            self.solver_stake,
-            self.challenger_bond,
-            self.claim_deadline,
-            self.submit_window,
-            self.challenge_window,
-            self.steps_per_checkpoint,
-            self.checkpoint_count,
-        )
 
 
 @dataclass(frozen=True)
@@ -63,49 +34,10 @@ class SignedJobOrder:
 
 
 @dataclass(frozen=True)
-class DisputeTerms:
-    """What a dispute game reads of a submitted result."""
+class JobRecord(Job):
+    """A job as JobMarket stores it: the generated struct Job, plus the id it was read under."""
 
-    status: JobStatus
-    solver: Address
-    spec_hash: Hash32
-    trace_root: Hash32
-    files_root: Hash32
-    final_state_hash: Hash32
-    checkpoint_count: int
-    steps_per_checkpoint: int
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A job as JobMarket stores it (mirrors the Solidity struct Job)."""
-
-    job_id: JobId
-    submitter: Address
-    status: JobStatus
-    open_disputes: int
-    checkpoint_count: int
-    steps_per_checkpoint: int
-    solver: Address
-    claim_deadline: int
-    submit_deadline: int
-    challenge_deadline: int
-    submit_window: int
-    challenge_window: int
-    reward: Wei
-    solver_stake: Wei
-    challenger_bond: Wei
-    spec_hash: Hash32
-    trace_root: Hash32
-    final_state_hash: Hash32
-    files_root: Hash32
-    spec_cid: Cid
-    manifest_cid: Cid
-
-    @classmethod
-    def from_tuple(cls, job_id: JobId, raw: tuple[Any, ...]) -> JobRecord:
-        # The generated struct decodes by the ABI; a field the contract adds fails loudly here.
-        return cls(job_id, **vars(Job.from_tuple(raw)))
+    job_id: JobId = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -314,20 +246,11 @@ class JobMarketClient:
 
     def get_job(self, job_id: JobId) -> JobRecord:
         raw = self.client.call(self._c.functions.getJob(job_id).call)
-        return JobRecord.from_tuple(job_id, tuple(raw))
+        return JobRecord.from_tuple(raw, job_id=job_id)
 
     def dispute_terms(self, job_id: JobId) -> DisputeTerms:
         raw = self.client.call(self._c.functions.disputeTerms(job_id).call)
-        return DisputeTerms(
-            JobStatus(raw[0]),
-            Address(raw[1]),
-            Hash32(bytes(raw[2])),
-            Hash32(bytes(raw[3])),
-            Hash32(bytes(raw[4])),
-            Hash32(bytes(raw[5])),
-            int(raw[6]),
-            int(raw[7]),
-        )
+        return DisputeTerms.from_tuple(raw)
 
     def order_nonce(self, submitter: str) -> int:
         return int(self.client.call(self._c.functions.orderNonces(submitter).call))

@@ -1,13 +1,14 @@
 """Typed clients for DisputeGame and ArbiterReferee.
 
-One method per contract call, games read into a frozen `GameRecord`.  Which move to make is
-decided elsewhere (arbiter/strategy.py); this module only speaks to the contracts.
+One method per contract call, games read into a frozen `GameRecord` (the generated struct
+`Game` plus its id).  Which move to make is decided elsewhere (arbiter/strategy.py); this
+module only speaks to the contracts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -15,18 +16,17 @@ from eth_account.signers.local import LocalAccount
 from chain.client import ChainClient, Receipt
 from chain.events import MAX_LOG_RANGE, decode_logs, latest_logs
 from chain.generated import (
+    ArtifactClaim,
     Dissected,
     Game,
     GameCreated,
-    GameKind,
     GameStatus,
-    Level,
     Member,
     Party,
     Ruling,
     RulingPhase,
 )
-from chain.types import Address, Cid, Hash32, JobId
+from chain.types import Address, Cid, JobId
 
 GameId = int
 
@@ -36,44 +36,11 @@ and may slash up to MAX_ARBITERS members (measured: 474 k for an overturn slashi
 
 
 @dataclass(frozen=True)
-class ArtifactClaim:
-    """What an Availability or File game asks for (mirrors the Solidity struct ArtifactClaim)."""
+class GameRecord(Game):
+    """A game as DisputeGame stores it: the generated struct Game, plus the id it was read
+    under and the views the roles ask of it."""
 
-    checkpoint: int
-    chunk: int
-
-
-@dataclass(frozen=True)
-class GameRecord:
-    """A game as DisputeGame stores it (mirrors the Solidity struct Game)."""
-
-    game_id: GameId
-    job_id: JobId
-    kind: GameKind
-    solver: Address
-    challenger: Address
-    status: GameStatus
-    level: Level
-    turn: Party
-    arity: int
-    base: int
-    lo: int
-    hi: int
-    op_count: int
-    solver_clock: int
-    challenger_clock: int
-    turn_started_at: int
-    rounds: int
-    hash_lo: Hash32
-    hash_hi: Hash32
-    last_op_hash: Hash32
-    round_hash: Hash32
-    bundle_cid: Cid
-
-    @classmethod
-    def from_tuple(cls, game_id: GameId, raw: Sequence[Any]) -> GameRecord:
-        # The generated struct decodes by the ABI; a field the contract adds fails loudly here.
-        return cls(game_id, **vars(Game.from_tuple(raw)))
+    game_id: GameId = field(kw_only=True)
 
     @property
     def finished(self) -> bool:
@@ -198,11 +165,12 @@ class DisputeGameClient:
 
     def get_game(self, game_id: GameId) -> GameRecord:
         raw = self.client.call(self._c.functions.getGame(game_id).call)
-        return GameRecord.from_tuple(game_id, tuple(raw))
+        return GameRecord.from_tuple(raw, game_id=game_id)
 
     def artifact_claim(self, game_id: GameId) -> ArtifactClaim:
-        raw = self.client.call(self._c.functions.artifactClaim(game_id).call)
-        return ArtifactClaim(int(raw[0]), int(raw[1]))
+        return ArtifactClaim.from_tuple(
+            self.client.call(self._c.functions.artifactClaim(game_id).call)
+        )
 
     def pending_dissection(self, game: GameRecord) -> tuple[bytes, ...] | None:
         """The hashes of the solver's dissection awaiting the challenger's selection."""

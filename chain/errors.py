@@ -2,12 +2,15 @@
 
 A revert carrying a custom error is decoded into the class of the same name
 (generated into chain/generated.py from the contracts' ABIs) with its arguments as
-attributes, so callers write `except WrongStatus as e: e.args_by_name["actual"]`.
+attributes, so callers write `except WrongStatus as e: e.args_by_name["actual"]`.  An
+argument the contract declares with an enum type comes back as the generated IntEnum member
+(`JobStatus.Open`, not `1`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any, ClassVar
 
 
@@ -45,8 +48,18 @@ class ContractRevert(ChainError):
     signature: ClassVar[str] = ""
     selector: ClassVar[bytes] = b""
     fields: ClassVar[tuple[str, ...]] = ()
+    enum_types: ClassVar[tuple[type[IntEnum] | None, ...]] = ()
+    """Per field, the IntEnum its Solidity type is (None for a plain value); empty if none is."""
 
     def __init__(self, values: tuple[Any, ...] = ()) -> None:
+        if self.enum_types:
+            values = (
+                tuple(
+                    kind(v) if kind is not None else v
+                    for kind, v in zip(self.enum_types, values, strict=False)
+                )
+                + values[len(self.enum_types) :]
+            )
         self.values = values
         self.args_by_name: Mapping[str, Any] = dict(zip(self.fields, values, strict=False))
         shown = ", ".join(f"{k}={_show(v)}" for k, v in self.args_by_name.items())
@@ -63,6 +76,8 @@ class UnknownRevert(ContractRevert):
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, IntEnum):
+        return value.name
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)

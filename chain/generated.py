@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
+
+from eth_utils.address import to_checksum_address
 
 from chain.errors import ContractRevert
+from chain.types import Address, Cid, Hash32, JobId
 
 
 class GameKind(IntEnum):
@@ -74,56 +77,90 @@ class RulingPhase(IntEnum):
 
 @dataclass(frozen=True)
 class ArtifactClaim:
-    """Solidity struct ArtifactClaim, in ABI order."""
+    """Solidity struct ArtifactClaim, fields in ABI order. What an Availability or File game asks
+    for (kind Trace/Final: unused).
+    """
 
     checkpoint: int
     chunk: int
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> ArtifactClaim:
-        """Decode the tuple web3 returns for a ArtifactClaim."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a ArtifactClaim.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             int(raw[0]),
             int(raw[1]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a ArtifactClaim argument."""
+        return (
+            self.checkpoint,
+            self.chunk,
         )
 
 
 @dataclass(frozen=True)
 class DisputeTerms:
-    """Solidity struct DisputeTerms, in ABI order."""
+    """Solidity struct DisputeTerms, fields in ABI order. What a dispute game needs to know about a
+    submitted result.
+    """
 
     status: JobStatus
-    solver: str
-    spec_hash: bytes
-    trace_root: bytes
-    files_root: bytes
-    final_state_hash: bytes
+    solver: Address
+    spec_hash: Hash32
+    trace_root: Hash32
+    files_root: Hash32
+    final_state_hash: Hash32
     checkpoint_count: int
     steps_per_checkpoint: int
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> DisputeTerms:
-        """Decode the tuple web3 returns for a DisputeTerms."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a DisputeTerms.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             JobStatus(raw[0]),
-            str(raw[1]),
-            bytes(raw[2]),
-            bytes(raw[3]),
-            bytes(raw[4]),
-            bytes(raw[5]),
+            Address(to_checksum_address(raw[1])),
+            Hash32(bytes(raw[2])),
+            Hash32(bytes(raw[3])),
+            Hash32(bytes(raw[4])),
+            Hash32(bytes(raw[5])),
             int(raw[6]),
             int(raw[7]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a DisputeTerms argument."""
+        return (
+            self.status,
+            self.solver,
+            self.spec_hash,
+            self.trace_root,
+            self.files_root,
+            self.final_state_hash,
+            self.checkpoint_count,
+            self.steps_per_checkpoint,
         )
 
 
 @dataclass(frozen=True)
 class Game:
-    """Solidity struct Game, in ABI order."""
+    """Solidity struct Game, fields in ABI order. One dispute: a challenger against a job's
+    committed result.
+    """
 
-    job_id: int
+    job_id: JobId
     kind: GameKind
-    solver: str
-    challenger: str
+    solver: Address
+    challenger: Address
     status: GameStatus
     level: Level
     turn: Party
@@ -136,20 +173,23 @@ class Game:
     challenger_clock: int
     turn_started_at: int
     rounds: int
-    hash_lo: bytes
-    hash_hi: bytes
-    last_op_hash: bytes
-    round_hash: bytes
-    bundle_cid: str
+    hash_lo: Hash32
+    hash_hi: Hash32
+    last_op_hash: Hash32
+    round_hash: Hash32
+    bundle_cid: Cid
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> Game:
-        """Decode the tuple web3 returns for a Game."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a Game.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
-            int(raw[0]),
+            JobId(int(raw[0])),
             GameKind(raw[1]),
-            str(raw[2]),
-            str(raw[3]),
+            Address(to_checksum_address(raw[2])),
+            Address(to_checksum_address(raw[3])),
             GameStatus(raw[4]),
             Level(raw[5]),
             Party(raw[6]),
@@ -162,24 +202,51 @@ class Game:
             int(raw[13]),
             int(raw[14]),
             int(raw[15]),
-            bytes(raw[16]),
-            bytes(raw[17]),
-            bytes(raw[18]),
-            bytes(raw[19]),
-            str(raw[20]),
+            Hash32(bytes(raw[16])),
+            Hash32(bytes(raw[17])),
+            Hash32(bytes(raw[18])),
+            Hash32(bytes(raw[19])),
+            Cid(str(raw[20])),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a Game argument."""
+        return (
+            self.job_id,
+            self.kind,
+            self.solver,
+            self.challenger,
+            self.status,
+            self.level,
+            self.turn,
+            self.arity,
+            self.base,
+            self.lo,
+            self.hi,
+            self.op_count,
+            self.solver_clock,
+            self.challenger_clock,
+            self.turn_started_at,
+            self.rounds,
+            self.hash_lo,
+            self.hash_hi,
+            self.last_op_hash,
+            self.round_hash,
+            self.bundle_cid,
         )
 
 
 @dataclass(frozen=True)
 class Job:
-    """Solidity struct Job, in ABI order."""
+    """Solidity struct Job, fields in ABI order. A job as JobMarket stores it."""
 
-    submitter: str
+    submitter: Address
     status: JobStatus
     open_disputes: int
     checkpoint_count: int
     steps_per_checkpoint: int
-    solver: str
+    solver: Address
     claim_deadline: int
     submit_deadline: int
     challenge_deadline: int
@@ -188,23 +255,26 @@ class Job:
     reward: int
     solver_stake: int
     challenger_bond: int
-    spec_hash: bytes
-    trace_root: bytes
-    final_state_hash: bytes
-    files_root: bytes
-    spec_cid: str
-    manifest_cid: str
+    spec_hash: Hash32
+    trace_root: Hash32
+    final_state_hash: Hash32
+    files_root: Hash32
+    spec_cid: Cid
+    manifest_cid: Cid
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> Job:
-        """Decode the tuple web3 returns for a Job."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a Job.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
-            str(raw[0]),
+            Address(to_checksum_address(raw[0])),
             JobStatus(raw[1]),
             int(raw[2]),
             int(raw[3]),
             int(raw[4]),
-            str(raw[5]),
+            Address(to_checksum_address(raw[5])),
             int(raw[6]),
             int(raw[7]),
             int(raw[8]),
@@ -213,21 +283,49 @@ class Job:
             int(raw[11]),
             int(raw[12]),
             int(raw[13]),
-            bytes(raw[14]),
-            bytes(raw[15]),
-            bytes(raw[16]),
-            bytes(raw[17]),
-            str(raw[18]),
-            str(raw[19]),
+            Hash32(bytes(raw[14])),
+            Hash32(bytes(raw[15])),
+            Hash32(bytes(raw[16])),
+            Hash32(bytes(raw[17])),
+            Cid(str(raw[18])),
+            Cid(str(raw[19])),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a Job argument."""
+        return (
+            self.submitter,
+            self.status,
+            self.open_disputes,
+            self.checkpoint_count,
+            self.steps_per_checkpoint,
+            self.solver,
+            self.claim_deadline,
+            self.submit_deadline,
+            self.challenge_deadline,
+            self.submit_window,
+            self.challenge_window,
+            self.reward,
+            self.solver_stake,
+            self.challenger_bond,
+            self.spec_hash,
+            self.trace_root,
+            self.final_state_hash,
+            self.files_root,
+            self.spec_cid,
+            self.manifest_cid,
         )
 
 
 @dataclass(frozen=True)
 class JobTerms:
-    """Solidity struct JobTerms, in ABI order."""
+    """Solidity struct JobTerms, fields in ABI order. What a submitter offers; the spec itself
+    (pinned to IPFS) fixes the training bits.
+    """
 
-    spec_hash: bytes
-    spec_cid: str
+    spec_hash: Hash32
+    spec_cid: Cid
     reward: int
     solver_stake: int
     challenger_bond: int
@@ -238,11 +336,14 @@ class JobTerms:
     checkpoint_count: int
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> JobTerms:
-        """Decode the tuple web3 returns for a JobTerms."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a JobTerms.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
-            bytes(raw[0]),
-            str(raw[1]),
+            Hash32(bytes(raw[0])),
+            Cid(str(raw[1])),
             int(raw[2]),
             int(raw[3]),
             int(raw[4]),
@@ -251,30 +352,60 @@ class JobTerms:
             int(raw[7]),
             int(raw[8]),
             int(raw[9]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a JobTerms argument."""
+        return (
+            self.spec_hash,
+            self.spec_cid,
+            self.reward,
+            self.solver_stake,
+            self.challenger_bond,
+            self.claim_deadline,
+            self.submit_window,
+            self.challenge_window,
+            self.steps_per_checkpoint,
+            self.checkpoint_count,
         )
 
 
 @dataclass(frozen=True)
 class Member:
-    """Solidity struct Member, in ABI order."""
+    """Solidity struct Member, fields in ABI order. A committee member."""
 
     stake: int
     active_from: int
     exit_at: int
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> Member:
-        """Decode the tuple web3 returns for a Member."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a Member.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             int(raw[0]),
             int(raw[1]),
             int(raw[2]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a Member argument."""
+        return (
+            self.stake,
+            self.active_from,
+            self.exit_at,
         )
 
 
 @dataclass(frozen=True)
 class Payout:
-    """Solidity struct Payout, in ABI order."""
+    """Solidity struct Payout, fields in ABI order. How a job's dispute money stands (JobMarket
+    keeps one per job).
+    """
 
     held_for_solver: int
     reward_pool: int
@@ -284,8 +415,11 @@ class Payout:
     reopenings: int
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> Payout:
-        """Decode the tuple web3 returns for a Payout."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a Payout.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             int(raw[0]),
             int(raw[1]),
@@ -293,12 +427,26 @@ class Payout:
             int(raw[3]),
             int(raw[4]),
             int(raw[5]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a Payout argument."""
+        return (
+            self.held_for_solver,
+            self.reward_pool,
+            self.claimed_amount,
+            self.winning_games,
+            self.claimed_games,
+            self.reopenings,
         )
 
 
 @dataclass(frozen=True)
 class PermitSig:
-    """Solidity struct PermitSig, in ABI order."""
+    """Solidity struct PermitSig, fields in ABI order. An EIP-2612 permit signature, passed through
+    to the token.
+    """
 
     deadline: int
     v: int
@@ -306,46 +454,78 @@ class PermitSig:
     s: bytes
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> PermitSig:
-        """Decode the tuple web3 returns for a PermitSig."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a PermitSig.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             int(raw[0]),
             int(raw[1]),
             bytes(raw[2]),
             bytes(raw[3]),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a PermitSig argument."""
+        return (
+            self.deadline,
+            self.v,
+            self.r,
+            self.s,
         )
 
 
 @dataclass(frozen=True)
 class Ruling:
-    """Solidity struct Ruling, in ABI order."""
+    """Solidity struct Ruling, fields in ABI order. The committee's ruling on one game."""
 
     requested_at: int
     proposed_at: int
     appealed_at: int
     committee_size: int
     settled: bool
-    appellant: str
-    solver_hash: bytes
-    proposed_hash: bytes
+    appellant: Address
+    solver_hash: Hash32
+    proposed_hash: Hash32
 
     @classmethod
-    def from_tuple(cls, raw: Sequence[Any]) -> Ruling:
-        """Decode the tuple web3 returns for a Ruling."""
+    def from_tuple(cls, raw: Sequence[Any], /, **extra: Any) -> Self:
+        """Decode the tuple web3 returns for a Ruling.
+
+        `extra`: the fields a subclass adds (e.g. the id a record was read under).
+        """
         return cls(
             int(raw[0]),
             int(raw[1]),
             int(raw[2]),
             int(raw[3]),
             bool(raw[4]),
-            str(raw[5]),
-            bytes(raw[6]),
-            bytes(raw[7]),
+            Address(to_checksum_address(raw[5])),
+            Hash32(bytes(raw[6])),
+            Hash32(bytes(raw[7])),
+            **extra,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The tuple web3 encodes as a Ruling argument."""
+        return (
+            self.requested_at,
+            self.proposed_at,
+            self.appealed_at,
+            self.committee_size,
+            self.settled,
+            self.appellant,
+            self.solver_hash,
+            self.proposed_hash,
         )
 
 
 class AccessControlBadConfirmation(ContractRevert):
-    """Solidity error AccessControlBadConfirmation()."""
+    """The caller of a function is not the expected one. NOTE: Don't confuse with
+    {AccessControlUnauthorizedAccount}.
+    """
 
     signature = "AccessControlBadConfirmation()"
     selector = bytes.fromhex("6697b232")
@@ -353,7 +533,7 @@ class AccessControlBadConfirmation(ContractRevert):
 
 
 class AccessControlUnauthorizedAccount(ContractRevert):
-    """Solidity error AccessControlUnauthorizedAccount(address,bytes32)."""
+    """The `account` is missing a role."""
 
     signature = "AccessControlUnauthorizedAccount(address,bytes32)"
     selector = bytes.fromhex("e2517d3f")
@@ -361,7 +541,10 @@ class AccessControlUnauthorizedAccount(ContractRevert):
 
 
 class AlreadyMember(ContractRevert):
-    """`account` is already a member (or has not withdrawn its exit)."""
+    """`account` is already a member (or has not withdrawn its exit).
+
+    account: The account.
+    """
 
     signature = "AlreadyMember(address)"
     selector = bytes.fromhex("0268f929")
@@ -369,7 +552,11 @@ class AlreadyMember(ContractRevert):
 
 
 class AlreadyVoted(ContractRevert):
-    """`account` already voted on this game (votes are final)."""
+    """`account` already voted on this game (votes are final).
+
+    gameId: The game.
+    account: The account.
+    """
 
     signature = "AlreadyVoted(uint256,address)"
     selector = bytes.fromhex("04f9da63")
@@ -377,8 +564,11 @@ class AlreadyVoted(ContractRevert):
 
 
 class BondBelowMinimum(ContractRevert):
-    """A job's challenger bond `bond` is below the market's minimum `minimum` (the cost of
-    defending one game).
+    """A job's challenger bond is below the market's minimum, the cost of defending one game
+    (MIN_CHALLENGER_BOND).
+
+    bond: The bond the job's terms ask for.
+    minimum: MIN_CHALLENGER_BOND.
     """
 
     signature = "BondBelowMinimum(uint256,uint256)"
@@ -387,7 +577,11 @@ class BondBelowMinimum(ContractRevert):
 
 
 class ChallengeWindowClosed(ContractRevert):
-    """The challenge window closed at `deadline`."""
+    """No dispute can be opened any more: the challenge window has closed.
+
+    jobId: The job.
+    deadline: When the challenge window closed.
+    """
 
     signature = "ChallengeWindowClosed(uint256,uint64)"
     selector = bytes.fromhex("a4da9982")
@@ -395,7 +589,11 @@ class ChallengeWindowClosed(ContractRevert):
 
 
 class ChallengeWindowOpen(ContractRevert):
-    """The challenge window is open until `deadline`."""
+    """The job cannot be finalized yet: its challenge window is still open.
+
+    jobId: The job.
+    deadline: When the challenge window closes.
+    """
 
     signature = "ChallengeWindowOpen(uint256,uint64)"
     selector = bytes.fromhex("18c02f41")
@@ -403,7 +601,12 @@ class ChallengeWindowOpen(ContractRevert):
 
 
 class CheckpointCountMismatch(ContractRevert):
-    """The result commits to `actual` states; the job's terms say `expected`."""
+    """The result commits to a number of states other than the job's terms say.
+
+    jobId: The job.
+    expected: The job's checkpointCount.
+    actual: The count the result commits to.
+    """
 
     signature = "CheckpointCountMismatch(uint256,uint32,uint32)"
     selector = bytes.fromhex("17000df2")
@@ -411,7 +614,11 @@ class CheckpointCountMismatch(ContractRevert):
 
 
 class ClaimDeadlinePassed(ContractRevert):
-    """The claim deadline `deadline` has passed."""
+    """The job can no longer be claimed: its claim deadline has passed.
+
+    jobId: The job.
+    deadline: Its claim deadline.
+    """
 
     signature = "ClaimDeadlinePassed(uint256,uint64)"
     selector = bytes.fromhex("3823338d")
@@ -419,23 +626,37 @@ class ClaimDeadlinePassed(ContractRevert):
 
 
 class ClockExpired(ContractRevert):
-    """`party`'s clock ran out; the game can only be ended by timeout."""
+    """The mover's clock ran out; the game can only be ended by timeout.
+
+    gameId: The game.
+    party: The party whose clock ran out.
+    """
 
     signature = "ClockExpired(uint256,uint8)"
     selector = bytes.fromhex("ec1725f1")
     fields = ("gameId", "party")
+    enum_types = (None, Party)
 
 
 class ClockNotExpired(ContractRevert):
-    """`party` still has `remaining` seconds: no timeout yet."""
+    """No timeout yet: the party to move still has time on its clock.
+
+    gameId: The game.
+    party: The party to move.
+    remaining: The seconds it has left.
+    """
 
     signature = "ClockNotExpired(uint256,uint8,uint64)"
     selector = bytes.fromhex("6b7f7bc6")
     fields = ("gameId", "party", "remaining")
+    enum_types = (None, Party, None)
 
 
 class CommitteeFull(ContractRevert):
-    """The committee already has MAX_ARBITERS members."""
+    """The committee already has MAX_ARBITERS members.
+
+    max: MAX_ARBITERS.
+    """
 
     signature = "CommitteeFull(uint256)"
     selector = bytes.fromhex("d139a65c")
@@ -443,7 +664,11 @@ class CommitteeFull(ContractRevert):
 
 
 class DeadlineInPast(ContractRevert):
-    """The claim deadline `deadline` is not after the current time `nowTs`."""
+    """The claim deadline is not after the current time.
+
+    deadline: The claim deadline of the terms.
+    nowTs: The block timestamp.
+    """
 
     signature = "DeadlineInPast(uint64,uint256)"
     selector = bytes.fromhex("42fdf937")
@@ -451,7 +676,10 @@ class DeadlineInPast(ContractRevert):
 
 
 class DisputeGameAlreadySet(ContractRevert):
-    """The dispute game is set once; it already is `current`."""
+    """The dispute game is set once; it already is.
+
+    current: The dispute game already set.
+    """
 
     signature = "DisputeGameAlreadySet(address)"
     selector = bytes.fromhex("48591b14")
@@ -459,7 +687,12 @@ class DisputeGameAlreadySet(ContractRevert):
 
 
 class DisputesOpen(ContractRevert):
-    """`count` disputes on the job are still being played."""
+    """The call needs every dispute on the job settled (finalize, claimReward), but some are still
+    being played.
+
+    jobId: The job.
+    count: How many disputes are open.
+    """
 
     signature = "DisputesOpen(uint256,uint32)"
     selector = bytes.fromhex("68a17e6b")
@@ -467,7 +700,7 @@ class DisputesOpen(ContractRevert):
 
 
 class ECDSAInvalidSignature(ContractRevert):
-    """Solidity error ECDSAInvalidSignature()."""
+    """The signature derives the `address(0)`."""
 
     signature = "ECDSAInvalidSignature()"
     selector = bytes.fromhex("f645eedf")
@@ -475,7 +708,7 @@ class ECDSAInvalidSignature(ContractRevert):
 
 
 class ECDSAInvalidSignatureLength(ContractRevert):
-    """Solidity error ECDSAInvalidSignatureLength(uint256)."""
+    """The signature has an invalid length."""
 
     signature = "ECDSAInvalidSignatureLength(uint256)"
     selector = bytes.fromhex("fce698f7")
@@ -483,7 +716,7 @@ class ECDSAInvalidSignatureLength(ContractRevert):
 
 
 class ECDSAInvalidSignatureS(ContractRevert):
-    """Solidity error ECDSAInvalidSignatureS(bytes32)."""
+    """The signature has an S value that is in the upper half order."""
 
     signature = "ECDSAInvalidSignatureS(bytes32)"
     selector = bytes.fromhex("d78bce0c")
@@ -491,7 +724,12 @@ class ECDSAInvalidSignatureS(ContractRevert):
 
 
 class ERC20InsufficientAllowance(ContractRevert):
-    """Solidity error ERC20InsufficientAllowance(address,uint256,uint256)."""
+    """Indicates a failure with the `spender`’s `allowance`. Used in transfers.
+
+    spender: Address that may be allowed to operate on tokens without being their owner.
+    allowance: Amount of tokens a `spender` is allowed to operate with.
+    needed: Minimum amount required to perform a transfer.
+    """
 
     signature = "ERC20InsufficientAllowance(address,uint256,uint256)"
     selector = bytes.fromhex("fb8f41b2")
@@ -499,7 +737,12 @@ class ERC20InsufficientAllowance(ContractRevert):
 
 
 class ERC20InsufficientBalance(ContractRevert):
-    """Solidity error ERC20InsufficientBalance(address,uint256,uint256)."""
+    """Indicates an error related to the current `balance` of a `sender`. Used in transfers.
+
+    sender: Address whose tokens are being transferred.
+    balance: Current balance for the interacting account.
+    needed: Minimum amount required to perform a transfer.
+    """
 
     signature = "ERC20InsufficientBalance(address,uint256,uint256)"
     selector = bytes.fromhex("e450d38c")
@@ -507,7 +750,10 @@ class ERC20InsufficientBalance(ContractRevert):
 
 
 class ERC20InvalidApprover(ContractRevert):
-    """Solidity error ERC20InvalidApprover(address)."""
+    """Indicates a failure with the `approver` of a token to be approved. Used in approvals.
+
+    approver: Address initiating an approval operation.
+    """
 
     signature = "ERC20InvalidApprover(address)"
     selector = bytes.fromhex("e602df05")
@@ -515,7 +761,10 @@ class ERC20InvalidApprover(ContractRevert):
 
 
 class ERC20InvalidReceiver(ContractRevert):
-    """Solidity error ERC20InvalidReceiver(address)."""
+    """Indicates a failure with the token `receiver`. Used in transfers.
+
+    receiver: Address to which tokens are being transferred.
+    """
 
     signature = "ERC20InvalidReceiver(address)"
     selector = bytes.fromhex("ec442f05")
@@ -523,7 +772,10 @@ class ERC20InvalidReceiver(ContractRevert):
 
 
 class ERC20InvalidSender(ContractRevert):
-    """Solidity error ERC20InvalidSender(address)."""
+    """Indicates a failure with the token `sender`. Used in transfers.
+
+    sender: Address whose tokens are being transferred.
+    """
 
     signature = "ERC20InvalidSender(address)"
     selector = bytes.fromhex("96c6fd1e")
@@ -531,7 +783,10 @@ class ERC20InvalidSender(ContractRevert):
 
 
 class ERC20InvalidSpender(ContractRevert):
-    """Solidity error ERC20InvalidSpender(address)."""
+    """Indicates a failure with the `spender` to be approved. Used in approvals.
+
+    spender: Address that may be allowed to operate on tokens without being their owner.
+    """
 
     signature = "ERC20InvalidSpender(address)"
     selector = bytes.fromhex("94280d62")
@@ -539,7 +794,7 @@ class ERC20InvalidSpender(ContractRevert):
 
 
 class ERC2612ExpiredSignature(ContractRevert):
-    """Solidity error ERC2612ExpiredSignature(uint256)."""
+    """Permit deadline has expired."""
 
     signature = "ERC2612ExpiredSignature(uint256)"
     selector = bytes.fromhex("62791302")
@@ -547,7 +802,7 @@ class ERC2612ExpiredSignature(ContractRevert):
 
 
 class ERC2612InvalidSigner(ContractRevert):
-    """Solidity error ERC2612InvalidSigner(address,address)."""
+    """Mismatched signature."""
 
     signature = "ERC2612InvalidSigner(address,address)"
     selector = bytes.fromhex("4b800e46")
@@ -555,7 +810,10 @@ class ERC2612InvalidSigner(ContractRevert):
 
 
 class EmptyBundle(ContractRevert):
-    """The operand bundle CID must not be empty."""
+    """The operand bundle CID (or the revealed file CID) must not be empty.
+
+    gameId: The game.
+    """
 
     signature = "EmptyBundle(uint256)"
     selector = bytes.fromhex("07ebb44a")
@@ -563,7 +821,7 @@ class EmptyBundle(ContractRevert):
 
 
 class EmptyCommitment(ContractRevert):
-    """The trace root and final state hash must be non-zero."""
+    """A result's trace root and final state hash must be non-zero."""
 
     signature = "EmptyCommitment()"
     selector = bytes.fromhex("aac1fcc6")
@@ -579,7 +837,11 @@ class EmptySpec(ContractRevert):
 
 
 class ExitPending(ContractRevert):
-    """The member already asked to leave; it may withdraw at `exitAt` plus the settlement bound."""
+    """The member already asked to leave; it may withdraw at `exitAt` plus the settlement bound.
+
+    account: The member.
+    exitAt: When its membership ends.
+    """
 
     signature = "ExitPending(address,uint64)"
     selector = bytes.fromhex("9b4f3db8")
@@ -587,7 +849,11 @@ class ExitPending(ContractRevert):
 
 
 class FileRootMismatch(ContractRevert):
-    """The revealed length and chunk root do not hash to the revealed file root."""
+    """The revealed length and chunk root do not hash to the revealed file root.
+
+    gameId: The game.
+    fileRoot: The file root revealed.
+    """
 
     signature = "FileRootMismatch(uint256,bytes32)"
     selector = bytes.fromhex("6c08acbf")
@@ -595,7 +861,11 @@ class FileRootMismatch(ContractRevert):
 
 
 class FinalStateMatches(ContractRevert):
-    """The proven last leaf equals the result's finalStateHash: nothing to prove."""
+    """The proven last leaf equals the result's finalStateHash: nothing to prove.
+
+    jobId: The job.
+    lastLeaf: The last leaf of the trace root, as proven.
+    """
 
     signature = "FinalStateMatches(uint256,bytes32)"
     selector = bytes.fromhex("f933194f")
@@ -603,7 +873,10 @@ class FinalStateMatches(ContractRevert):
 
 
 class GameAlreadySet(ContractRevert):
-    """The referee is bound to a game contract once; it already is."""
+    """The referee is bound to a game contract once; it already is.
+
+    game: The bound game.
+    """
 
     signature = "GameAlreadySet(address)"
     selector = bytes.fromhex("bde9f56f")
@@ -611,7 +884,11 @@ class GameAlreadySet(ContractRevert):
 
 
 class InconsistentHash(ContractRevert):
-    """A dissection point's hash contradicts a value the solver already committed to."""
+    """A dissection point's hash contradicts a value the solver already committed to.
+
+    gameId: The game.
+    position: The position whose hash contradicts.
+    """
 
     signature = "InconsistentHash(uint256,uint64)"
     selector = bytes.fromhex("0469051c")
@@ -619,7 +896,7 @@ class InconsistentHash(ContractRevert):
 
 
 class InvalidAccountNonce(ContractRevert):
-    """Solidity error InvalidAccountNonce(address,uint256)."""
+    """The nonce used for an `account` is not the expected current nonce."""
 
     signature = "InvalidAccountNonce(address,uint256)"
     selector = bytes.fromhex("752d88c0")
@@ -627,7 +904,12 @@ class InvalidAccountNonce(ContractRevert):
 
 
 class InvalidArity(ContractRevert):
-    """Arity must be within [min, max]."""
+    """A dissection's arity (parts per round) must be within [min, max].
+
+    arity: The arity asked for.
+    min: MIN_ARITY.
+    max: MAX_ARITY.
+    """
 
     signature = "InvalidArity(uint8,uint8,uint8)"
     selector = bytes.fromhex("5e42c0b6")
@@ -635,7 +917,10 @@ class InvalidArity(ContractRevert):
 
 
 class InvalidBps(ContractRevert):
-    """A basis-point share must be at most 10000."""
+    """A basis-point share must be at most 10000.
+
+    bps: The share given.
+    """
 
     signature = "InvalidBps(uint256)"
     selector = bytes.fromhex("2e109e9f")
@@ -643,7 +928,10 @@ class InvalidBps(ContractRevert):
 
 
 class InvalidCheckpointCount(ContractRevert):
-    """A job must commit to at least two states (initial and one checkpoint)."""
+    """A job must commit to at least two states (the initial one and one checkpoint).
+
+    count: The checkpoint count given.
+    """
 
     signature = "InvalidCheckpointCount(uint32)"
     selector = bytes.fromhex("6745686d")
@@ -651,7 +939,13 @@ class InvalidCheckpointCount(ContractRevert):
 
 
 class InvalidCheckpointIndex(ContractRevert):
-    """A targeted opening must name adjacent committed checkpoints."""
+    """A checkpoint index is outside the job's committed checkpoints (or a targeted opening names
+    no adjacent pair of them).
+
+    jobId: The job.
+    index: The checkpoint index given.
+    count: The job's checkpointCount.
+    """
 
     signature = "InvalidCheckpointIndex(uint256,uint256,uint256)"
     selector = bytes.fromhex("7a247389")
@@ -659,7 +953,11 @@ class InvalidCheckpointIndex(ContractRevert):
 
 
 class InvalidChunk(ContractRevert):
-    """The posted chunk is not chunk `chunk` of the committed file."""
+    """The posted chunk is not the chunk the game asks for in the committed file.
+
+    gameId: The game.
+    chunk: The chunk index the game asks for.
+    """
 
     signature = "InvalidChunk(uint256,uint64)"
     selector = bytes.fromhex("c790032c")
@@ -667,7 +965,11 @@ class InvalidChunk(ContractRevert):
 
 
 class InvalidOpCount(ContractRevert):
-    """The operator count must be between 1 and MAX_OPS."""
+    """The operator count of a step must be between 1 and MAX_OPS.
+
+    opCount: The count given.
+    maxOps: MAX_OPS.
+    """
 
     signature = "InvalidOpCount(uint64,uint64)"
     selector = bytes.fromhex("c8d2b1e5")
@@ -675,7 +977,10 @@ class InvalidOpCount(ContractRevert):
 
 
 class InvalidOrderSignature(ContractRevert):
-    """The job order was not signed by `submitter` (or its nonce was already used)."""
+    """The job order was not signed by its submitter, or its nonce was already used.
+
+    submitter: The account the order names as submitter.
+    """
 
     signature = "InvalidOrderSignature(address)"
     selector = bytes.fromhex("b421f6f5")
@@ -683,7 +988,12 @@ class InvalidOrderSignature(ContractRevert):
 
 
 class InvalidPart(ContractRevert):
-    """The chosen part is not below the number of parts."""
+    """The chosen part is not below the number of parts.
+
+    gameId: The game.
+    part: The part chosen.
+    parts: The number of parts of the round.
+    """
 
     signature = "InvalidPart(uint256,uint256,uint256)"
     selector = bytes.fromhex("fce3dd6d")
@@ -691,7 +1001,11 @@ class InvalidPart(ContractRevert):
 
 
 class InvalidProof(ContractRevert):
-    """A Merkle proof for checkpoint `index` does not match the trace root."""
+    """A Merkle proof does not match the root it must open (the trace root or the files root).
+
+    gameId: The game.
+    index: The leaf (checkpoint) the proof was for.
+    """
 
     signature = "InvalidProof(uint256,uint256)"
     selector = bytes.fromhex("832d3d6e")
@@ -699,7 +1013,11 @@ class InvalidProof(ContractRevert):
 
 
 class InvalidRefereeParameter(ContractRevert):
-    """A constructor parameter is out of range."""
+    """A constructor parameter is out of range.
+
+    name: Which parameter.
+    value: The value given.
+    """
 
     signature = "InvalidRefereeParameter(string,uint256)"
     selector = bytes.fromhex("5a2fb218")
@@ -715,7 +1033,10 @@ class InvalidShortString(ContractRevert):
 
 
 class InvalidStepsPerCheckpoint(ContractRevert):
-    """A job must have at least one step per checkpoint."""
+    """A job must have at least one step per checkpoint.
+
+    steps: The steps per checkpoint given.
+    """
 
     signature = "InvalidStepsPerCheckpoint(uint32)"
     selector = bytes.fromhex("019ce6fe")
@@ -723,7 +1044,11 @@ class InvalidStepsPerCheckpoint(ContractRevert):
 
 
 class InvalidWindow(ContractRevert):
-    """A submit or challenge window must be between 1 second and MAX_WINDOW."""
+    """A submit or challenge window must be between 1 second and MAX_WINDOW.
+
+    window: The window given, in seconds.
+    maxWindow: MAX_WINDOW.
+    """
 
     signature = "InvalidWindow(uint64,uint64)"
     selector = bytes.fromhex("2802dd9e")
@@ -733,6 +1058,9 @@ class InvalidWindow(ContractRevert):
 class MembershipDelayTooShort(ContractRevert):
     """The membership delay must outlast the longest game the bound DisputeGame allows, or a member
     who joined during a game could vote on it.
+
+    delay: MEMBERSHIP_DELAY.
+    longestGame: The longest the game can run before it asks for a ruling.
     """
 
     signature = "MembershipDelayTooShort(uint64,uint64)"
@@ -741,7 +1069,10 @@ class MembershipDelayTooShort(ContractRevert):
 
 
 class NoOpenDispute(ContractRevert):
-    """No dispute is open on the job."""
+    """The dispute game reported on a job with no dispute open.
+
+    jobId: The job.
+    """
 
     signature = "NoOpenDispute(uint256)"
     selector = bytes.fromhex("c4d90c84")
@@ -749,7 +1080,10 @@ class NoOpenDispute(ContractRevert):
 
 
 class NoPendingRuling(ContractRevert):
-    """No ruling was requested for the game, or it was already settled."""
+    """No ruling was requested for the game, or it was already settled.
+
+    gameId: The game.
+    """
 
     signature = "NoPendingRuling(uint256)"
     selector = bytes.fromhex("41d33439")
@@ -757,7 +1091,10 @@ class NoPendingRuling(ContractRevert):
 
 
 class NoRefereeCredit(ContractRevert):
-    """`account` has no credit to withdraw from the referee."""
+    """`account` has no credit to withdraw from the referee.
+
+    account: The account.
+    """
 
     signature = "NoRefereeCredit(address)"
     selector = bytes.fromhex("6b34a040")
@@ -765,7 +1102,10 @@ class NoRefereeCredit(ContractRevert):
 
 
 class NotArbiter(ContractRevert):
-    """`account` is not a member with a stake."""
+    """`account` is not a member with a stake.
+
+    account: The account.
+    """
 
     signature = "NotArbiter(address)"
     selector = bytes.fromhex("720c75c2")
@@ -773,7 +1113,10 @@ class NotArbiter(ContractRevert):
 
 
 class NotDeployer(ContractRevert):
-    """Only the deployer may do this."""
+    """Only the deployer may do this.
+
+    caller: The account that called.
+    """
 
     signature = "NotDeployer(address)"
     selector = bytes.fromhex("0c8cc036")
@@ -781,7 +1124,10 @@ class NotDeployer(ContractRevert):
 
 
 class NotDisputeGame(ContractRevert):
-    """Only the registered dispute game may do this."""
+    """Only the registered dispute game may do this.
+
+    caller: The account that called.
+    """
 
     signature = "NotDisputeGame(address)"
     selector = bytes.fromhex("1608e75a")
@@ -791,6 +1137,9 @@ class NotDisputeGame(ContractRevert):
 class NotEligible(ContractRevert):
     """`account` may not vote on this game: it was not an active member when the ruling was
     requested (joined later, exited before, or was slashed since).
+
+    gameId: The game.
+    account: The account.
     """
 
     signature = "NotEligible(uint256,address)"
@@ -799,15 +1148,23 @@ class NotEligible(ContractRevert):
 
 
 class NotExpired(ContractRevert):
-    """The job has no missed deadline to act on (status `status`)."""
+    """The job has no missed deadline to act on.
+
+    jobId: The job.
+    status: The status the job is in.
+    """
 
     signature = "NotExpired(uint256,uint8)"
     selector = bytes.fromhex("19f3a998")
     fields = ("jobId", "status")
+    enum_types = (None, JobStatus)
 
 
 class NotGame(ContractRevert):
-    """Only the bound game may request rulings."""
+    """Only the bound game may request rulings.
+
+    caller: The account that called.
+    """
 
     signature = "NotGame(address)"
     selector = bytes.fromhex("7dfe47d8")
@@ -815,7 +1172,10 @@ class NotGame(ContractRevert):
 
 
 class NotOwner(ContractRevert):
-    """The caller is not the deployer, the only account that may bind the game."""
+    """The caller is not the deployer, the only account that may bind the game.
+
+    caller: The account that called.
+    """
 
     signature = "NotOwner(address)"
     selector = bytes.fromhex("245aecd3")
@@ -823,15 +1183,24 @@ class NotOwner(ContractRevert):
 
 
 class NotParty(ContractRevert):
-    """Only `party` of the game may make this move; `caller` is not it."""
+    """Only one party of the game may make this move, and the caller is not it.
+
+    gameId: The game.
+    party: The party that may make the move.
+    caller: The account that tried to move.
+    """
 
     signature = "NotParty(uint256,uint8,address)"
     selector = bytes.fromhex("35dfadb9")
     fields = ("gameId", "party", "caller")
+    enum_types = (None, Party, None)
 
 
 class NotReferee(ContractRevert):
-    """Only the referee may report a ruling."""
+    """Only the referee may report a ruling or a void.
+
+    caller: The account that called.
+    """
 
     signature = "NotReferee(address)"
     selector = bytes.fromhex("8e0a6126")
@@ -839,7 +1208,11 @@ class NotReferee(ContractRevert):
 
 
 class NotSolver(ContractRevert):
-    """Only the job's solver may do this."""
+    """Only the job's solver may do this.
+
+    jobId: The job.
+    caller: The account that called.
+    """
 
     signature = "NotSolver(uint256,address)"
     selector = bytes.fromhex("8603ed27")
@@ -847,7 +1220,11 @@ class NotSolver(ContractRevert):
 
 
 class NotSubmitter(ContractRevert):
-    """Only the job's submitter may do this."""
+    """Only the job's submitter may do this.
+
+    jobId: The job.
+    caller: The account that called.
+    """
 
     signature = "NotSubmitter(uint256,address)"
     selector = bytes.fromhex("c33a2aa6")
@@ -855,15 +1232,24 @@ class NotSubmitter(ContractRevert):
 
 
 class NotYourTurn(ContractRevert):
-    """It is `turn`'s turn, so `caller` may not move now."""
+    """It is the other party's turn.
+
+    gameId: The game.
+    turn: The party whose turn it is.
+    caller: The account that tried to move.
+    """
 
     signature = "NotYourTurn(uint256,uint8,address)"
     selector = bytes.fromhex("4508708c")
     fields = ("gameId", "turn", "caller")
+    enum_types = (None, Party, None)
 
 
 class NothingToWithdraw(ContractRevert):
-    """`account` has no credit to withdraw."""
+    """The account has no credit to withdraw.
+
+    account: The account that asked.
+    """
 
     signature = "NothingToWithdraw(address)"
     selector = bytes.fromhex("dc69dc16")
@@ -871,7 +1257,10 @@ class NothingToWithdraw(ContractRevert):
 
 
 class OpLevelAlreadyOpen(ContractRevert):
-    """The OP level was already opened (opCount is set)."""
+    """The OP level was already opened (its operator count is set).
+
+    gameId: The game.
+    """
 
     signature = "OpLevelAlreadyOpen(uint256)"
     selector = bytes.fromhex("bf298c42")
@@ -879,7 +1268,10 @@ class OpLevelAlreadyOpen(ContractRevert):
 
 
 class OpLevelNotOpen(ContractRevert):
-    """The OP level must be opened (opCount set) before dissecting it."""
+    """The OP level must be opened (operator count set) before it is dissected.
+
+    gameId: The game.
+    """
 
     signature = "OpLevelNotOpen(uint256)"
     selector = bytes.fromhex("86725789")
@@ -887,7 +1279,11 @@ class OpLevelNotOpen(ContractRevert):
 
 
 class OrderExpired(ContractRevert):
-    """The job order's deadline `deadline` has passed."""
+    """The signed job order's deadline has passed.
+
+    deadline: The order's deadline.
+    nowTs: The block timestamp.
+    """
 
     signature = "OrderExpired(uint256,uint256)"
     selector = bytes.fromhex("4b2d84db")
@@ -895,7 +1291,7 @@ class OrderExpired(ContractRevert):
 
 
 class ReentrancyGuardReentrantCall(ContractRevert):
-    """Solidity error ReentrancyGuardReentrantCall()."""
+    """Unauthorized reentrant call."""
 
     signature = "ReentrancyGuardReentrantCall()"
     selector = bytes.fromhex("3ee5aeb5")
@@ -903,7 +1299,10 @@ class ReentrancyGuardReentrantCall(ContractRevert):
 
 
 class RoundMismatch(ContractRevert):
-    """The hashes passed to select are not the ones the solver posted."""
+    """The hashes passed to select are not the ones the solver posted this round.
+
+    gameId: The game.
+    """
 
     signature = "RoundMismatch(uint256)"
     selector = bytes.fromhex("5ee8b209")
@@ -911,7 +1310,7 @@ class RoundMismatch(ContractRevert):
 
 
 class SafeERC20FailedOperation(ContractRevert):
-    """Solidity error SafeERC20FailedOperation(address)."""
+    """An operation with an ERC-20 token failed."""
 
     signature = "SafeERC20FailedOperation(address)"
     selector = bytes.fromhex("5274afe7")
@@ -919,7 +1318,11 @@ class SafeERC20FailedOperation(ContractRevert):
 
 
 class SelfChallenge(ContractRevert):
-    """A challenger may not challenge its own result."""
+    """A solver may not challenge its own result.
+
+    jobId: The job.
+    solver: The job's solver (the caller).
+    """
 
     signature = "SelfChallenge(uint256,address)"
     selector = bytes.fromhex("80d5f497")
@@ -929,6 +1332,9 @@ class SelfChallenge(ContractRevert):
 class StakeLocked(ContractRevert):
     """The stake can be withdrawn only from `availableAt` (every game the member could vote on is
     settled by then, so it can still be slashed until then).
+
+    account: The member.
+    availableAt: First timestamp at which the stake may be withdrawn.
     """
 
     signature = "StakeLocked(address,uint64)"
@@ -945,7 +1351,11 @@ class StringTooLong(ContractRevert):
 
 
 class SubmitDeadlinePassed(ContractRevert):
-    """The submit deadline `deadline` has passed."""
+    """The result comes too late: the submit deadline has passed.
+
+    jobId: The job.
+    deadline: Its submit deadline.
+    """
 
     signature = "SubmitDeadlinePassed(uint256,uint64)"
     selector = bytes.fromhex("0f3a47e0")
@@ -953,7 +1363,10 @@ class SubmitDeadlinePassed(ContractRevert):
 
 
 class UnknownGame(ContractRevert):
-    """`gameId` does not name a game."""
+    """`gameId` does not name a game.
+
+    gameId: The game id asked for.
+    """
 
     signature = "UnknownGame(uint256)"
     selector = bytes.fromhex("c006e93f")
@@ -961,7 +1374,10 @@ class UnknownGame(ContractRevert):
 
 
 class UnknownJob(ContractRevert):
-    """`jobId` does not name a posted job."""
+    """`jobId` does not name a posted job.
+
+    jobId: The job id asked for.
+    """
 
     signature = "UnknownJob(uint256)"
     selector = bytes.fromhex("510aa5f0")
@@ -969,15 +1385,26 @@ class UnknownJob(ContractRevert):
 
 
 class WrongGameStatus(ContractRevert):
-    """The game is in `actual`; the call needs `expected`."""
+    """The game is in `actual`; the call needs it in `expected`.
+
+    gameId: The game.
+    expected: The status the call needs.
+    actual: The status the game is in.
+    """
 
     signature = "WrongGameStatus(uint256,uint8,uint8)"
     selector = bytes.fromhex("632606c2")
     fields = ("gameId", "expected", "actual")
+    enum_types = (None, GameStatus, GameStatus)
 
 
 class WrongHashCount(ContractRevert):
-    """A dissection must post `expected` hashes (and proofs at CHECKPOINT level)."""
+    """A dissection posts the wrong number of hashes (or of Merkle proofs at CHECKPOINT level).
+
+    gameId: The game.
+    expected: How many the round needs.
+    actual: How many were posted.
+    """
 
     signature = "WrongHashCount(uint256,uint256,uint256)"
     selector = bytes.fromhex("8049fbcf")
@@ -985,39 +1412,63 @@ class WrongHashCount(ContractRevert):
 
 
 class WrongKind(ContractRevert):
-    """The move belongs to games of kind `expected`; this game is `actual`."""
+    """The move belongs to games of another kind.
+
+    gameId: The game.
+    expected: The kind the move needs.
+    actual: The game's kind.
+    """
 
     signature = "WrongKind(uint256,uint8,uint8)"
     selector = bytes.fromhex("cd6cbbfc")
     fields = ("gameId", "expected", "actual")
+    enum_types = (None, GameKind, GameKind)
 
 
 class WrongLevel(ContractRevert):
-    """The game is at `actual`; the call needs `expected`."""
+    """The game is bisecting at `actual`; the move belongs to `expected`.
+
+    gameId: The game.
+    expected: The level the move needs.
+    actual: The level the game is at.
+    """
 
     signature = "WrongLevel(uint256,uint8,uint8)"
     selector = bytes.fromhex("01d4ee62")
     fields = ("gameId", "expected", "actual")
+    enum_types = (None, Level, Level)
 
 
 class WrongRulingPhase(ContractRevert):
-    """The call needs the ruling in `expected` but it is in `actual`."""
+    """The call needs the ruling in `expected` but it is in `actual`.
+
+    gameId: The game.
+    expected: The phase the call needs.
+    actual: The phase the ruling is in.
+    """
 
     signature = "WrongRulingPhase(uint256,uint8,uint8)"
     selector = bytes.fromhex("b3f7eea9")
     fields = ("gameId", "expected", "actual")
+    enum_types = (None, RulingPhase, RulingPhase)
 
 
 class WrongStatus(ContractRevert):
-    """The job is in `actual` but the call needs `expected`."""
+    """The job is in `actual` but the call needs it in `expected`.
+
+    jobId: The job.
+    expected: The status the call needs.
+    actual: The status the job is in.
+    """
 
     signature = "WrongStatus(uint256,uint8,uint8)"
     selector = bytes.fromhex("9b0b4afd")
     fields = ("jobId", "expected", "actual")
+    enum_types = (None, JobStatus, JobStatus)
 
 
 class ZeroAddress(ContractRevert):
-    """An address argument was zero."""
+    """An address argument was zero (JobMarket, DisputeGame and ArbiterReferee raise it)."""
 
     signature = "ZeroAddress()"
     selector = bytes.fromhex("d92e233d")

@@ -15,14 +15,13 @@ import httpx
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from chain.client import decode_revert
+from chain.client import decode_revert, load_artifact
 from chain.contracts import JobTerms
 from chain.devnet import Devnet
 from chain.errors import ContractRevert
-from chain.generated import JobStatus
+from chain.generated import DisputeTerms, Job, JobStatus, Payout
 from chain.types import Cid, Hash32, Wei
 
 MAX_UINT256 = 2**256 - 1
@@ -122,65 +121,25 @@ def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()
     return "0x" + (selector(signature) + abi_encode(list(types), list(args))).hex()
 
 
-JOB_TUPLE = (
-    "(address,uint8,uint32,uint32,uint32,address,uint64,uint64,uint64,uint64,uint64,"
-    "uint256,uint256,uint256,bytes32,bytes32,bytes32,bytes32,string,string)"
-)
-# JobMarket.disputeTerms: (status, solver, specHash, traceRoot, checkpointCount,
-# stepsPerCheckpoint), the status first.
-DISPUTE_TERMS_TUPLE = "(uint8,address,bytes32,bytes32,bytes32,bytes32,uint32,uint32)"
-# JobMarket.payoutOf: (heldForSolver, rewardPool, claimedAmount, winningGames, claimedGames,
-# reopenings), PayoutLib.sol's struct Payout.
+def market_output_type(function: str) -> str:
+    """The ABI type of a JobMarket view's single struct result (flat), read from its artifact."""
+    abi = load_artifact("JobMarket").abi
+    (entry,) = [e for e in abi if e["type"] == "function" and e["name"] == function]
+    (output,) = entry["outputs"]
+    return "(" + ",".join(c["type"] for c in output["components"]) + ")"
+
+
+JOB_TUPLE = market_output_type("getJob")  # struct Job
+DISPUTE_TERMS_TUPLE = market_output_type("disputeTerms")  # struct DisputeTerms, status first
+PAYOUT_TUPLE = market_output_type("payoutOf")  # PayoutLib.sol's struct Payout
 MAX_REOPENINGS = 2  # JobMarket.MAX_REOPENINGS
-PAYOUT_TUPLE = "(uint256,uint256,uint256,uint32,uint32,uint32)"
 
 
-@dataclass(frozen=True)
-class PayoutView:
-    """JobMarket.payoutOf(jobId): a job's held solver winnings, winners' pool, reopenings."""
-
-    held_for_solver: int
-    reward_pool: int
-    claimed_amount: int
-    winning_games: int
-    claimed_games: int
-    reopenings: int
-
-
-@dataclass(frozen=True)
-class JobView:
-    """The fields of a stored job the invariants need."""
-
-    submitter: str
-    status: JobStatus
-    open_disputes: int
-    checkpoint_count: int
-    steps_per_checkpoint: int
-    solver: str
-    claim_deadline: int
-    submit_deadline: int
-    challenge_deadline: int
-    reward: int
-    solver_stake: int
-    challenger_bond: int
-    spec_hash: bytes
-    trace_root: bytes
-    final_state_hash: bytes
-    files_root: bytes
-
-
-@dataclass(frozen=True)
-class DisputeTermsView:
-    """JobMarket.disputeTerms(jobId), decoded in its ABI order."""
-
-    status: JobStatus
-    solver: str
-    spec_hash: bytes
-    trace_root: bytes
-    files_root: bytes
-    final_state_hash: bytes
-    checkpoint_count: int
-    steps_per_checkpoint: int
+# The snapshot reads the market's structs into their generated dataclasses (names kept for
+# the state machine): Job (every field of a stored job), Payout and DisputeTerms.
+JobView = Job
+PayoutView = Payout
+DisputeTermsView = DisputeTerms
 
 
 @dataclass(frozen=True)
@@ -292,29 +251,12 @@ class BatchReader:
         jobs: dict[int, JobView] = {}
         for offset in range(job_count):
             (job,) = abi_decode([JOB_TUPLE], raw_of(base + offset))
-            jobs[offset + 1] = JobView(
-                submitter=to_checksum_address(job[0]),
-                status=JobStatus(job[1]),
-                open_disputes=int(job[2]),
-                checkpoint_count=int(job[3]),
-                steps_per_checkpoint=int(job[4]),
-                solver=to_checksum_address(job[5]),
-                claim_deadline=int(job[6]),
-                submit_deadline=int(job[7]),
-                challenge_deadline=int(job[8]),
-                reward=int(job[11]),
-                solver_stake=int(job[12]),
-                challenger_bond=int(job[13]),
-                spec_hash=bytes(job[14]),
-                trace_root=bytes(job[15]),
-                final_state_hash=bytes(job[16]),
-                files_root=bytes(job[17]),
-            )
+            jobs[offset + 1] = Job.from_tuple(job)
         base += job_count
         payouts: dict[int, PayoutView] = {}
         for offset in range(job_count):
             (raw,) = abi_decode([PAYOUT_TUPLE], raw_of(base + offset))
-            payouts[offset + 1] = PayoutView(*(int(v) for v in raw))
+            payouts[offset + 1] = Payout.from_tuple(raw)
         base += job_count
         dispute_terms: dict[int, DisputeTermsView | ContractRevert] = {}
         for offset in range(job_count):
@@ -323,16 +265,7 @@ class BatchReader:
                 dispute_terms[offset + 1] = value
                 continue
             (terms,) = abi_decode([DISPUTE_TERMS_TUPLE], value)
-            dispute_terms[offset + 1] = DisputeTermsView(
-                status=JobStatus(terms[0]),
-                solver=to_checksum_address(terms[1]),
-                spec_hash=bytes(terms[2]),
-                trace_root=bytes(terms[3]),
-                files_root=bytes(terms[4]),
-                final_state_hash=bytes(terms[5]),
-                checkpoint_count=int(terms[6]),
-                steps_per_checkpoint=int(terms[7]),
-            )
+            dispute_terms[offset + 1] = DisputeTerms.from_tuple(terms)
         return MarketSnapshot(
             timestamp=timestamp,
             balances=balances,

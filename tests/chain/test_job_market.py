@@ -179,11 +179,15 @@ def balance(env: MarketEnv, who: LocalAccount | str) -> int:
 def expect_revert(
     error: type[ContractRevert], call: Callable[[], object], **args: Any
 ) -> ContractRevert:
-    """Run `call`, require the typed revert `error` with exactly the arguments `args`."""
+    """Run `call`, require the typed revert `error` with exactly the arguments `args`, each of
+    the same Python type (an enum argument decodes to its IntEnum member, not an int)."""
     with pytest.raises(error) as info:
         call()
     assert type(info.value) is error
     assert dict(info.value.args_by_name) == args
+    assert {k: type(v) for k, v in info.value.args_by_name.items()} == {
+        k: type(v) for k, v in args.items()
+    }
     return info.value
 
 
@@ -1008,6 +1012,21 @@ def test_cancel_claimed_job_reverts_wrong_status(market_env: MarketEnv) -> None:
         expected=JobStatus.Open,
         actual=JobStatus.Claimed,
     )
+
+
+def test_wrong_status_revert_decodes_both_statuses_into_job_status_members(
+    market_env: MarketEnv,
+) -> None:
+    env = market_env
+    job_id, _ = post(env)
+    claim(env, job_id)
+
+    with pytest.raises(WrongStatus) as info:
+        env.market_as(submitter(env)).cancel(job_id)
+    expected, actual = info.value.args_by_name["expected"], info.value.args_by_name["actual"]
+    assert isinstance(expected, JobStatus) and expected is JobStatus.Open
+    assert isinstance(actual, JobStatus) and actual is JobStatus.Claimed
+    assert str(info.value) == f"WrongStatus(jobId={job_id}, expected=Open, actual=Claimed)"
 
 
 def test_cancel_cancelled_job_reverts_wrong_status(market_env: MarketEnv) -> None:

@@ -657,6 +657,9 @@ def test_referee_vote_without_pending_ruling_reverts_wrong_phase(dispute_env: Di
             "expected": RulingPhase.Voting,
             "actual": RulingPhase.Unrequested,
         }
+        # WrongRulingPhase declares RulingPhase arguments: they decode to its members.
+        assert exc.value.args_by_name["expected"] is RulingPhase.Voting
+        assert type(exc.value.args_by_name["actual"]) is RulingPhase
     with pytest.raises(WrongRulingPhase):
         member.settle(match.game_id)
 
@@ -872,6 +875,7 @@ def test_guard_moves_by_wrong_party_revert_not_party_and_out_of_turn_not_your_tu
             call()
         assert type(exc.value) is NotYourTurn
         assert exc.value.args_by_name == {"gameId": gid, "turn": turn, "caller": caller}
+        assert type(exc.value.args_by_name["turn"]) is Party
 
     # Solver's turn. Solver-only moves by anyone else: NotParty, even for the challenger.
     assert match.record().turn == Party.Solver
@@ -960,6 +964,9 @@ def test_guard_moves_in_wrong_status_revert_wrong_game_status(dispute_env: Dispu
         with pytest.raises(WrongGameStatus) as exc:
             call()
         assert exc.value.args_by_name == {"gameId": gid, "expected": expected, "actual": actual}
+        # Decoded to the generated enum (the ABI says uint8): members, not bare ints.
+        assert type(exc.value.args_by_name["expected"]) is GameStatus
+        assert type(exc.value.args_by_name["actual"]) is GameStatus
 
     expect(
         lambda: solver.post_bundle(gid, "bafkreix"),
@@ -996,6 +1003,7 @@ def test_guard_open_op_level_outside_op_reverts_wrong_level(dispute_env: Dispute
             "expected": Level.OP,
             "actual": level,
         }
+        assert isinstance(exc.value.args_by_name["actual"], Level)
 
 
 @pytest.mark.parametrize("arity", [0, 1, 17, 255])

@@ -7,24 +7,11 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 import {PayoutLib} from "../lib/PayoutLib.sol";
-import {ZeroAddress} from "../market/Errors.sol";
+import {IJobMarketErrors} from "../market/IJobMarketErrors.sol";
 import {DisputeGame} from "./DisputeGame.sol";
+import {RulingPhase} from "./DisputeTypes.sol";
 import {IArbiterRefereeErrors} from "./IArbiterRefereeErrors.sol";
 import {IOperatorReferee} from "./IOperatorReferee.sol";
-
-/// @notice Where the committee's ruling on one game stands.
-enum RulingPhase {
-    // 0: no ruling requested for this game
-    Unrequested,
-    // 1: members vote the link value their re-execution computed; QUORUM equal votes propose
-    Voting,
-    // 2: a ruling is proposed; anyone may appeal it with APPEAL_BOND until the appeal deadline
-    AppealOpen,
-    // 3: the full committee decides by strict majority (after an appeal, or a silent first round)
-    Escalated,
-    // 4: terminal: reported to the game (ruling or void)
-    Settled
-}
 
 /// @title ArbiterReferee
 /// @notice A staked committee rules on games narrowed to one link (docs/protocol.md §6.5). Members
@@ -166,7 +153,7 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
         uint256 appealBond,
         uint64 membershipDelay
     ) {
-        if (address(token) == address(0) || owner == address(0)) revert ZeroAddress();
+        if (address(token) == address(0) || owner == address(0)) revert IJobMarketErrors.ZeroAddress();
         if (arbiterStake == 0) revert InvalidRefereeParameter("arbiterStake", arbiterStake);
         if (quorum < 2 || quorum > MAX_ARBITERS) revert InvalidRefereeParameter("quorum", quorum);
         if (rulingWindow == 0) revert InvalidRefereeParameter("rulingWindow", rulingWindow);
@@ -192,7 +179,7 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
     function setGame(DisputeGame game_) external {
         if (msg.sender != OWNER) revert NotOwner(msg.sender);
         if (address(game) != address(0)) revert GameAlreadySet(address(game));
-        if (address(game_) == address(0)) revert ZeroAddress();
+        if (address(game_) == address(0)) revert IJobMarketErrors.ZeroAddress();
         uint64 longest = 2 * (game_.CLOCK_BUDGET() + MAX_LEVEL_EXTENSIONS * game_.LEVEL_EXTENSION());
         if (MEMBERSHIP_DELAY <= longest) revert MembershipDelayTooShort(MEMBERSHIP_DELAY, longest);
         game = game_;
@@ -204,7 +191,7 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
     ///         game has ever been opened (the founding committee).
     /// @param arbiter The new member (withdraws the stake when it leaves).
     function join(address arbiter) external nonReentrant {
-        if (arbiter == address(0)) revert ZeroAddress();
+        if (arbiter == address(0)) revert IJobMarketErrors.ZeroAddress();
         Member storage m = members[arbiter];
         if (m.stake != 0) revert AlreadyMember(arbiter);
         if (_committee.length >= MAX_ARBITERS) revert CommitteeFull(MAX_ARBITERS);
@@ -278,11 +265,11 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
         Ruling storage r = _rulings[gameId];
         RulingPhase p = phase(gameId);
         if (p != RulingPhase.Voting && p != RulingPhase.Escalated) {
-            revert WrongRulingPhase(gameId, uint8(RulingPhase.Voting), uint8(p));
+            revert WrongRulingPhase(gameId, RulingPhase.Voting, p);
         }
         // INVARIANT: an escalation takes votes only until its deadline; settle() decides after.
         if (p == RulingPhase.Escalated && block.timestamp > escalationDeadline(gameId)) {
-            revert WrongRulingPhase(gameId, uint8(RulingPhase.Escalated), uint8(RulingPhase.Settled));
+            revert WrongRulingPhase(gameId, RulingPhase.Escalated, RulingPhase.Settled);
         }
         if (!eligible(gameId, msg.sender)) revert NotEligible(gameId, msg.sender);
         if (_hasVoted[gameId][msg.sender]) revert AlreadyVoted(gameId, msg.sender);
@@ -309,9 +296,9 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
     function appeal(uint256 gameId) external nonReentrant {
         Ruling storage r = _rulings[gameId];
         RulingPhase p = phase(gameId);
-        if (p != RulingPhase.AppealOpen) revert WrongRulingPhase(gameId, uint8(RulingPhase.AppealOpen), uint8(p));
+        if (p != RulingPhase.AppealOpen) revert WrongRulingPhase(gameId, RulingPhase.AppealOpen, p);
         if (block.timestamp > r.proposedAt + APPEAL_WINDOW) {
-            revert WrongRulingPhase(gameId, uint8(RulingPhase.AppealOpen), uint8(RulingPhase.Settled));
+            revert WrongRulingPhase(gameId, RulingPhase.AppealOpen, RulingPhase.Settled);
         }
         r.appealedAt = uint64(block.timestamp);
         r.appellant = msg.sender;
@@ -331,12 +318,12 @@ contract ArbiterReferee is IOperatorReferee, IArbiterRefereeErrors, ReentrancyGu
         RulingPhase p = phase(gameId);
         if (p == RulingPhase.AppealOpen) {
             uint64 appealDeadline = r.proposedAt + APPEAL_WINDOW;
-            if (block.timestamp <= appealDeadline) revert WrongRulingPhase(gameId, uint8(RulingPhase.Settled), uint8(p));
+            if (block.timestamp <= appealDeadline) revert WrongRulingPhase(gameId, RulingPhase.Settled, p);
             _decide(gameId, r, r.proposedHash, false);
             return;
         }
         if (p != RulingPhase.Escalated || block.timestamp <= escalationDeadline(gameId)) {
-            revert WrongRulingPhase(gameId, uint8(RulingPhase.Settled), uint8(p));
+            revert WrongRulingPhase(gameId, RulingPhase.Settled, p);
         }
         if (r.proposedAt != 0) {
             _decide(gameId, r, r.proposedHash, false);

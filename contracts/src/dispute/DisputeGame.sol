@@ -8,11 +8,11 @@ import {ClockLib} from "../lib/ClockLib.sol";
 import {DissectionLib} from "../lib/DissectionLib.sol";
 import {MerkleLib} from "../lib/MerkleLib.sol";
 import {PositionLib} from "../lib/PositionLib.sol";
-import {WrongStatus, ZeroAddress} from "../market/Errors.sol";
+import {IJobMarketErrors} from "../market/IJobMarketErrors.sol";
 import {DisputeTerms, JobMarket} from "../market/JobMarket.sol";
 import {JobStatus} from "../market/JobTypes.sol";
-import "./Errors.sol";
 import {ArtifactClaim, Game, GameKind, GameStatus, Level, Party} from "./DisputeTypes.sol";
+import {IDisputeGameErrors} from "./IDisputeGameErrors.sol";
 import {IOperatorReferee} from "./IOperatorReferee.sol";
 
 /// @title DisputeGame
@@ -25,7 +25,7 @@ import {IOperatorReferee} from "./IOperatorReferee.sol";
 ///         JobMarket, which holds and moves all the tokens.
 /// @dev Only hashes and interval bounds are stored; a dissection's hashes travel in calldata
 ///      and are pinned by `roundHash` until the challenger selects.
-contract DisputeGame is ReentrancyGuard {
+contract DisputeGame is IDisputeGameErrors, ReentrancyGuard {
     /// @notice Smallest and largest d a challenger may choose.
     uint8 public constant MIN_ARITY = 2;
     uint8 public constant MAX_ARITY = 16;
@@ -94,7 +94,7 @@ contract DisputeGame is ReentrancyGuard {
     /// @param clockBudget Seconds per party for the whole game (> 0).
     /// @param levelExtension Seconds added to both clocks at each level boundary.
     constructor(JobMarket market, IOperatorReferee referee, uint64 clockBudget, uint64 levelExtension) {
-        if (address(market) == address(0) || address(referee) == address(0)) revert ZeroAddress();
+        if (address(market) == address(0) || address(referee) == address(0)) revert IJobMarketErrors.ZeroAddress();
         if (clockBudget == 0) revert ZeroClockBudget();
         MARKET = market;
         REFEREE = referee;
@@ -482,7 +482,7 @@ contract DisputeGame is ReentrancyGuard {
     function _openTerms(uint256 jobId) internal view returns (DisputeTerms memory terms) {
         terms = MARKET.disputeTerms(jobId);
         // A result can only be challenged once submitted (no trace root to prove against before).
-        if (terms.status != JobStatus.Submitted) revert WrongStatus(jobId, JobStatus.Submitted, terms.status);
+        if (terms.status != JobStatus.Submitted) revert IJobMarketErrors.WrongStatus(jobId, JobStatus.Submitted, terms.status);
         if (msg.sender == terms.solver) revert SelfChallenge(jobId, terms.solver);
     }
 

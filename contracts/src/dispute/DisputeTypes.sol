@@ -105,3 +105,17 @@ struct ArtifactClaim {
     // Availability: the requested chunk index (ArtifactLib.CHUNK_SIZE bytes each)
     uint64 chunk;
 }
+
+/// @notice Where the committee's ruling on one game stands (ArbiterReferee).
+enum RulingPhase {
+    // 0: no ruling requested for this game
+    Unrequested,
+    // 1: members vote the link value their re-execution computed; QUORUM equal votes propose
+    Voting,
+    // 2: a ruling is proposed; anyone may appeal it with APPEAL_BOND until the appeal deadline
+    AppealOpen,
+    // 3: the full committee decides by strict majority (after an appeal, or a silent first round)
+    Escalated,
+    // 4: terminal: reported to the game (ruling or void)
+    Settled
+}

@@ -10,7 +10,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
 import {Payout, PayoutLib} from "../lib/PayoutLib.sol";
-import "./Errors.sol";
+import {IJobMarketErrors} from "./IJobMarketErrors.sol";
 import {DisputeTerms, Job, JobStatus, JobTerms, PermitSig} from "./JobTypes.sol";
 
 /// @title JobMarket
@@ -23,7 +23,7 @@ import {DisputeTerms, Job, JobStatus, JobTerms, PermitSig} from "./JobTypes.sol"
 ///      (the bond is pulled into the market) and reports each outcome back.
 ///      A submitter without gas can sign an EIP-712 JobOrder plus an EIP-2612 permit and let
 ///      any relayer post it (`postJobFor`); the job is then the signer's, not the relayer's.
-contract JobMarket is ReentrancyGuard, EIP712 {
+contract JobMarket is IJobMarketErrors, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice Longest submit or challenge window accepted (bounds timestamp arithmetic).
