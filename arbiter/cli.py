@@ -21,7 +21,7 @@ from rich.console import Console
 
 from arbiter.referee import ArbiterError, Referee, Ruling
 from arbiter.repops_oracle import RepopsOracle
-from chain.client import ChainClient
+from chain.client import ChainClient, web3_errors
 from chain.deploy import Deployment
 from chain.errors import ChainError, ContractRevert
 from chain.events import LogCursor
@@ -150,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = ArbiterSettings(**overrides(args))
     try:
-        if args.command == "rule":
-            return cmd_rule(settings, args.game_id, console)
-        if args.command == "join":
-            return cmd_join(settings, console)
-        return cmd_run(settings, console)
+        with web3_errors(settings.rpc_url, transport=False):
+            if args.command == "rule":
+                return cmd_rule(settings, args.game_id, console)
+            if args.command == "join":
+                return cmd_join(settings, console)
+            return cmd_run(settings, console)
     except (ChainError, ArbiterError, StoreError) as exc:
         console.print(f"[red]arbiter:[/] {exc}")
         return 2

@@ -34,7 +34,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from chain.client import ChainClient
+from chain.client import ChainClient, web3_errors
 from chain.contracts import JobMarketClient
 from chain.errors import ChainError
 from chain.keys import load_key
@@ -507,7 +507,8 @@ def report_error(console: Console, exc: BaseException) -> None:
 def run_job_command(args: argparse.Namespace, console: Console) -> int:
     api = ApiClient(args.api)
     try:
-        code: int = args.func(args, console, api)
+        with web3_errors(getattr(args, "rpc", None) or "the chain node", transport=False):
+            code: int = args.func(args, console, api)
         return code
     except (ApiError, CliError, JobSpecError, ChainError, StoreError) as exc:
         report_error(console, exc)
