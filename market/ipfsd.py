@@ -112,6 +112,26 @@ class IpfsDaemon:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id (also its process group) while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def restart(self) -> Self:
+        """Start again after the daemon died (killed, crashed): same repo, same API port.
+
+        A killed daemon leaves its repo lock behind, which js-ipfs would honour for 20 s;
+        the process is known dead here, so the lock is stale and removed.
+        """
+        if self.running:
+            return self
+        self._close()
+        with contextlib.suppress(OSError):
+            (self.repo / "repo.lock").unlink()
+        if self.api_port:
+            self._requested_port = self.api_port
+        return self.start()
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["IPFS_PATH"] = str(self.repo)

@@ -384,7 +384,32 @@ def cmd_dispute_show(args: argparse.Namespace, console: Console, api: ApiClient)
     if game.get("bundle_cid"):
         head.add_row("bundle", game["bundle_cid"])
     console.print(Group(head, *bisection_lines(game)))
+    for line in ruling_lines(game.get("ruling")):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     return 0
+
+
+def ruling_lines(ruling: dict[str, Any] | None) -> list[str]:
+    """The arbiter committee's ruling: phase and decision, then one line per vote."""
+    if not ruling:
+        return []
+    if ruling.get("computed_hash"):
+        decided = "solver won" if ruling["solver_won"] else "solver lost"
+        decided += ", proposal overturned" if ruling.get("overturned") else ""
+    else:
+        decided = "expired: game voided" if ruling.get("expired") else "not decided yet"
+    lines = [f"ruling: {ruling['phase']}, {decided} (committee of {ruling['committee_size']})"]
+    if ruling.get("computed_hash"):
+        lines.append(f"  computed hash {ruling['computed_hash']}")
+    if ruling.get("appellant"):
+        lines.append(f"  appealed by {ruling['appellant']}: escalated to the whole committee")
+    for vote in ruling["votes"]:
+        slashed = vote.get("slashed")
+        lost = f", slashed {int(slashed) / 1e18:g} WORK" if slashed else ""
+        lines.append(
+            f"  vote {vote['arbiter']}: {vote['computed_hash']} (tally {vote['tally']}){lost}"
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------ parser
