@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -126,8 +127,7 @@ class IpfsDaemon:
         if self.running:
             return self
         self._close()
-        with contextlib.suppress(OSError):
-            (self.repo / "repo.lock").unlink()
+        self._remove_stale_lock()
         if self.api_port:
             self._requested_port = self.api_port
         return self.start()
@@ -271,10 +271,18 @@ class IpfsDaemon:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            # A killed daemon leaves its lock, which js-ipfs honours for 20 s.
-            with contextlib.suppress(OSError):
-                (self.repo / "repo.lock").unlink()
+            self._remove_stale_lock()
         self._close()
+
+    def _remove_stale_lock(self) -> None:
+        """A killed daemon leaves its lock, which js-ipfs honours for 20 s; the lock is a
+        directory (proper-lockfile's mkdir lock), so `unlink` alone would not remove it."""
+        lock = self.repo / "repo.lock"
+        if lock.is_dir():
+            shutil.rmtree(lock, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
     def _close(self) -> None:
         if self._process is not None:
