@@ -203,6 +203,7 @@ class Supervisor:
     _ipfs_restart_at: float | None = None
     _ipfs_backoff_s: float = BACKOFF_START_S
     _ipfs_started_at: float = 0.0
+    _ipfs_thread: threading.Thread | None = None
 
     def ports(self) -> dict[str, int]:
         """The ports of the first `up`, reused so that URLs stay the same across restarts."""
@@ -269,8 +270,18 @@ class Supervisor:
         tmp.replace(self.workdir / STATE_FILE)
 
     def _watch_ipfs(self) -> None:
-        """Restart the IPFS daemon with back-off when it exited, like any child."""
-        if self.ipfs is None or self.ipfs.running:
+        """Restart the IPFS daemon with back-off when it exited, like any child.
+
+        The restart waits for the daemon to answer (seconds, ~20 s on a loaded machine),
+        so it runs on a thread: the other children are still restarted meanwhile.
+        """
+        if self.ipfs is None:
+            return
+        if self._ipfs_thread is not None:
+            if self._ipfs_thread.is_alive():
+                return
+            self._ipfs_thread = None
+        if self.ipfs.running:
             return
         now = time.monotonic()
         if self._ipfs_restart_at is None:
@@ -284,9 +295,13 @@ class Supervisor:
             return
         self._ipfs_restart_at = None
         self.ipfs_restarts += 1
+        self._ipfs_thread = threading.Thread(target=self._restart_ipfs, name="ipfs", daemon=True)
+        self._ipfs_thread.start()
+
+    def _restart_ipfs(self) -> None:
         try:
-            self.ipfs.restart()  # blocks until it answers (a few seconds)
-        except StoreError as exc:  # schedule another attempt on the next poll
+            self.ipfs.restart()  # blocks until it answers
+        except StoreError as exc:  # the next poll schedules another attempt
             log.warning("ipfs daemon did not restart: %s", exc)
             return
         self._ipfs_started_at = time.monotonic()
@@ -420,6 +435,8 @@ class Supervisor:
         for child in self.children:
             child.wait(deadline)
         self.children = []
+        if self._ipfs_thread is not None:
+            self._ipfs_thread.join(timeout=STOP_GRACE_S + 60)
         if self.ipfs is not None:
             self.ipfs.stop()
         if self.redis is not None:
