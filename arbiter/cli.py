@@ -1,6 +1,7 @@
 """`arbiter`: rule on dispute games narrowed to a single operator.
 
     arbiter run               watch the chain; vote, appeal wrong proposals, settle rulings
+                              (an unreachable node or store is waited out with back-off)
     arbiter rule GAME_ID      vote on one game now
     arbiter join              stake ARBITER_STAKE and join the committee
 
@@ -21,7 +22,7 @@ from rich.console import Console
 
 from arbiter.referee import ArbiterError, Referee, Ruling
 from arbiter.repops_oracle import RepopsOracle
-from chain.client import ChainClient
+from chain.client import ChainClient, web3_errors
 from chain.deploy import Deployment
 from chain.errors import ChainError, ContractRevert
 from chain.events import LogCursor
@@ -29,6 +30,8 @@ from chain.generated import ArbiterJoined, RulingPending
 from market.store import StoreError
 from repops import conformance
 from roles.startup import (
+    TRANSIENT_ROLE_ERRORS,
+    Backoff,
     RoleSettings,
     add_common_flags,
     connect,
@@ -101,6 +104,30 @@ def cmd_rule(settings: ArbiterSettings, game_id: int, console: Console) -> int:
     return 0
 
 
+def _vote_and_settle(console: Console, referee: Referee, watcher: Watcher, game_id: int) -> int:
+    """Vote on and settle `game_id` where due; 1 if this arbiter voted.
+
+    A dependency outage propagates to the caller's back-off; anything game-specific is
+    logged and retried on the next poll.
+    """
+    try:
+        ruling = referee.vote_if_pending(game_id)
+        settled = referee.act(game_id)
+    except TRANSIENT_ROLE_ERRORS:
+        raise
+    except ContractRevert as exc:  # a window closed under us, or another member settled
+        log.info("game %d: %s", game_id, exc)
+        return 0
+    except (ChainError, ArbiterError, StoreError) as exc:  # a lost race, a node hiccup
+        log.warning("game %d: will retry: %s", game_id, exc)
+        return 0
+    if ruling is not None:
+        _show(console, ruling)
+    if settled:
+        watcher.pending.discard(game_id)
+    return 1 if ruling is not None else 0
+
+
 def cmd_run(settings: ArbiterSettings, console: Console) -> int:
     referee, deployment, client = _referee(settings)
     referee_address = deployment.addresses["ArbiterReferee"]
@@ -110,25 +137,15 @@ def cmd_run(settings: ArbiterSettings, console: Console) -> int:
     should_stop = stop_flag()
     console.print(f"arbiter {client.address} watching {settings.rpc_url}")
     ruled = 0
+    backoff = Backoff()
     while not should_stop():
-        for game_id in sorted(watcher.poll()):
-            try:
-                ruling = referee.vote_if_pending(game_id)
-                settled = referee.act(game_id)
-            except ContractRevert as exc:  # a window closed under us, or another member settled
-                log.info("game %d: %s", game_id, exc)
-                continue
-            except ChainError as exc:  # a transaction lost a race or the node hiccupped
-                log.warning("game %d: will retry: %s", game_id, exc)
-                continue
-            except (ArbiterError, StoreError) as exc:
-                log.warning("game %d: will retry: %s", game_id, exc)
-                continue
-            if ruling is not None:
-                ruled += 1
-                _show(console, ruling)
-            if settled:
-                watcher.pending.discard(game_id)
+        try:
+            for game_id in sorted(watcher.poll()):
+                ruled += _vote_and_settle(console, referee, watcher, game_id)
+            backoff.succeeded()
+        except TRANSIENT_ROLE_ERRORS as exc:  # the chain or IPFS is away: wait, go on
+            backoff.failed("arbiter", exc, should_stop)
+            continue
         time.sleep(settings.poll_interval)
     console.print(f"arbiter stopped after {ruled} vote(s)")
     return 0
@@ -150,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = ArbiterSettings(**overrides(args))
     try:
-        if args.command == "rule":
-            return cmd_rule(settings, args.game_id, console)
-        if args.command == "join":
-            return cmd_join(settings, console)
-        return cmd_run(settings, console)
+        with web3_errors(settings.rpc_url, transport=False):
+            if args.command == "rule":
+                return cmd_rule(settings, args.game_id, console)
+            if args.command == "join":
+                return cmd_join(settings, console)
+            return cmd_run(settings, console)
     except (ChainError, ArbiterError, StoreError) as exc:
         console.print(f"[red]arbiter:[/] {exc}")
         return 2

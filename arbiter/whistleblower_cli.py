@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from arbiter.whistleblower import Whistleblower
+from chain.client import web3_errors
 from chain.errors import ChainError
 from market.store import StoreError
 from repops import conformance
@@ -78,22 +79,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = WhistleblowerSettings(**overrides(args, "state_dir"))
     try:
-        role = connect(settings)
-        account = role.account
-        node = Whistleblower(
-            role.client,
-            role.deployment,
-            role.store,
-            state_dir=settings.state_dir,
-            check_fraction=args.check,
-            arity=args.arity,
-            workers=max(1, args.workers),
-            store_address=settings.store,
-            report=lambda line: console.print(f"[magenta]whistleblower[/] {line}"),
-        )
+        with web3_errors(settings.rpc_url, transport=False):
+            return _run(args, settings, console)
     except (ChainError, StoreError, JobUnusable, ValueError, OSError) as exc:
         console.print(f"[red]whistleblower:[/] {exc}")
         return 2
+
+
+def _run(args: argparse.Namespace, settings: WhistleblowerSettings, console: Console) -> int:
+    """Connect, then tick until stopped (transient outages waited out with back-off)."""
+    role = connect(settings)
+    account = role.account
+    node = Whistleblower(
+        role.client,
+        role.deployment,
+        role.store,
+        state_dir=settings.state_dir,
+        check_fraction=args.check,
+        arity=args.arity,
+        workers=max(1, args.workers),
+        store_address=settings.store,
+        report=lambda line: console.print(f"[magenta]whistleblower[/] {line}"),
+    )
     should_stop = stop_flag()
     console.print(f"whistleblower {account.address}: checking {args.check:.0%} of segments")
     idle_since = time.monotonic()

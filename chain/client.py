@@ -4,13 +4,21 @@
 simulated first (gas estimation), so a revert surfaces before anything is broadcast as the
 generated exception class of the same name as the Solidity error, carrying its arguments.
 Keys never leave this process: transactions are signed locally and sent raw.
+
+Every failure below this module surfaces as a `chain.errors.ChainError` with a one-line
+message: `RpcProvider` turns transport errors (refused, reset, timed out, HTTP 5xx) into
+`NodeUnreachable` for every request, whoever makes it through `client.w3`, and
+`as_chain_error` maps web3's own exceptions (`TimeExhausted`, `TransactionNotFound`,
+JSON-RPC errors, malformed answers, undecoded reverts) for the client's methods and for
+the CLIs' last-resort handlers (`web3_errors`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,18 +27,34 @@ from typing import Any, TypeVar
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from requests import RequestException
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError
-from web3.types import Nonce, TxParams
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    BadResponseFormat,
+    ContractLogicError,
+    ProviderConnectionError,
+    RequestTimedOut,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.types import Nonce, RPCEndpoint, RPCResponse, TxParams
 
 from chain.errors import (
+    BadNodeResponse,
     ChainError,
     ContractRevert,
+    NodeRejected,
     NodeUnreachable,
     TransactionFailed,
+    TransactionTimeout,
+    TransactionUnknown,
     UnknownRevert,
+    Web3Failure,
 )
 from chain.events import EventLog, decode_logs
 from chain.generated import ERRORS_BY_SELECTOR, ContractEvent
@@ -128,6 +152,91 @@ def _translate(exc: ContractLogicError) -> ChainError:
     return TransactionFailed(str(exc))
 
 
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """A short reason for a requests/urllib3/socket failure (their messages run to lines)."""
+    text = str(exc).lower()
+    timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in text
+    if isinstance(exc, TimeoutError) or timed_out:
+        return "no answer before the timeout"
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text or "aborted" in text or "remotedisconnected" in text:
+        return "connection dropped"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    return type(exc).__name__
+
+
+def as_chain_error(
+    exc: BaseException, rpc_url: str = "the chain node", *, transport: bool = True
+) -> ChainError | None:
+    """The project's exception for a web3/requests failure, or None if `exc` is not one.
+
+    `transport=False` leaves requests' exceptions alone: a CLI's last-resort handler cannot
+    tell the node's from the artifact store's (RpcProvider already maps the node's).
+    """
+    if isinstance(exc, ChainError):
+        return exc
+    if isinstance(exc, ContractLogicError):
+        return _translate(exc)
+    if isinstance(exc, TimeExhausted):
+        return TransactionTimeout(f"transaction not mined in time: {_first_line(str(exc))}")
+    if isinstance(exc, TransactionNotFound):
+        return TransactionUnknown(f"the chain node knows no such transaction: {exc.message}")
+    if isinstance(exc, RequestTimedOut | ProviderConnectionError):
+        return NodeUnreachable(rpc_url, _first_line(str(exc)) or type(exc).__name__)
+    if isinstance(exc, Web3RPCError):
+        return NodeRejected(f"the chain node refused the request: {_first_line(exc.message)}")
+    if isinstance(exc, BadResponseFormat | BadFunctionCallOutput):
+        return BadNodeResponse(f"unreadable answer from {rpc_url}: {_first_line(str(exc))}")
+    if isinstance(exc, Web3Exception):
+        return Web3Failure(f"{type(exc).__name__}: {_first_line(str(exc))}")
+    if transport and isinstance(exc, RequestException):
+        return NodeUnreachable(rpc_url, _transport_reason(exc))
+    return None
+
+
+@contextmanager
+def web3_errors(rpc_url: str = "the chain node", *, transport: bool = True) -> Iterator[None]:
+    """Re-raise any web3 (and, with `transport`, requests) failure in the block as a ChainError."""
+    try:
+        yield
+    except ChainError:
+        raise
+    except Exception as exc:
+        mapped = as_chain_error(exc, rpc_url, transport=transport)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class RpcProvider(HTTPProvider):
+    """web3's HTTP provider whose transport failures are `NodeUnreachable` (one line).
+
+    web3's own retries with backoff (when configured) run first, inside `make_request`.
+    """
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        try:
+            return super().make_request(method, params)
+        except OSError as exc:
+            raise NodeUnreachable(str(self.endpoint_uri), _transport_reason(exc)) from exc
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            return super().is_connected(show_traceback)
+        except NodeUnreachable:
+            if show_traceback:
+                raise
+            return False
+
+
 class ChainClient:
     """A Web3 connection plus the account that signs (None for a read-only client)."""
 
@@ -150,18 +259,24 @@ class ChainClient:
         backoff, so that a server answering users fails fast when the node hangs.
         """
         provider = (
-            HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})
+            RpcProvider(rpc_url, request_kwargs={"timeout": timeout_s})
             if retry
-            else HTTPProvider(
+            else RpcProvider(
                 rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None
             )
         )
         w3 = Web3(provider)
         try:
             w3.eth.chain_id  # noqa: B018 (a cheap round trip that proves the node answers)
-        except Exception as exc:  # requests/urllib3 raise many types; all mean "unreachable"
+        except NodeUnreachable:
+            raise
+        except Exception as exc:  # anything else from the first answer also means "no node"
             raise NodeUnreachable(rpc_url, type(exc).__name__) from exc
         return cls(w3, account)
+
+    @property
+    def rpc_url(self) -> str:
+        return str(getattr(self.w3.provider, "endpoint_uri", "the chain node"))
 
     def with_account(self, account: LocalAccount) -> ChainClient:
         """The same connection signing as `account`."""
@@ -179,37 +294,31 @@ class ChainClient:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run a read, translating a revert into its typed exception."""
-        try:
+        """Run a read, translating a revert (or any web3 failure) into its typed exception."""
+        with web3_errors(self.rpc_url):
             return fn()
-        except ContractLogicError as exc:
-            raise _translate(exc) from exc
 
     def transact(self, fn: ContractFunction, *, gas: int | None = None) -> Receipt:
         """Simulate, sign, send and wait for `fn`; raise the decoded error on a revert."""
-        params: TxParams = {"from": self.address, "nonce": self._nonce()}
-        if gas is not None:
-            params["gas"] = gas
-        try:
+        with web3_errors(self.rpc_url):
+            params: TxParams = {"from": self.address, "nonce": self._nonce()}
+            if gas is not None:
+                params["gas"] = gas
             tx = fn.build_transaction(params)
-        except ContractLogicError as exc:
-            raise _translate(exc) from exc
-        if gas is None:
-            tx["gas"] = int(int(tx["gas"]) * GAS_HEADROOM)
-        return self._sign_and_wait(tx)
+            if gas is None:
+                tx["gas"] = int(int(tx["gas"]) * GAS_HEADROOM)
+            return self._sign_and_wait(tx)
 
     def deploy(self, name: str, args: Sequence[Any] = ()) -> tuple[str, Receipt]:
         """Deploy artifact `name` with constructor `args`; returns (address, receipt)."""
         artifact = load_artifact(name)
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        params: TxParams = {"from": self.address, "nonce": self._nonce()}
-        try:
+        with web3_errors(self.rpc_url):
+            params: TxParams = {"from": self.address, "nonce": self._nonce()}
             tx = factory.constructor(*args).build_transaction(params)
-        except ContractLogicError as exc:
-            raise _translate(exc) from exc
-        tx["gas"] = int(int(tx["gas"]) * GAS_HEADROOM)
-        receipt = self._sign_and_wait(tx)
-        raw = self.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
+            tx["gas"] = int(int(tx["gas"]) * GAS_HEADROOM)
+            receipt = self._sign_and_wait(tx)
+            raw = self.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
         address = raw["contractAddress"]
         if address is None:
             raise TransactionFailed(f"deploying {name} created no contract", receipt.tx_hash)
@@ -244,7 +353,13 @@ class ChainClient:
         assert self.account is not None
         signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        raw = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        try:
+            raw = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        except TimeExhausted:
+            raise TransactionTimeout(
+                f"transaction 0x{tx_hash.hex()} was not mined within {RECEIPT_TIMEOUT_S} s",
+                "0x" + tx_hash.hex(),
+            ) from None
         if raw["status"] != 1:
             raise self._explain_revert(tx, int(raw["blockNumber"]), "0x" + tx_hash.hex())
         return Receipt(

@@ -26,6 +26,30 @@ class NodeUnreachable(ChainError):
         self.url = url
 
 
+class TransactionTimeout(ChainError):
+    """A transaction was sent but no receipt came within the wait (web3's TimeExhausted)."""
+
+    def __init__(self, message: str, tx_hash: str | None = None) -> None:
+        super().__init__(message)
+        self.tx_hash = tx_hash
+
+
+class TransactionUnknown(ChainError):
+    """The node knows no transaction with this hash (dropped, or the chain was reset)."""
+
+
+class NodeRejected(ChainError):
+    """The node answered with a JSON-RPC error (nonce too low, insufficient funds, ...)."""
+
+
+class BadNodeResponse(ChainError):
+    """The node's answer could not be read (malformed JSON-RPC, undecodable call output)."""
+
+
+class Web3Failure(ChainError):
+    """Any other web3 error, kept as its type name and first line."""
+
+
 class DevnetError(ChainError):
     """The local anvil devnet could not be started or stopped."""
 

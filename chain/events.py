@@ -174,19 +174,26 @@ class LogCursor:
         self.next_block = from_block
         self.topic = topic
         self.page = page
+        self._carried: list[EventLog] = []
 
     def poll(self) -> list[EventLog]:
         latest = int(self.w3.eth.block_number)
+        # Pages read by a poll that then failed are returned by the next one.
+        out, self._carried = self._carried, []
         if latest < self.next_block:
-            return []
+            return out
         topics = None if self.topic is None else ["0x" + self.topic.hex()]
-        out: list[EventLog] = []
         start = self.next_block
-        while start <= latest:
-            # One page at a time, advancing the cursor after each: a failure mid-way loses
-            # nothing and re-reads nothing.
-            end = min(latest, start + self.page - 1)
-            out.extend(decode_logs(get_logs_paged(self.w3, self.addresses, start, end, topics)))
-            self.next_block = end + 1
-            start = end + 1
+        try:
+            while start <= latest:
+                # One page at a time, advancing the cursor after each: a failure mid-way
+                # loses nothing (the pages read are carried) and re-reads nothing.
+                end = min(latest, start + self.page - 1)
+                page = get_logs_paged(self.w3, self.addresses, start, end, topics)
+                out.extend(decode_logs(page))
+                self.next_block = end + 1
+                start = end + 1
+        except BaseException:
+            self._carried = out
+            raise
         return out

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
 
-from chain.client import ChainClient, load_artifact
+from chain.client import ChainClient, load_artifact, web3_errors
 from chain.deploy import Deployment, deploy
 from chain.errors import ChainError
 from chain.keys import load_key
@@ -228,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("model", "train"):
         return run_model_command(args, console)
     try:
-        code: int = args.func(args, console)
+        with web3_errors(getattr(args, "rpc", None) or "the chain node", transport=False):
+            code: int = args.func(args, console)
         return code
     except (DeployError, ChainError, DevnetCliError, DatasetError) as exc:
         report_error(console, exc)

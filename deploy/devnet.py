@@ -44,6 +44,7 @@ from chain.devnet import DEVNET_CHAIN_ID, Devnet, devnet_accounts, free_port, st
 from chain.errors import ChainError
 from chain.keys import write_key
 from frontend_api.redis_server import RedisServer
+from market.store.errors import StoreError
 
 log = logging.getLogger("assay.devnet")
 
@@ -198,6 +199,11 @@ class Supervisor:
     devnet: Devnet | None = None
     redis: RedisServer | None = None
     ipfs: Any = None
+    ipfs_restarts: int = 0
+    _ipfs_restart_at: float | None = None
+    _ipfs_backoff_s: float = BACKOFF_START_S
+    _ipfs_started_at: float = 0.0
+    _ipfs_thread: threading.Thread | None = None
 
     def ports(self) -> dict[str, int]:
         """The ports of the first `up`, reused so that URLs stay the same across restarts."""
@@ -252,12 +258,54 @@ class Supervisor:
                     if self.redis is not None and self.redis.process is not None
                     else {}
                 ),
+                **({"ipfs": self.ipfs.pid} if self.ipfs is not None and self.ipfs.pid else {}),
             },
-            "restarts": {c.name: c.restarts for c in self.children},
+            "restarts": {
+                **{c.name: c.restarts for c in self.children},
+                **({"ipfs": self.ipfs_restarts} if self.ipfs is not None else {}),
+            },
         }
         tmp = self.workdir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.workdir / STATE_FILE)
+
+    def _watch_ipfs(self) -> None:
+        """Restart the IPFS daemon with back-off when it exited, like any child.
+
+        The restart waits for the daemon to answer (seconds, ~20 s on a loaded machine),
+        so it runs on a thread: the other children are still restarted meanwhile.
+        """
+        if self.ipfs is None:
+            return
+        if self._ipfs_thread is not None:
+            if self._ipfs_thread.is_alive():
+                return
+            self._ipfs_thread = None
+        if self.ipfs.running:
+            return
+        now = time.monotonic()
+        if self._ipfs_restart_at is None:
+            if now - self._ipfs_started_at > HEALTHY_AFTER_S:
+                self._ipfs_backoff_s = BACKOFF_START_S
+            log.warning("ipfs daemon exited; restarting in %.0f s", self._ipfs_backoff_s)
+            self._ipfs_restart_at = now + self._ipfs_backoff_s
+            self._ipfs_backoff_s = min(BACKOFF_MAX_S, self._ipfs_backoff_s * 2)
+            return
+        if now < self._ipfs_restart_at:
+            return
+        self._ipfs_restart_at = None
+        self.ipfs_restarts += 1
+        self._ipfs_thread = threading.Thread(target=self._restart_ipfs, name="ipfs", daemon=True)
+        self._ipfs_thread.start()
+
+    def _restart_ipfs(self) -> None:
+        try:
+            self.ipfs.restart()  # blocks until it answers
+        except StoreError as exc:  # the next poll schedules another attempt
+            log.warning("ipfs daemon did not restart: %s", exc)
+            return
+        self._ipfs_started_at = time.monotonic()
+        log.info("restarted ipfs daemon (pid %s) on %s", self.ipfs.pid, self.ipfs.api_url)
 
     def run(self) -> int:
         logs = self.workdir / "logs"
@@ -283,6 +331,7 @@ class Supervisor:
 
             self.ipfs = IpfsDaemon(self.workdir / "ipfs-repo", fsync=True)
             self.ipfs.start()
+            self._ipfs_started_at = time.monotonic()
             store = self.ipfs.api_url
         else:
             store = f"embedded:{self.workdir / 'ipfs'}"
@@ -342,6 +391,8 @@ class Supervisor:
                     [
                         *(str(VENV_BIN / "whistleblower"), "--key-file", str(keys / f"{name}.key")),
                         *("run", "--check", "all", "--arity", "4"),
+                        # Its own secret and cache per devnet (the default is the cwd's var/).
+                        *("--state-dir", str(self.workdir / "state" / name)),
                     ],
                 )
             )
@@ -364,6 +415,7 @@ class Supervisor:
         while not self.stop.is_set():
             for child in self.children:
                 child.poll()
+            self._watch_ipfs()
             if not ready:
                 with contextlib.suppress(httpx.HTTPError):
                     ready = httpx.get(api_url + "/health", timeout=1.0).status_code == 200
@@ -383,6 +435,8 @@ class Supervisor:
         for child in self.children:
             child.wait(deadline)
         self.children = []
+        if self._ipfs_thread is not None:
+            self._ipfs_thread.join(timeout=STOP_GRACE_S + 60)
         if self.ipfs is not None:
             self.ipfs.stop()
         if self.redis is not None:

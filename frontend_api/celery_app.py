@@ -38,7 +38,12 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=settings.task_queue,
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
-        # Redis redelivers unacked messages after this; it must exceed the longest task.
+        # Redis redelivers unacked messages after this; it must exceed the longest task
+        # (a large dataset pin), or a running task would be handed to a second worker.
+        # It no longer bounds recovery from a killed worker: the API's sweeper re-enqueues
+        # a submission untouched for ASSAY_STUCK_AFTER_S (60 s), and the late redelivery
+        # of the dead worker's message is absorbed by the tasks' idempotency.  So it stays
+        # long rather than being lowered toward the sweep's timescale.
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
     )

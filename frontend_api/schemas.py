@@ -275,8 +275,40 @@ class IntervalOut(_Out):
     hi: int
 
 
+class VoteOut(_Out):
+    """One committee member's vote on a ruling."""
+
+    arbiter: str
+    computed_hash: str = Field(
+        description="the link value its re-execution gave (0x00..: solver loses)"
+    )
+    tally: int = Field(description="votes for this hash once this vote was counted")
+    block_number: int
+    tx_hash: str
+    slashed: str | None = Field(description="stake lost when its hash was overturned (wei)")
+
+
+class RulingOut(_Out):
+    """The arbiter committee's ruling on a game, from the ArbiterReferee's events."""
+
+    phase: str = Field(description="Voting, AppealOpen, Escalated or Settled (RulingPhase)")
+    committee_size: int | None
+    voting_deadline: int | None
+    votes: list[VoteOut]
+    proposed_hash: str | None
+    proposed_solver_won: bool | None
+    appeal_deadline: int | None
+    appellant: str | None
+    escalation_deadline: int | None
+    computed_hash: str | None = Field(description="the decided hash (None until Ruled)")
+    solver_won: bool | None
+    overturned: bool | None
+    expired: bool
+    slashed_total: str
+
+
 class DisputeGameOut(_Out):
-    """One dispute game: level, interval, clocks and every move so far."""
+    """One dispute game: level, interval, clocks, every move so far and the ruling."""
 
     game_id: int
     job_id: int
@@ -293,6 +325,7 @@ class DisputeGameOut(_Out):
     created_block: int
     updated_block: int
     moves: list[EventOut]
+    ruling: RulingOut | None = None
 
 
 class SolverOut(_Out):

@@ -1,11 +1,16 @@
 """The indexer: follows Assay's contract events into a local SQL database the API reads.
 
-`Indexer.sync_once` pulls `eth_getLogs` for JobMarket (and DisputeGame, when the
-deployment names one) in block ranges, stores every log as an `EventRow` keyed by
-(block_number, log_index) with its block hash and transaction hash, and refreshes the
-projections the API serves (`JobRow`, `DisputeRow`, `GameRow`) by reading the contracts'
-own view of each touched job or game at the end of the range.  Reading state from the
-contracts, instead of replaying the state machine in Python, keeps one source of truth.
+`Indexer.sync_once` pulls `eth_getLogs` for JobMarket (and DisputeGame and its
+ArbiterReferee, when the deployment names them) in block ranges of at most
+`chain.events.MAX_LOG_RANGE` blocks from the deployment block, stores every log as an
+`EventRow` keyed by (block_number, log_index) with its block hash and transaction hash,
+and refreshes the projections the API serves (`JobRow`, `DisputeRow`, `GameRow`) by
+reading the contracts' own view of each touched job or game at the end of the range.
+The referee's events (RulingPending, Voted, RulingProposed, Escalated, Ruled,
+ArbiterSlashed, RulingExpired) carry the game id, so they are part of that game's
+history; `market.queries.ruling_of` reads the committee's votes and ruling from them.
+Reading state from the contracts, instead of replaying the state machine in Python,
+keeps one source of truth.
 
 Restarts and reorgs: the cursor (last indexed block number and hash) is committed in the
 same transaction as the events and projections of its range, so a crash re-reads at most
@@ -52,13 +57,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
 from chain import generated
-from chain.client import load_artifact
+from chain.client import RpcProvider, load_artifact
 from chain.deploy import Deployment
 from chain.errors import ChainError
-from chain.events import decode_event
+from chain.events import MAX_LOG_RANGE, decode_event, get_logs_paged
 from chain.generated import ContractEvent
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,9 @@ DEFAULT_BATCH_BLOCKS: Final = 2_000
 DEFAULT_POLL_S: Final = 1.0
 GAME_CONTRACT: Final = "DisputeGame"
 MARKET_CONTRACT: Final = "JobMarket"
+REFEREE_CONTRACT: Final = "ArbiterReferee"
+ACTOR_FIELDS: Final = ("solver", "challenger", "account", "submitter", "arbiter", "appellant")
+"""The event fields naming who acted, first match wins (the `actor` column)."""
 
 
 class IndexerError(Exception):
@@ -322,7 +330,8 @@ class Indexer:
         self.w3 = w3
         self.deployment = deployment
         self.engine = engine
-        self.batch_blocks = batch_blocks
+        # SAFETY: one eth_getLogs per range; public nodes refuse more than MAX_LOG_RANGE.
+        self.batch_blocks = max(1, min(batch_blocks, MAX_LOG_RANGE))
         self.confirmations = confirmations
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         create_schema(engine)
@@ -343,10 +352,19 @@ class Indexer:
             else:
                 self._game = w3.eth.contract(address=self.game_address, abi=game_abi)
                 self._names.update(_topic_names(game_abi))
+        self.referee_address: str | None = None
+        referee_address = deployment.addresses.get(REFEREE_CONTRACT)
+        if referee_address is not None:
+            self.referee_address = Web3.to_checksum_address(referee_address)
+            try:
+                self._names.update(_topic_names(load_artifact(REFEREE_CONTRACT).abi))
+            except ChainError:
+                log.warning("no %s artifact: rulings are indexed as raw events", REFEREE_CONTRACT)
 
     @property
     def addresses(self) -> list[str]:
-        return [a for a in (self.market_address, self.game_address) if a is not None]
+        found = (self.market_address, self.game_address, self.referee_address)
+        return [a for a in found if a is not None]
 
     # -- cursor ----------------------------------------------------------------
 
@@ -420,9 +438,7 @@ class Indexer:
         return SyncResult(start, max(head, start - 1), total, reset)
 
     def _sync_range(self, lo: int, hi: int) -> int | None:
-        raw = self.w3.eth.get_logs(
-            {"fromBlock": lo, "toBlock": hi, "address": self.addresses}  # type: ignore[typeddict-item]
-        )
+        raw = get_logs_paged(self.w3, self.addresses, lo, hi, page=self.batch_blocks)
         end_block = self.w3.eth.get_block(hi)
         end_hash = _hex(end_block["hash"])
         logs = sorted(raw, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
@@ -468,10 +484,7 @@ class Indexer:
         if decoded is None and address == self.game_address and len(topics) > 1:
             # Every DisputeGame event indexes its game id first.
             game_id = int.from_bytes(bytes(topics[1]), "big")
-        actor = next(
-            (args[k] for k in ("solver", "challenger", "account", "submitter") if k in args),
-            None,
-        )
+        actor = next((args[k] for k in ACTOR_FIELDS if k in args), None)
         return EventRow(
             block_number=int(entry["blockNumber"]),
             block_hash=_hex(entry["blockHash"]),
@@ -652,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     deployment = Deployment.load(Path(args.deployment))
-    w3 = Web3(HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
+    w3 = Web3(RpcProvider(args.rpc, request_kwargs={"timeout": 60}))
     indexer = Indexer(w3, deployment, make_engine(args.db), confirmations=args.confirmations)
     if args.once:
         result = indexer.sync_once()

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -111,6 +112,25 @@ class IpfsDaemon:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id (also its process group) while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def restart(self) -> Self:
+        """Start again after the daemon died (killed, crashed): same repo, same API port.
+
+        A killed daemon leaves its repo lock behind, which js-ipfs would honour for 20 s;
+        the process is known dead here, so the lock is stale and removed.
+        """
+        if self.running:
+            return self
+        self._close()
+        self._remove_stale_lock()
+        if self.api_port:
+            self._requested_port = self.api_port
+        return self.start()
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -251,10 +271,18 @@ class IpfsDaemon:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            # A killed daemon leaves its lock, which js-ipfs honours for 20 s.
-            with contextlib.suppress(OSError):
-                (self.repo / "repo.lock").unlink()
+            self._remove_stale_lock()
         self._close()
+
+    def _remove_stale_lock(self) -> None:
+        """A killed daemon leaves its lock, which js-ipfs honours for 20 s; the lock is a
+        directory (proper-lockfile's mkdir lock), so `unlink` alone would not remove it."""
+        lock = self.repo / "repo.lock"
+        if lock.is_dir():
+            shutil.rmtree(lock, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
     def _close(self) -> None:
         if self._process is not None:

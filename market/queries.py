@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -175,3 +176,112 @@ def known_solvers(session: Session) -> list[str]:
 def indexed_block(session: Session) -> int | None:
     cursor = session.get(CursorRow, 1)
     return cursor.block_number if cursor is not None else None
+
+
+REFEREE_EVENTS = (
+    "RulingPending",
+    "Voted",
+    "RulingProposed",
+    "Escalated",
+    "Ruled",
+    "ArbiterSlashed",
+    "RulingExpired",
+)
+"""The ArbiterReferee's per-game events, in the order a ruling can emit them."""
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One committee member's vote: the hash its re-execution gave, and that hash's tally."""
+
+    arbiter: str
+    computed_hash: str
+    tally: int
+    block_number: int
+    tx_hash: str
+    slashed: str | None  # the stake it lost when the ruling it voted for was overturned
+
+
+@dataclass(frozen=True)
+class RulingRecord:
+    """The committee's ruling on one game, as its events tell it (as of the last indexed block).
+
+    `phase` follows the contract's RulingPhase names: Voting after the request, AppealOpen
+    once QUORUM votes propose a hash, Escalated after an appeal, Settled once Ruled or
+    RulingExpired was emitted.
+    """
+
+    phase: str
+    committee_size: int | None
+    voting_deadline: int | None
+    votes: list[Vote]
+    proposed_hash: str | None
+    proposed_solver_won: bool | None
+    appeal_deadline: int | None
+    appellant: str | None
+    escalation_deadline: int | None
+    computed_hash: str | None
+    solver_won: bool | None
+    overturned: bool | None
+    expired: bool
+    slashed_total: str
+
+
+def ruling_of(moves: Sequence[EventRow]) -> RulingRecord | None:
+    """The ruling told by a game's events (`game_record`'s moves); None if none was requested."""
+    events = [m for m in moves if m.name in REFEREE_EVENTS]
+    if not events:
+        return None
+    first: dict[str, dict[str, Any]] = {}
+    for e in events:
+        first.setdefault(e.name, e.arguments)
+    last = {e.name: e.arguments for e in events}
+    slashes = {
+        str(e.arguments["arbiter"]): str(e.arguments["amount"])
+        for e in events
+        if e.name == "ArbiterSlashed"
+    }
+    votes = [
+        Vote(
+            arbiter=str(e.arguments["arbiter"]),
+            computed_hash=str(e.arguments["computed_hash"]),
+            tally=int(e.arguments["votes"]),
+            block_number=e.block_number,
+            tx_hash=e.tx_hash,
+            slashed=slashes.get(str(e.arguments["arbiter"])),
+        )
+        for e in events
+        if e.name == "Voted"
+    ]
+    if "Ruled" in last or "RulingExpired" in last:
+        phase = "Settled"
+    elif "Escalated" in last:
+        phase = "Escalated"
+    elif "RulingProposed" in last:
+        phase = "AppealOpen"
+    else:
+        phase = "Voting"
+    pending = first.get("RulingPending", {})
+    proposed = first.get("RulingProposed", {})
+    escalated = first.get("Escalated", {})
+    ruled = last.get("Ruled", {})
+    return RulingRecord(
+        phase=phase,
+        committee_size=_opt_int(pending.get("committee_size")),
+        voting_deadline=_opt_int(pending.get("deadline")),
+        votes=votes,
+        proposed_hash=proposed.get("computed_hash"),
+        proposed_solver_won=proposed.get("solver_won"),
+        appeal_deadline=_opt_int(proposed.get("appeal_deadline")),
+        appellant=escalated.get("appellant"),
+        escalation_deadline=_opt_int(escalated.get("deadline")),
+        computed_hash=ruled.get("computed_hash"),
+        solver_won=ruled.get("solver_won"),
+        overturned=ruled.get("overturned"),
+        expired="RulingExpired" in last,
+        slashed_total=str(sum(int(a) for a in slashes.values())),
+    )
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))

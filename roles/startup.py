@@ -25,7 +25,7 @@ from web3.exceptions import TimeExhausted
 
 from chain.client import ChainClient
 from chain.deploy import Deployment
-from chain.errors import NodeUnreachable
+from chain.errors import NodeUnreachable, TransactionTimeout
 from chain.keys import load_key
 from market.store import ArtifactStore, StoreUnreachable, open_store
 
@@ -103,7 +103,8 @@ def stop_flag() -> Callable[[], bool]:
 TRANSIENT_ROLE_ERRORS: tuple[type[BaseException], ...] = (
     StoreUnreachable,
     NodeUnreachable,
-    TimeExhausted,
+    TransactionTimeout,
+    TimeExhausted,  # raw web3 waits outside ChainClient
     OSError,  # requests' connection errors and timeouts are OSErrors
 )
 """Failures of a dependency (IPFS, the chain node) that a role waits out instead of exiting."""

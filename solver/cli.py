@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from chain.client import web3_errors
 from chain.errors import ChainError
 from chain.types import JobId
 from market.store import StoreError
@@ -243,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = settings_from_args(args)
-        if args.command == "status":
-            return cmd_status(settings, console)
-        return cmd_run(settings, console)
+        with web3_errors(settings.rpc_url, transport=False):
+            if args.command == "status":
+                return cmd_status(settings, console)
+            return cmd_run(settings, console)
     except (ChainError, StoreError, JobUnusable, TrainingError) as exc:
         console.print(f"[red]solver:[/] {exc}")
         return 2

@@ -34,7 +34,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from chain.client import ChainClient
+from chain.client import ChainClient, web3_errors
 from chain.contracts import JobMarketClient
 from chain.errors import ChainError
 from chain.keys import load_key
@@ -384,7 +384,32 @@ def cmd_dispute_show(args: argparse.Namespace, console: Console, api: ApiClient)
     if game.get("bundle_cid"):
         head.add_row("bundle", game["bundle_cid"])
     console.print(Group(head, *bisection_lines(game)))
+    for line in ruling_lines(game.get("ruling")):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     return 0
+
+
+def ruling_lines(ruling: dict[str, Any] | None) -> list[str]:
+    """The arbiter committee's ruling: phase and decision, then one line per vote."""
+    if not ruling:
+        return []
+    if ruling.get("computed_hash"):
+        decided = "solver won" if ruling["solver_won"] else "solver lost"
+        decided += ", proposal overturned" if ruling.get("overturned") else ""
+    else:
+        decided = "expired: game voided" if ruling.get("expired") else "not decided yet"
+    lines = [f"ruling: {ruling['phase']}, {decided} (committee of {ruling['committee_size']})"]
+    if ruling.get("computed_hash"):
+        lines.append(f"  computed hash {ruling['computed_hash']}")
+    if ruling.get("appellant"):
+        lines.append(f"  appealed by {ruling['appellant']}: escalated to the whole committee")
+    for vote in ruling["votes"]:
+        slashed = vote.get("slashed")
+        lost = f", slashed {int(slashed) / 1e18:g} WORK" if slashed else ""
+        lines.append(
+            f"  vote {vote['arbiter']}: {vote['computed_hash']} (tally {vote['tally']}){lost}"
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------ parser
@@ -507,7 +532,8 @@ def report_error(console: Console, exc: BaseException) -> None:
 def run_job_command(args: argparse.Namespace, console: Console) -> int:
     api = ApiClient(args.api)
     try:
-        code: int = args.func(args, console, api)
+        with web3_errors(getattr(args, "rpc", None) or "the chain node", transport=False):
+            code: int = args.func(args, console, api)
         return code
     except (ApiError, CliError, JobSpecError, ChainError, StoreError) as exc:
         report_error(console, exc)

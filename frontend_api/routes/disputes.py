@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from frontend_api.deps import SessionDep, StateDep
 from frontend_api.errors import NotFound
-from frontend_api.schemas import ClocksOut, DisputeGameOut, EventOut, IntervalOut
+from frontend_api.schemas import ClocksOut, DisputeGameOut, EventOut, IntervalOut, RulingOut
 from market import queries
 from market.indexer import EventRow, GameRow
 
@@ -47,6 +47,7 @@ def game_out(game: GameRow, moves: list[EventRow], now: int | None) -> DisputeGa
         created_block=game.created_block,
         updated_block=game.updated_block,
         moves=[EventOut.model_validate(m) for m in moves],
+        ruling=RulingOut.model_validate(ruling) if (ruling := queries.ruling_of(moves)) else None,
     )
 
 

@@ -96,6 +96,9 @@ function lossCurve(points, width = 640, height = 240) {
 
 // ----------------------------------------------------------------------- bisection
 
+// The ArbiterReferee's per-game events: drawn in the ruling card, not as bisection rows.
+const REFEREE_EVENTS = new Set(["RulingPending", "Voted", "RulingProposed", "Escalated", "Ruled", "ArbiterSlashed", "RulingExpired"]);
+
 function bisection(g, width = 760) {
   // One row per move: the interval it leaves, drawn on the scale of its level's start.
   const rows = [];
@@ -118,6 +121,8 @@ function bisection(g, width = 760) {
       rows.push({ kind: "note", text: `operator chain of ${a.op_count} ops revealed` });
     } else if (m.name === "BundleRequested") {
       rows.push({ kind: "note", text: `disputed: step ${a.base}, operator ${a.position} — operand bundle requested` });
+    } else if (REFEREE_EVENTS.has(m.name)) {
+      if (m.name === "RulingPending") rows.push({ kind: "note", text: `ruling requested from a committee of ${a.committee_size} (see Ruling)` });
     } else {
       const detail = Object.entries(a).filter(([k]) => k !== "game_id").map(([k, v]) => `${k}=${v}`).join(" ");
       rows.push({ kind: "note", text: m.name === "GameResolved" ? `game resolved: ${g.status}` : `${m.name} ${detail}` });
@@ -213,10 +218,12 @@ async function disputeView(id) {
       if (e.name === "JobFinalized") return `<li>job finalized: ${work(a.payout)} to ${short(a.solver)}</li>`;
       return `<li>${esc(e.name)} ${esc(JSON.stringify(a))}</li>`;
     });
-  const ruled = g.moves.find((m) => m.name === "Ruled");
+  const r = g.ruling;
   const finished = g.moves.some((m) => m.name === "GameResolved");
-  const ruling = ruled
-    ? `arbiter ${ruled.args.arbiter ? ruled.args.arbiter.slice(0, 10) + "…" : ""} ruled solver ${ruled.args.solver_won ? "right" : "wrong"}; ${esc(g.status)}`
+  const ruling = r && r.computed_hash
+    ? `committee ruled solver ${r.solver_won ? "right" : "wrong"}${r.overturned ? " (proposal overturned)" : ""}; ${esc(g.status)}`
+    : r && r.expired ? "committee could not decide: game voided"
+    : r ? `${esc(r.phase)}: ${r.votes.length} of ${r.committee_size ?? "?"} voted`
     : finished ? esc(g.status) : "none yet";
   const c = g.clocks;
   view.innerHTML = `<h2>Dispute game ${g.game_id} on <a href="#/jobs/${g.job_id}">job ${g.job_id}</a></h2>
@@ -226,8 +233,27 @@ async function disputeView(id) {
       <div class="card">bundle ${g.bundle_cid ? `<a href="/artifacts/${esc(g.bundle_cid)}"><code>${esc(g.bundle_cid)}</code></a>` : "-"}<br>ruling: <span id="ruling">${ruling}</span></div>
     </div>
     <h2>Bisection</h2><div id="bisection"></div>
+    ${r ? rulingCard(r) : ""}
     <h2>Payouts</h2><ul id="payouts">${payouts.join("") || '<li class="muted">none yet</li>'}</ul>`;
   document.getElementById("bisection").appendChild(bisection(g));
+}
+
+function rulingCard(r) {
+  // The arbiter committee's votes and decision, from the ArbiterReferee's events.
+  const votes = r.votes.map((v) => `<tr class="vote"><td><code>${esc(v.arbiter)}</code></td>
+      <td><code>${esc(v.computed_hash)}</code></td><td class="num">${v.tally}</td>
+      <td>${v.slashed != null ? `slashed ${work(v.slashed)}` : ""}</td></tr>`);
+  const appeal = r.appellant
+    ? `appealed by ${short(r.appellant)}, escalated to the whole committee until ${r.escalation_deadline}`
+    : r.proposed_hash ? `proposed (solver ${r.proposed_solver_won ? "right" : "wrong"}); appeal open until ${r.appeal_deadline}`
+    : r.computed_hash ? "decided at once by a majority (nothing to appeal)" : "no proposal yet";
+  return `<h2>Ruling</h2>
+    <div class="cards" id="ruling-card">
+      <div class="card">phase <b id="ruling-phase">${esc(r.phase)}</b><br>committee of ${r.committee_size ?? "?"}, votes until ${r.voting_deadline ?? "-"}<br>${appeal}</div>
+      <div class="card">computed hash <code id="computed-hash">${esc(r.computed_hash ?? "-")}</code><br>${r.computed_hash ? `solver ${r.solver_won ? "won" : "lost"}${r.overturned ? ", proposal overturned" : ""}` : r.expired ? "expired: game voided" : "not decided yet"}${r.slashed_total !== "0" ? `<br>arbiters slashed ${work(r.slashed_total)}` : ""}</div>
+    </div>
+    <table id="votes"><tr><th>arbiter</th><th>computed hash</th><th>tally</th><th></th></tr>
+    ${votes.join("") || '<tr><td colspan="4" class="muted">no votes yet</td></tr>'}</table>`;
 }
 
 async function solversView() {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -185,6 +186,9 @@ def test_cli_dispute_show_prints_the_bisection(
     assert "entered OP level" in out
     assert "disputed step 13, operator 9" in out
     assert out.count("solver dissected") >= 3
+    ruling = httpx.get(f"{api_server.url}/disputes/{played.game_id}").json()["ruling"]
+    assert "ruling: Settled, solver lost (committee of 1)" in out
+    assert all(v["arbiter"] in out and v["computed_hash"] in out for v in ruling["votes"])
 
 
 def test_dataset_build_and_pack_write_loadable_files(

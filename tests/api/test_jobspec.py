@@ -165,3 +165,15 @@ def test_jobspec_bad_data_cid_is_refused() -> None:
 def test_jobspec_nan_cannot_be_canonicalized() -> None:
     with pytest.raises(SpecInvalid):
         canonical_bytes({"x": float("nan")})
+
+
+def test_shipped_example_specs_are_valid_for_this_repops_version() -> None:
+    # The README's quick start submits these files as they are.
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).parents[2] / "deploy" / "examples").glob("*.json"))
+    assert examples
+    for path in examples:
+        raw = json.loads(path.read_text())
+        assert spec_errors(raw) == [], path.name
+        assert repops_errors(raw) == [], path.name

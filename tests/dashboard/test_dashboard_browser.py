@@ -150,6 +150,17 @@ def test_dashboard_dispute_view_draws_the_bisection_and_payout(
     assert "CHECKPOINT level" in drawn and "OP level" in drawn
     assert f"step {game['interval']['base']}" in drawn
     assert "solver slashed" in tab.locator("#payouts").inner_text()
+    # The committee's ruling card: one row per vote, with the arbiter and its hash.
+    ruling = game["ruling"]
+    assert ruling is not None and ruling["phase"] == "Settled" and ruling["votes"]
+    rows = tab.locator("#votes tr.vote")
+    assert rows.count() == len(ruling["votes"])
+    for i, vote in enumerate(ruling["votes"]):
+        text = rows.nth(i).inner_text()
+        assert vote["arbiter"] in text and vote["computed_hash"] in text
+    assert tab.locator("#computed-hash").inner_text() == ruling["computed_hash"]
+    assert tab.locator("#ruling-phase").inner_text() == "Settled"
+    assert "committee ruled solver wrong" in tab.locator("#ruling").inner_text()
 
 
 def test_dashboard_solvers_view_shows_the_solver(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from chain.errors import NodeUnreachable
 from chain.events import MAX_LOG_RANGE, LogCursor
 from chain.generated import Dissected, GameCreated, GameStatus, Party
 from tests.dispute.support import cheat_trace, open_match
@@ -97,3 +100,39 @@ def test_pending_dissection_found_many_blocks_later_in_bounded_pages(
     # The challenger can act on what it found.
     match.step()
     assert match.record().turn == Party.Solver
+
+
+class FailingOnceEth(RecordingEth):
+    """Records like RecordingEth, and fails the `fail_at`-th get_logs call once."""
+
+    def __init__(self, eth: Any, fail_at: int) -> None:
+        super().__init__(eth)
+        self.fail_at = fail_at
+
+    def get_logs(self, query: Any) -> Any:
+        if len(self.ranges) + 1 == self.fail_at:
+            self.fail_at = 0
+            self.ranges.append((-1, -1))
+            raise NodeUnreachable("http://node", "connection dropped")
+        return super().get_logs(query)
+
+
+def test_log_cursor_failing_mid_poll_loses_no_event_and_rereads_no_page(
+    dispute_env: DisputeEnv,
+) -> None:
+    env = dispute_env
+    start = int(env.client.w3.eth.block_number) + 1
+    first = open_match(env, cheat_trace(37, 12), arity=4)
+    _mine(env, 3 * 20)
+    second = open_match(env, cheat_trace(None), arity=4, challenger_index=1)
+    w3 = RecordingWeb3(env.client.w3)
+    w3.eth = FailingOnceEth(env.client.w3.eth, fail_at=3)  # after the page with `first`
+    cursor = LogCursor(w3, [env.game.address], start, GameCreated.topic, page=20)
+
+    with pytest.raises(NodeUnreachable):
+        cursor.poll()
+    found = [e.event.game_id for e in cursor.poll() if isinstance(e.event, GameCreated)]
+
+    assert found == [first.game_id, second.game_id]
+    read = [r for r in w3.eth.ranges if r != (-1, -1)]
+    assert len(read) == len(set(read))

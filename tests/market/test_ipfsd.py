@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -40,6 +43,29 @@ def test_ipfsd_stop_ends_process_and_frees_port(tmp_path: Path) -> None:
     with pytest.raises(httpx.TransportError):
         httpx.post(f"{url}/api/v0/id", timeout=2)
     daemon.stop()  # idempotent
+
+
+def test_ipfsd_restart_after_sigkill_keeps_port_and_content_without_lock_wait(
+    tmp_path: Path,
+) -> None:
+    daemon = IpfsDaemon(tmp_path / "repo", fsync=True)
+    with daemon:
+        port = daemon.api_port
+        cid = KuboStore(daemon.api_url).add_bytes(b"kept across a crash")
+        pid = daemon.pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)  # as a crash or `kill -9` would, not through stop()
+        deadline = time.monotonic() + 10
+        while daemon.running:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (daemon.repo / "repo.lock").exists()  # the dead daemon's lock is left behind
+        start = time.monotonic()
+        daemon.restart()
+        # js-ipfs would refuse the lock for 20 s; the stale lock was removed instead.
+        assert time.monotonic() - start < 15
+        assert daemon.api_port == port and daemon.pid not in (None, pid)
+        assert KuboStore(daemon.api_url).get_bytes(cid) == b"kept across a crash"
 
 
 def test_ipfsd_missing_node_modules_raises_one_line_error(

@@ -15,7 +15,7 @@ import sys
 from rich.console import Console
 
 from roles.realtrace import Stepper
-from roles.startup import connect, stop_flag
+from roles.startup import TRANSIENT_ROLE_ERRORS, Backoff, connect, stop_flag
 from solver.cli import RichProgress, settings_from_args
 from solver.node import Event, SolverNode
 from tests.support.cheaters import (
@@ -74,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     should_stop = stop_flag()
     console.print(f"cheating solver ({args.kind} at step {args.at_step}) {account.address}")
-    node.run(should_stop)
+    backoff = Backoff()  # as the shipped solver: an IPFS or chain outage is waited out
+    while not should_stop():
+        try:
+            node.run(should_stop)
+            break
+        except TRANSIENT_ROLE_ERRORS as exc:
+            backoff.failed("cheater", exc, should_stop)
     return 0
 
 
