@@ -341,7 +341,10 @@ class SubmissionService:
                 raise _invalid(f"order.{name}", "must be positive")
         if order.challenge_window == 0:
             raise _invalid("order.challenge_window", "must be positive")
-        least = min_challenge_window(sealed.spec)
+        try:
+            least = min_challenge_window(sealed.spec)
+        except ValueError as exc:  # a graph model: its size is in an artifact the API lacks
+            raise _invalid("spec.program.model", f"not accepted over the API yet: {exc}") from None
         if order.challenge_window < least:
             raise _invalid(
                 "order.challenge_window",
