@@ -327,7 +327,18 @@ def reexecution_seconds(
 
 
 def min_challenge_window(
-    spec: JobSpec | dict[str, Any], reference_rate: ReferenceRate = REFERENCE_RATE
+    spec: JobSpec | dict[str, Any],
+    reference_rate: ReferenceRate = REFERENCE_RATE,
+    graph_params: int | None = None,
 ) -> int:
-    """The shortest challenge window (seconds) that leaves time to re-execute the job."""
-    return WINDOW_FIXED_S + math.ceil(WINDOW_SAFETY * reexecution_seconds(spec, reference_rate))
+    """The shortest challenge window (seconds) that leaves time to re-execute the job
+    (a graph model's parameter count is `graph_params`, see `safetensors_elements`)."""
+    seconds = reexecution_seconds(spec, reference_rate, graph_params)
+    return WINDOW_FIXED_S + math.ceil(WINDOW_SAFETY * seconds)
+
+
+def safetensors_elements(data: bytes) -> int:
+    """How many elements a safetensors file holds (a graph's weights: its parameter
+    count); ValueError when the file is malformed."""
+    tensors, _ = _parse_safetensors(data)
+    return sum(math.prod(t.shape) for t in tensors.values())
