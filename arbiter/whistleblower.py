@@ -54,7 +54,6 @@ from repops.errors import RepopsError
 from repops.program import (
     Program,
     State,
-    build_program,
     init_state,
     load_checkpoint,
     save_checkpoint,
@@ -66,8 +65,10 @@ from roles.jobcontext import (
     JobContext,
     JobUnusable,
     StoreTrouble,
+    build_job_program,
     fetch,
     load_job,
+    parse_dataset,
 )
 from roles.realtrace import HonestStepper, RealTrace, Stepper
 
@@ -348,11 +349,9 @@ def run_check(
     if store is None:
         store = open_store(task.store)
     if program is None:
-        program = build_program(task.spec)
+        program = build_job_program(store, task.spec)
     if dataset is None:
-        dataset = data_mod.Dataset.from_bytes(
-            fetch(store, Cid(task.dataset_cid), MAX_DATASET_BYTES)
-        )
+        dataset = parse_dataset(program, fetch(store, Cid(task.dataset_cid), MAX_DATASET_BYTES))
     leaves, k, job_id = task.leaves, program.checkpoint_interval, task.job_id
     m = len(leaves) - 1
     cache = StateCache(task.cache_dir)
@@ -697,7 +696,10 @@ class Whistleblower:
         per_step = self._rates.get(program.program_hash)
         if per_step is None:  # nothing measured yet: the market's stated reference rate
             try:
-                per_step = reexecution_seconds(pending.ctx.spec) / program.steps
+                params = sum(math.prod(p.shape) for p in program.params.values())
+                per_step = (
+                    reexecution_seconds(pending.ctx.spec, graph_params=params) / program.steps
+                )
             except ValueError:
                 per_step = 0.01
         need = len(task.segments) * program.checkpoint_interval * per_step

@@ -4,17 +4,23 @@ Starts an anvil devnet (a block a second), deploys the contracts, starts Redis, 
 API (uvicorn), a Celery worker (the relayer), the indexer, two solvers — one honest, one
 cheating (the cheater is test-support code: the shipped `solver` cannot cheat) —, a
 whistleblower and a committee of three staked arbiters.  A submitter signs two
-MLP-on-digits jobs locally and posts them through the REST API.  The demo streams every
-process's log, waits until both jobs are settled (one paid, one slashed after a dispute
-bisected to a single operator and re-executed by the committee, two of three votes
-deciding), prints a table of jobs, outcomes and balances, stops every process it started
-and exits 0.  Everything lives in one work directory (--workdir).
+MLP-on-digits jobs locally and posts them through the REST API.  Once both are claimed, a
+third job trains a user's own model: a small nn.Module exported with torch.export, lowered
+on the submitter's side (`submitter.model`, as `assay job submit --model` does), its graph
+and weights uploaded to POST /artifacts, taken by a second honest solver started for it
+(its stake is above the cap of the first two).
+The demo streams every process's log, waits until the jobs are settled (the MLP jobs: one
+paid, one slashed after a dispute bisected to a single operator and re-executed by the
+committee, two of three votes deciding; the own-model job paid), prints a table of jobs,
+outcomes and balances, stops every process it started and exits 0.  Everything lives in
+one work directory (--workdir).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,10 +47,11 @@ from chain.generated import JobStatus
 from chain.keys import write_key
 from chain.types import JobId
 from frontend_api.redis_server import RedisServer
-from jobspec.factory import mlp_spec
+from jobspec.factory import artifact, graph_spec, mlp_spec
 from repops import data as data_mod
 from submitter.cli import bisection_lines
 from submitter.client import ApiClient, MarketTerms, prepare_spec, sign_submission
+from submitter.model import check_job, lower_model, with_model
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -56,6 +63,7 @@ ROLE_COLOURS = {
     "worker": "blue",
     "indexer": "blue",
     "solver": "green",
+    "solver2": "green",
     "cheater": "red",
     "whistleblower": "magenta",
     "arbiter0": "yellow",
@@ -67,6 +75,51 @@ QUIET_ROLES = ("api", "worker", "indexer")
 
 def job_spec(seed: int) -> dict[str, Any]:
     return mlp_spec(batch_size=32, steps=40, checkpoint_interval=8, seed=seed)
+
+
+def own_model_files(workdir: Path) -> tuple[Path, bytes]:
+    """A user's own model (exported .pt2) and its ``tensors`` dataset."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from repops import stio
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(6, 16)
+            self.norm = nn.LayerNorm(16)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            h = self.norm(F.gelu(self.body(inputs), approximate="tanh"))
+            return F.cross_entropy(self.head(h), targets)
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 6, generator=gen)
+    y = ((x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()).clamp(0, 2)
+    torch.manual_seed(0)
+    b = torch.export.Dim("batch")
+    ep = torch.export.export(Net(), (x[:4], y[:4]), dynamic_shapes=({0: b}, {0: b}))
+    path = workdir / "own_model.pt2"
+    torch.export.save(ep, str(path))
+    return path, stio.dumps({"inputs": x, "targets": y})
+
+
+def own_model_spec(api: ApiClient, workdir: Path) -> tuple[dict[str, Any], bytes]:
+    """Lower, check, upload graph + weights: the spec of the own-model job and its data."""
+    model, dataset = own_model_files(workdir)
+    spec = graph_spec(
+        artifact("0" * 64), artifact("0" * 64), batch_size=16, steps=24, checkpoint_interval=6
+    )
+    lowered = lower_model(model, None, None, 16)
+    spec = with_model(spec, lowered)
+    check_job(spec, lowered, dataset)
+    refs = spec["program"]["model"]
+    for name, blob in (("graph", lowered.graph), ("weights", lowered.weights)):
+        refs[name]["cid"] = str(api.upload_artifact(blob)["cid"])
+    return spec, dataset
 
 
 @dataclass
@@ -159,19 +212,20 @@ def run(console: Console, workdir: Path) -> int:
         devnet = stack.devnet = start_devnet(log_path=workdir / "anvil.log", block_time=1)
         accounts = devnet.accounts
         deployer, submitter, honest, cheater, whistle = accounts[:5]
-        relayer, arbiters = accounts[5], accounts[6:9]
+        relayer, arbiters, honest2 = accounts[5], accounts[6:9], accounts[9]
         client = ChainClient(devnet.web3(), deployer)
         # The founding committee: three staked arbiters, two agreeing votes decide.
         deployment = deploy(client, arbiters=[a.address for a in arbiters])
         deployment_path = workdir / "deployment.json"
         deployment.write(deployment_path)
         token, market = deployment.token(client), deployment.market(client)
-        for account in (submitter, honest, cheater, whistle):
+        for account in (submitter, honest, cheater, whistle, honest2):
             token.mint(account.address, 100 * ONE)
         keys = workdir / "keys"
         roles = {
             "submitter": submitter,
             "solver": honest,
+            "solver2": honest2,
             "cheater": cheater,
             "whistleblower": whistle,
             "relayer": relayer,
@@ -216,12 +270,14 @@ def run(console: Console, workdir: Path) -> int:
             env,
         )
         stack.start("indexer", [py, "-m", "market.indexer", "--poll", "0.5"], env)
+        # the first two solvers stake at most 5 WORK: the own-model job (6) is solver2's
+        capped = {**env, "ASSAY_MAX_STAKE_WEI": str(5 * ONE)}
         state = workdir / "state"
         solver_flags = ["--state-dir", str(state), "run", "--max-jobs", "1", "--device", "cpu"]
         stack.start(
             "solver",
             [str(VENV_BIN / "solver"), "--key-file", str(keys / "solver.key"), *solver_flags],
-            env,
+            capped,
         )
         stack.start(
             "cheater",
@@ -229,7 +285,7 @@ def run(console: Console, workdir: Path) -> int:
                 *(py, "-m", "tests.support.cheating_solver", "--kind", "ulp", "--at-step", "13"),
                 *("--key-file", str(keys / "cheater.key"), *solver_flags),
             ],
-            env,
+            capped,
         )
         stack.start(
             "whistleblower",
@@ -259,26 +315,48 @@ def run(console: Console, workdir: Path) -> int:
             submit_window_s=600,
             challenge_window_s=CHALLENGE_WINDOW_S,
         )
+        own_terms = dataclasses.replace(terms, solver_stake=6 * ONE)
         job_ids: list[JobId] = []
-        for seed in (1, 2):
-            sealed = prepare_spec(job_spec(seed), dataset)
+        jobs: list[tuple[str, dict[str, Any], bytes]] = [
+            (f"demo-{seed}", job_spec(seed), dataset) for seed in (1, 2)
+        ]
+        for key, spec, data in jobs:
+            if key == "demo-own-model":
+                # both MLP jobs claimed: a second honest solver takes the own-model job
+                # (its stake is above what the first two accept)
+                while any(market.get_job(j).status == JobStatus.Open for j in job_ids):
+                    time.sleep(1)
+                stack.start(
+                    "solver2",
+                    [
+                        *(str(VENV_BIN / "solver"), "--key-file", str(keys / "solver2.key")),
+                        *("--state-dir", str(workdir / "state2"), "run", "--max-jobs", "1"),
+                        *("--device", "cpu"),
+                    ],
+                    env,
+                )
+            sealed = prepare_spec(spec, data)
             chain_info = api.chain()
             nonces = api.nonces(submitter.address)
             body = sign_submission(
                 submitter,
                 sealed,
-                terms,
+                own_terms if key == "demo-own-model" else terms,
                 chain_info,
                 int(nonces["order_nonce"]),
                 int(nonces["permit_nonce"]),
             )
-            accepted = api.submit(body, dataset=dataset, idempotency_key=f"demo-{seed}")
+            accepted = api.submit(body, dataset=data, idempotency_key=key)
             posted = api.wait_posted(accepted["id"], timeout_s=120)
             if posted["state"] != "posted":
                 console.print(f"[red]submission failed:[/] {posted}")
                 return 1
             job_ids.append(JobId(int(posted["job_id"])))
             console.print(f"[bold]submitted[/] job {posted['job_id']} through the REST API")
+            if len(jobs) == 2 and key == "demo-2":
+                console.print("[bold]own model[/]: exporting, lowering, uploading graph + weights")
+                own_spec, own_data = own_model_spec(api, workdir)
+                jobs.append(("demo-own-model", own_spec, own_data))
 
         deadline = time.monotonic() + TIMEOUT_S
         while True:
@@ -288,7 +366,9 @@ def run(console: Console, workdir: Path) -> int:
                 for r in records
             )
             roles_done = all(
-                p.process.poll() is not None for p in stack.procs if p.name in ("solver", "cheater")
+                p.process.poll() is not None
+                for p in stack.procs
+                if p.name in ("solver", "solver2", "cheater")
             )
             if settled and roles_done:
                 break
@@ -406,7 +486,7 @@ def _summary(
     balances.add_column("account")
     balances.add_column("address")
     balances.add_column("balance", justify="right")
-    for role in ("submitter", "solver", "cheater", "whistleblower"):
+    for role in ("submitter", "solver", "solver2", "cheater", "whistleblower"):
         address = roles[role].address
         balances.add_row(role, address, f"{token.balance_of(address) / ONE:,.2f}")
     balances.add_row("JobMarket", market.address, f"{token.balance_of(market.address) / ONE:,.2f}")

@@ -53,7 +53,12 @@ from frontend_api.orders import (
 )
 from frontend_api.schemas import JobSubmission, OrderIn, PermitIn
 from frontend_api.settings import Settings
-from market.jobcheck import DATASET, check_dataset_fits, min_challenge_window
+from market.jobcheck import (
+    DATASET,
+    check_dataset_fits,
+    min_challenge_window,
+    safetensors_elements,
+)
 from market.jobspec import SealedSpec, SpecInvalid, seal, with_data_cid
 from market.store import (
     ArtifactStore,
@@ -158,7 +163,8 @@ class SubmissionService:
             if earlier is not None:
                 return self._replay(earlier, rhash)
         sealed, dataset_cid = self._seal(body.spec, upload)
-        order = self._order_terms(body.order, sealed)
+        graph_params = self._check_artifacts(sealed)
+        order = self._order_terms(body.order, sealed, graph_params)
         signature = bytes.fromhex(body.order.signature[2:])
         gateway = self.gateway()
         typed = job_order_typed_data(gateway.chain_id, gateway.market_address, order)
@@ -321,8 +327,43 @@ class SubmissionService:
 
     # -- order ---------------------------------------------------------------------
 
+    def _check_artifacts(self, sealed: SealedSpec) -> int | None:
+        """A graph model's graph and weights must be in the store (POST /artifacts) with
+        the sha256 the spec binds; returns the weights' parameter count (None: zoo model).
+        """
+        params: int | None = None
+        for path, cid in sealed.artifact_cids.items():
+            field = f"spec.{path}"
+            if cid is None:
+                raise _invalid(f"{field}.cid", "required: upload the file to POST /artifacts")
+            try:
+                raw = self.store.get_bytes(
+                    normalize_cid(cid), max_size=self.settings.max_upload_bytes
+                )
+            except InvalidCid as exc:
+                raise _invalid(f"{field}.cid", exc.reason) from None
+            except ArtifactUnusable as exc:
+                raise _invalid(
+                    f"{field}.cid", f"{cid} unusable ({exc}): upload it to POST /artifacts"
+                ) from None
+            except StoreError as exc:
+                raise Unavailable(f"artifact store: {exc}") from None
+            want = sealed.raw["program"]["model"][path.rsplit(".", 1)[1]]["sha256"]
+            if hashlib.sha256(raw).hexdigest() != want:
+                raise _invalid(
+                    f"{field}.sha256", f"is {want} but the file at {cid} hashes differently"
+                )
+            if path.endswith(".weights"):
+                try:
+                    params = safetensors_elements(raw)
+                except ValueError as exc:
+                    raise _invalid(f"{field}.cid", f"not a safetensors file: {exc}") from None
+        return params
+
     @staticmethod
-    def _order_terms(order: OrderIn, sealed: SealedSpec) -> OrderTerms:
+    def _order_terms(
+        order: OrderIn, sealed: SealedSpec, graph_params: int | None = None
+    ) -> OrderTerms:
         derived = {
             "spec_hash": "0x" + sealed.hash.hex(),
             "spec_cid": sealed.cid,
@@ -341,7 +382,7 @@ class SubmissionService:
                 raise _invalid(f"order.{name}", "must be positive")
         if order.challenge_window == 0:
             raise _invalid("order.challenge_window", "must be positive")
-        least = min_challenge_window(sealed.spec)
+        least = min_challenge_window(sealed.spec, graph_params=graph_params)
         if order.challenge_window < least:
             raise _invalid(
                 "order.challenge_window",

@@ -46,9 +46,13 @@ from frontend_api.db import SubmissionRow, SubmissionState, open_database
 from frontend_api.errors import ConfigError
 from frontend_api.service import order_from_payload
 from frontend_api.settings import Settings
+from market.jobspec import seal
 from market.store import ArtifactStore, StoreUnreachable, open_store
 
 log = logging.getLogger(__name__)
+
+MAX_PINNED_SPEC_BYTES: Final = 1 << 24
+"""A spec the pin task reads back (the API's own limit is lower)."""
 
 TRANSIENT: Final = (NodeUnreachable, StoreUnreachable, ConnectionError, TimeoutError)
 MAX_RETRIES: Final = 30
@@ -129,12 +133,15 @@ def _load(session: Session, submission_id: str) -> SubmissionRow:
 
 
 def pin(services: WorkerServices, submission_id: str) -> str:
-    """Pin the spec and the dataset; idempotent (pinning a pinned CID is a no-op)."""
+    """Pin the spec, the dataset and a graph model's graph and weights (uploaded unpinned
+    to POST /artifacts); idempotent (pinning a pinned CID is a no-op)."""
     with services.sessions() as session:
         row = _load(session, submission_id)
         if row.state != SubmissionState.ACCEPTED:
             return submission_id
-        cids = (row.spec_cid, row.dataset_cid)
+        cids = [row.spec_cid, row.dataset_cid]
+    spec = json.loads(services.store.get_bytes(cids[0], max_size=MAX_PINNED_SPEC_BYTES))
+    cids += [str(c) for c in seal(spec).artifact_cids.values() if c is not None]
     for cid in cids:
         services.store.pin(cid)
     with services.sessions.begin() as session:

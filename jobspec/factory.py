@@ -143,3 +143,44 @@ def gpt_spec(
         checkpoint_interval=checkpoint_interval,
         seed=seed,
     )
+
+
+def artifact(sha256: str, cid: str | None = None) -> dict[str, Any]:
+    """An artifact reference ``{"sha256", "cid"?}`` (a graph model's graph or weights)."""
+    return {"sha256": sha256} if cid is None else {"sha256": sha256, "cid": cid}
+
+
+def graph_spec(
+    graph: dict[str, Any],
+    weights: dict[str, Any],
+    *,
+    data_format: str = "tensors",
+    lr: float = 0.01,
+    beta2: float = 0.999,
+    weight_decay: float = 0.01,
+    warmup_steps: int | None = None,
+    batch_size: int = 8,
+    data_seed: int = 1,
+    steps: int = 8,
+    checkpoint_interval: int = 2,
+    seed: int = 5,
+) -> dict[str, Any]:
+    """A user's own model (a lowered torch.export graph, see `artifact`) on a ``tensors``
+    or ``tokens`` dataset file; the graph returns its own loss."""
+    return {
+        "repops_version": REPOPS_VERSION,
+        "program": {
+            "model": {"name": "graph", "graph": graph, "weights": weights},
+            "loss": "graph",
+            "optimizer": adamw(lr, beta2=beta2, weight_decay=weight_decay),
+            "lr_schedule": schedule(warmup_steps),
+        },
+        "data": {
+            "format": data_format,
+            "batch_size": batch_size,
+            "seed": data_seed,
+        },
+        "steps": steps,
+        "checkpoint_interval": checkpoint_interval,
+        "seed": seed,
+    }

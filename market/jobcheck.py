@@ -35,7 +35,15 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from market.jobspec import DATASET_FORMATS, FieldError, GptModel, JobSpec, MlpModel, parse_spec
+from market.jobspec import (
+    DATASET_FORMATS,
+    FieldError,
+    GptModel,
+    GraphModel,
+    JobSpec,
+    MlpModel,
+    parse_spec,
+)
 
 MAX_HEADER_BYTES: Final = 1 << 26
 """As `repops.stio`: a longer safetensors header is refused."""
@@ -90,7 +98,10 @@ def _parse_safetensors(data: bytes) -> tuple[dict[str, _Tensor], dict[str, str]]
     ):
         raise ValueError("safetensors __metadata__ must map strings to strings")
     body = memoryview(data)[8 + hlen :]
-    sizes = {"U8": 1, "I8": 1, "BOOL": 1, "I32": 4, "F32": 4, "I64": 8, "F64": 8}
+    sizes = {
+        "U8": 1, "I8": 1, "BOOL": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4, "F32": 4,
+        "I64": 8, "F64": 8,
+    }  # fmt: skip
     spans: list[tuple[int, int, str]] = []
     out: dict[str, _Tensor] = {}
     for name, info in header.items():
@@ -138,13 +149,17 @@ def check_dataset_fits(spec: JobSpec | dict[str, Any], dataset_bytes: bytes) -> 
         tensors, meta = _parse_safetensors(dataset_bytes)
     except ValueError as exc:
         return [FieldError(DATASET, f"not a dataset file: {exc}")]
-    want_format = DATASET_FORMATS[job.data.dataset]
+    dataset = job.data.name
+    assert dataset is not None  # a valid spec names its dataset or its format
+    if isinstance(job.program.model, GraphModel):
+        return _graph_data_fit(dataset, tensors)
+    want_format = DATASET_FORMATS[dataset]
     got_format = meta.get("format", "")
     if got_format != want_format:
         return [
             FieldError(
                 "data.dataset",
-                f"{job.data.dataset!r} needs a {want_format} file; the dataset file is "
+                f"{dataset!r} needs a {want_format} file; the dataset file is "
                 f"{got_format or 'of no format'!r}",
             )
         ]
@@ -152,6 +167,47 @@ def check_dataset_fits(spec: JobSpec | dict[str, Any], dataset_bytes: bytes) -> 
     if isinstance(model, MlpModel):
         return _digits_fit(model, tensors)
     return _chars_fit(model, tensors)
+
+
+_INT_DTYPES: Final = ("U8", "I8", "I16", "I32", "I64")
+_TOKEN_DTYPES: Final = ("U8", "U16", "U32", "I32", "I64")
+
+
+def _graph_data_fit(fmt: str, tensors: dict[str, _Tensor]) -> list[FieldError]:
+    """The shape rules of repops' ``tensors`` / ``tokens`` files (the fit to the graph's
+    inputs needs the graph: the submitter's CLI and every role check that)."""
+    if fmt == "tokens":
+        t = tensors.get("tokens")
+        if set(tensors) != {"tokens"} or t is None:
+            return [
+                FieldError(
+                    DATASET, f"a tokens file holds one tensor 'tokens', not {sorted(tensors)}"
+                )
+            ]
+        if len(t.shape) != 1 or t.dtype not in _TOKEN_DTYPES or t.shape[0] == 0:
+            return [
+                FieldError(
+                    DATASET,
+                    "'tokens' must be a non-empty 1-D integer stream, "
+                    f"got {t.dtype}{list(t.shape)}",
+                )
+            ]
+        return []
+    if not tensors:
+        return [FieldError(DATASET, "a tensors file holds at least one tensor")]
+    for name, t in sorted(tensors.items()):
+        if not t.shape:
+            return [
+                FieldError(DATASET, f"tensor {name!r} is 0-dim: each tensor needs a row dimension")
+            ]
+        if t.dtype not in _INT_DTYPES and t.dtype != "F32":
+            return [
+                FieldError(DATASET, f"tensor {name!r} is {t.dtype}: use F32 or an integer type")
+            ]
+    rows = {name: t.shape[0] for name, t in tensors.items()}
+    if len(set(rows.values())) != 1 or min(rows.values()) < 1:
+        return [FieldError(DATASET, f"tensors must share one row count >= 1, got {rows}")]
+    return []
 
 
 def _names_and_types(tensors: dict[str, _Tensor], want: set[str], fmt: str) -> list[FieldError]:
@@ -229,11 +285,19 @@ def _chars_fit(model: GptModel, tensors: dict[str, _Tensor]) -> list[FieldError]
 # ------------------------------------------------------------- challenge window
 
 
-def flops_per_step(spec: JobSpec | dict[str, Any]) -> float:
-    """Forward + backward arithmetic of one training step (6 * params * tokens + attention)."""
+def flops_per_step(spec: JobSpec | dict[str, Any], graph_params: int | None = None) -> float:
+    """Forward + backward arithmetic of one training step (6 * params * tokens + attention).
+
+    A graph model's size is in its graph, not its spec: pass its parameter count
+    (`graph_params`, 6 * params * rows is then the estimate); ValueError without it.
+    """
     job = _spec(spec)
     model = job.program.model
     b = job.data.batch_size
+    if isinstance(model, GraphModel):
+        if graph_params is None:
+            raise ValueError("a graph model's size is in its graph artifact, not its spec")
+        return 6.0 * graph_params * b
     if isinstance(model, MlpModel):
         widths = [model.config.in_features, *model.config.hidden, model.config.classes]
         params = sum(a * c + c for a, c in itertools.pairwise(widths))
@@ -246,7 +310,9 @@ def flops_per_step(spec: JobSpec | dict[str, Any]) -> float:
 
 
 def reexecution_seconds(
-    spec: JobSpec | dict[str, Any], reference_rate: ReferenceRate = REFERENCE_RATE
+    spec: JobSpec | dict[str, Any],
+    reference_rate: ReferenceRate = REFERENCE_RATE,
+    graph_params: int | None = None,
 ) -> float:
     """Estimated seconds for the reference verifier to re-execute every step of the job."""
     job = _spec(spec)
@@ -255,13 +321,24 @@ def reexecution_seconds(
     per_step = (
         reference_rate.step_overhead_s
         + layers * reference_rate.layer_overhead_s
-        + flops_per_step(job) / reference_rate.flops_per_s
+        + flops_per_step(job, graph_params) / reference_rate.flops_per_s
     )
     return job.steps * per_step
 
 
 def min_challenge_window(
-    spec: JobSpec | dict[str, Any], reference_rate: ReferenceRate = REFERENCE_RATE
+    spec: JobSpec | dict[str, Any],
+    reference_rate: ReferenceRate = REFERENCE_RATE,
+    graph_params: int | None = None,
 ) -> int:
-    """The shortest challenge window (seconds) that leaves time to re-execute the job."""
-    return WINDOW_FIXED_S + math.ceil(WINDOW_SAFETY * reexecution_seconds(spec, reference_rate))
+    """The shortest challenge window (seconds) that leaves time to re-execute the job
+    (a graph model's parameter count is `graph_params`, see `safetensors_elements`)."""
+    seconds = reexecution_seconds(spec, reference_rate, graph_params)
+    return WINDOW_FIXED_S + math.ceil(WINDOW_SAFETY * seconds)
+
+
+def safetensors_elements(data: bytes) -> int:
+    """How many elements a safetensors file holds (a graph's weights: its parameter
+    count); ValueError when the file is malformed."""
+    tensors, _ = _parse_safetensors(data)
+    return sum(math.prod(t.shape) for t in tensors.values())

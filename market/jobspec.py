@@ -52,12 +52,15 @@ MAX_STEPS: Final = 1 << 24
 DATASET_FORMATS: Final[dict[str, str]] = {
     "digits": "repops-digits-v1",
     "stdlib_chars": "repops-chars-v1",
+    "tensors": "tensors",
+    "tokens": "tokens",
 }
 """Dataset name -> the file format its dataset file has."""
 
 MODEL_FORMATS: Final[dict[str, tuple[str, ...]]] = {
     "mlp": ("repops-digits-v1",),
     "gpt": ("repops-chars-v1",),
+    "graph": ("tensors", "tokens"),
 }
 """Model name -> the dataset formats it can train on."""
 
@@ -85,6 +88,16 @@ class SpecInvalid(JobSpecError, ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = list(errors)
         super().__init__("; ".join(str(e) for e in self.errors) or "invalid spec")
+
+
+def _check_cid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        normalize_cid(value)
+    except InvalidCid as exc:
+        raise ValueError(f"not a CID: {exc.reason}") from None
+    return value
 
 
 class _Open(BaseModel):
@@ -148,6 +161,34 @@ class GptModel(_Open):
     config: GptConfig
 
 
+class ArtifactRef(_Closed):
+    """A content-bound artifact: its sha256 (what the spec hash binds) and where it lives."""
+
+    sha256: str
+    cid: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("must be 64 lowercase hex digits")
+        return value
+
+    @field_validator("cid")
+    @classmethod
+    def _cid(cls, value: str | None) -> str | None:
+        return _check_cid(value)
+
+
+class GraphModel(_Closed):
+    """A user's own model: a canonical repops graph lowered from torch.export, and its
+    initial weights (safetensors), both fetched by CID and checked by sha256."""
+
+    name: Literal["graph"]
+    graph: ArtifactRef
+    weights: ArtifactRef
+
+
 class Optimizer(_Open):
     """AdamW hyper-parameters (decoupled weight decay)."""
 
@@ -173,8 +214,8 @@ class LinearSchedule(_Open):
 class Program(_Open):
     """What is trained and how."""
 
-    model: Annotated[MlpModel | GptModel, Field(discriminator="name")]
-    loss: Literal["cross_entropy"] = "cross_entropy"
+    model: Annotated[MlpModel | GptModel | GraphModel, Field(discriminator="name")]
+    loss: Literal["cross_entropy", "graph"] = "cross_entropy"
     optimizer: Optimizer
     lr_schedule: Annotated[ConstantSchedule | LinearSchedule, Field(discriminator="name")] = (
         ConstantSchedule(name="constant")
@@ -184,8 +225,8 @@ class Program(_Open):
 class Data(_Open):
     """Which dataset, in which deterministic order, and where its file is."""
 
-    dataset: Literal["digits", "stdlib_chars"]
-    format: Literal["repops-digits-v1", "repops-chars-v1"] | None = None
+    dataset: Literal["digits", "stdlib_chars", "tensors", "tokens"] | None = None
+    format: Literal["repops-digits-v1", "repops-chars-v1", "tensors", "tokens"] | None = None
     batch_size: Annotated[int, Field(ge=1, le=1 << 16)]
     seed: Annotated[int, Field(ge=0, le=U63)]
     cid: str | None = None
@@ -193,13 +234,15 @@ class Data(_Open):
     @field_validator("cid")
     @classmethod
     def _cid(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            normalize_cid(value)
-        except InvalidCid as exc:
-            raise ValueError(f"not a CID: {exc.reason}") from None
-        return value
+        return _check_cid(value)
+
+    @property
+    def name(self) -> str | None:
+        """The dataset, named or implied by its format (None when neither is given)."""
+        if self.dataset is not None:
+            return self.dataset
+        by_format = {f: d for d, f in DATASET_FORMATS.items()}
+        return None if self.format is None else by_format[self.format]
 
 
 class JobSpec(_Open):
@@ -221,11 +264,17 @@ class JobSpec(_Open):
 # ------------------------------------------------------------------------------ errors
 
 
-_TAGS: Final = {"mlp", "gpt", "constant", "linear"}
+_TAGS: Final = {"mlp", "gpt", "graph", "constant", "linear"}
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _TAGS)]
+    # pydantic puts a union's tag right after the union field: drop it there only (a
+    # graph model also has a field named "graph")
+    parts = [
+        str(p)
+        for i, p in enumerate(loc)
+        if not (p in _TAGS and i > 0 and loc[i - 1] in ("model", "lr_schedule"))
+    ]
     return ".".join(parts) or "$"
 
 
@@ -277,13 +326,20 @@ def _cross_field(spec: JobSpec) -> list[FieldError]:
                 f"{model.config.n_embd} is not divisible by n_head",
             )
         )
-    expected_format = DATASET_FORMATS[spec.data.dataset]
+    if isinstance(model, GraphModel):
+        if spec.program.loss != "graph" and "loss" in spec.program.model_fields_set:
+            errs.append(FieldError("program.loss", "a graph returns its loss: 'graph' or absent"))
+    elif spec.program.loss != "cross_entropy":
+        errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
+    dataset = spec.data.name
+    if dataset is None:
+        errs.append(FieldError("data.dataset", "required field is missing"))
+        return errs
+    expected_format = DATASET_FORMATS[dataset]
     if spec.data.format is not None and spec.data.format != expected_format:
-        errs.append(FieldError("data.format", f"{spec.data.dataset} files are {expected_format}"))
+        errs.append(FieldError("data.format", f"{dataset} files are {expected_format}"))
     if expected_format not in MODEL_FORMATS[model.name]:
-        errs.append(
-            FieldError("data.dataset", f"model {model.name} cannot train on {spec.data.dataset}")
-        )
+        errs.append(FieldError("data.dataset", f"model {model.name} cannot train on {dataset}"))
     return errs
 
 
@@ -361,6 +417,17 @@ class SealedSpec:
     @property
     def dataset_cid(self) -> Cid | None:
         return None if self.spec.data.cid is None else Cid(self.spec.data.cid)
+
+    @property
+    def artifact_cids(self) -> dict[str, Cid | None]:
+        """A graph model's artifacts by field path (empty for zoo models)."""
+        model = self.spec.program.model
+        if not isinstance(model, GraphModel):
+            return {}
+        return {
+            f"program.model.{k}": None if ref.cid is None else Cid(ref.cid)
+            for k, ref in (("graph", model.graph), ("weights", model.weights))
+        }
 
 
 def seal(raw: Any) -> SealedSpec:

@@ -40,6 +40,7 @@ from chain.errors import ChainError
 from chain.keys import load_key
 from chain.types import JobId
 from frontend_api.errors import ApiError
+from jobspec.factory import artifact, graph_spec
 from market.jobspec import JobSpecError
 from market.store import StoreError, compute_cid
 from submitter.client import ApiClient, MarketTerms, prepare_spec, sign_submission
@@ -113,18 +114,82 @@ def _market(args: argparse.Namespace, api: ApiClient, account: LocalAccount) -> 
 # --------------------------------------------------------------------------- commands
 
 
+def _model_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec of an own-model job: the given JSON, or one from the training flags."""
+    if args.spec:
+        spec = _read_json(Path(args.spec))
+        if not isinstance(spec, dict):
+            raise CliError(f"{args.spec}: a spec is a JSON object")
+        return spec
+    return graph_spec(
+        artifact("0" * 64),
+        artifact("0" * 64),
+        data_format=args.data_format,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps or None,
+        batch_size=args.batch_size,
+        data_seed=args.seed,
+        steps=args.steps,
+        checkpoint_interval=args.checkpoint_interval or args.steps,
+        seed=args.seed,
+    )
+
+
+def _own_model(
+    args: argparse.Namespace, console: Console, api: ApiClient, dataset: bytes | None
+) -> dict[str, Any]:
+    """Lower, check against the dataset, upload graph + weights; the spec naming them."""
+    from submitter import model as model_mod
+
+    if dataset is None:
+        raise CliError("--model/--model-dir need --data FILE (checked against the model)")
+    spec = _model_spec(args)
+    data = spec.get("data")
+    batch = data.get("batch_size") if isinstance(data, dict) else None
+    if not isinstance(batch, int):
+        raise CliError("spec.data.batch_size: required to lower the model")
+    try:
+        lowered = model_mod.lower_model(
+            Path(args.model) if args.model else None,
+            Path(args.model_dir) if args.model_dir else None,
+            Path(args.weights) if args.weights else None,
+            batch,
+        )
+        spec = model_mod.with_model(spec, lowered)
+        model_mod.check_job(spec, lowered, dataset)
+    except model_mod.ModelProblem as exc:
+        raise CliError(str(exc)) from None
+    refs = spec["program"]["model"]
+    for name, blob in (("graph", lowered.graph), ("weights", lowered.weights)):
+        stored = api.upload_artifact(blob)
+        if stored.get("sha256") != refs[name]["sha256"]:
+            raise CliError(f"the API stored {name} with sha256 {stored.get('sha256')}")
+        refs[name]["cid"] = str(stored["cid"])
+        console.print(f"{name} {stored['cid']} ({len(blob)} bytes)")
+    return spec
+
+
 def cmd_submit(args: argparse.Namespace, console: Console, api: ApiClient) -> int:
     account = _key(args)
-    spec = _read_json(Path(args.spec))
-    if not isinstance(spec, dict):
-        raise CliError(f"{args.spec}: a spec is a JSON object")
+    own_model = bool(args.model or args.model_dir)
+    if not own_model and not args.spec:
+        raise CliError("a job spec (JSON) is required unless --model/--model-dir is given")
+    if args.weights and not own_model:
+        raise CliError("--weights is the initial state of --model/--model-dir")
     dataset: bytes | None = None
     if args.data:
         try:
             dataset = Path(args.data).read_bytes()
         except OSError as exc:
             raise CliError(f"cannot read {args.data}: {exc.strerror}") from None
-    elif args.data_cid:
+    if own_model:
+        spec = _own_model(args, console, api, dataset)
+    else:
+        spec = _read_json(Path(args.spec))
+        if not isinstance(spec, dict):
+            raise CliError(f"{args.spec}: a spec is a JSON object")
+    if args.data_cid:
         data = spec.get("data")
         spec["data"] = {**(data if isinstance(data, dict) else {}), "cid": args.data_cid}
     sealed = prepare_spec(spec, dataset)
@@ -454,7 +519,21 @@ def add_job_commands(sub: Any) -> None:
     cmds = job.add_subparsers(dest="job_command", required=True)
 
     submit = cmds.add_parser("submit", help="sign and submit a job spec", parents=[flags])
-    submit.add_argument("spec", help="the job spec (JSON)")
+    submit.add_argument(
+        "spec", nargs="?", help="the job spec (JSON); optional with --model/--model-dir"
+    )
+    own = submit.add_mutually_exclusive_group()
+    own.add_argument("--model", help="your own model: a torch.export program (.pt2)")
+    own.add_argument("--model-dir", help="your own model, lowered by `assay model lower`")
+    submit.add_argument("--weights", help="initial weights (safetensors): fine-tuning")
+    submit.add_argument("--data-format", choices=("tensors", "tokens"), default="tensors")
+    submit.add_argument("--steps", type=int, default=100, help="with --model and no spec")
+    submit.add_argument("--batch-size", type=int, default=16, help="with --model and no spec")
+    submit.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
+    submit.add_argument("--seed", type=int, default=0, help="data-order seed")
+    submit.add_argument("--lr", type=float, default=1e-3)
+    submit.add_argument("--weight-decay", type=float, default=0.0)
+    submit.add_argument("--warmup-steps", type=int, default=0, help="> 0: linear schedule")
     data = submit.add_mutually_exclusive_group(required=True)
     data.add_argument(
         "--data", help="dataset file to upload (build one with `assay dataset build|pack`)"

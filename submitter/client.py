@@ -202,6 +202,15 @@ class ApiClient:
         result: dict[str, Any] = self._json(response)
         return result
 
+    def upload_artifact(self, data: bytes) -> dict[str, Any]:
+        """POST /artifacts: store a model artifact (unpinned until a job names it);
+        returns {"cid", "sha256", "size"}."""
+        response = self.http.post(
+            "/artifacts", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        result: dict[str, Any] = self._json(response)
+        return result
+
     def submission(self, submission_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json(self.http.get(f"/submissions/{submission_id}"))
         return result

@@ -151,3 +151,42 @@ def test_post_jobs_challenge_window_too_short_to_reexecute_is_422(stack: ApiStac
     assert problem["field"] == "order.challenge_window"
     assert f"at least {least} s" in problem["reason"]
     assert stack.job_count() == count
+
+
+def _graph_spec(fmt: str = "tensors") -> dict[str, Any]:
+    from jobspec.factory import artifact, graph_spec
+
+    return graph_spec(artifact("ab" * 32), artifact("cd" * 32), data_format=fmt)
+
+
+def test_graph_datasets_are_checked_for_structure_by_the_market() -> None:
+    import torch
+
+    from market.jobcheck import check_dataset_fits as fits
+    from repops import stio
+
+    good = stio.dumps({"inputs": torch.zeros(5, 3), "targets": torch.zeros(5, dtype=torch.int64)})
+    assert fits(_graph_spec(), good) == []
+    ragged = stio.dumps({"inputs": torch.zeros(5, 3), "targets": torch.zeros(4)})
+    assert [e.path for e in fits(_graph_spec(), ragged)] == ["dataset"]
+    doubles = stio.dumps({"inputs": torch.zeros(5, 3, dtype=torch.float64)})
+    assert "F64" in fits(_graph_spec(), doubles)[0].reason
+    stream = stio.dumps({"tokens": torch.arange(50, dtype=torch.int32)})
+    assert fits(_graph_spec("tokens"), stream) == []
+    assert fits(_graph_spec("tokens"), good)[0].path == "dataset"
+    assert fits(_graph_spec("tokens"), stio.dumps({"tokens": torch.zeros(2, 3).long()}))
+
+
+def test_graph_challenge_window_needs_the_weights_size() -> None:
+    import torch
+
+    from market.jobcheck import safetensors_elements
+    from repops import stio
+
+    with pytest.raises(ValueError, match="graph"):
+        min_challenge_window(_graph_spec())
+    weights = stio.dumps({"a": torch.zeros(300, 400), "b": torch.zeros(400)})
+    params = safetensors_elements(weights)
+    assert params == 300 * 400 + 400
+    small = min_challenge_window(_graph_spec(), graph_params=10)
+    assert min_challenge_window(_graph_spec(), graph_params=params * 1000) > small

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jobspec.factory import artifact, graph_spec
 from market.jobspec import (
     SpecInvalid,
     canonical_bytes,
@@ -62,9 +63,25 @@ def _del(path: str) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+GRAPH = graph_spec(artifact("ab" * 32, CID), artifact("cd" * 32, CID))
+
+
+def _graph(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    spec = copy.deepcopy(GRAPH)
+    edit(spec)
+    return spec
+
+
 GOOD: list[dict[str, Any]] = [
     base_spec(),
     GPT,
+    GRAPH,
+    _graph(_del("program.loss")),
+    _graph(_set("data.format", "tokens")),
+    _graph(_set("data.dataset", "tensors")),
+    _graph(_set("program.model.weights", artifact("ef" * 32))),
+    {**base_spec(), "data": {"format": "repops-digits-v1", "batch_size": 4, "seed": 1}},
     {**base_spec(), "note": "extra keys are kept and ignored"},
     {**base_spec(), "steps": 16777215, "checkpoint_interval": 16777215},
 ]
@@ -101,6 +118,55 @@ BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "data seed missing": _del("data.seed"),
     "program not object": _set("program", []),
 }
+
+
+GRAPH_BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "graph loss cross_entropy": _set("program.loss", "cross_entropy"),
+    "graph loss other": _set("program.loss", "mse"),
+    "graph config given": _set("program.model.config", {}),
+    "graph ref missing": _del("program.model.graph"),
+    "graph ref not object": _set("program.model.weights", "ab" * 32),
+    "graph sha short": _set("program.model.graph.sha256", "ab"),
+    "graph sha upper": _set("program.model.graph.sha256", "AB" * 32),
+    "graph sha missing": _del("program.model.weights.sha256"),
+    "graph cid not string": _set("program.model.graph.cid", 7),
+    "graph ref unknown field": _set("program.model.graph.size", 12),
+    "graph on digits": _set("data.dataset", "digits"),
+    "graph format unknown": _set(
+        "data", {"dataset": "tensors", "format": "npz", "batch_size": 8, "seed": 1}
+    ),
+    "graph format and dataset disagree": _set("data.dataset", "tokens"),
+    "graph no dataset nor format": _del("data.format"),
+}
+
+
+def test_jobspec_zoo_models_cannot_train_on_tensors_nor_return_their_loss() -> None:
+    for edit in (_set("data.dataset", "tensors"), _set("program.loss", "graph")):
+        spec = base_spec()
+        edit(spec)
+        assert repops_errors(spec) and spec_errors(spec)
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH_BAD_EDITS))
+def test_jobspec_bad_graph_specs_fail_both_validators_on_the_same_field(name: str) -> None:
+    spec = _graph(GRAPH_BAD_EDITS[name])
+    theirs = {e.path for e in repops_errors(spec)}
+    ours = {e.path for e in spec_errors(spec)}
+    assert theirs, f"repops accepted {name}"
+    assert ours, f"market accepted {name}"
+    for path in ours:
+        assert any(
+            t == path or t.startswith(path + ".") or path.startswith(t + ".") for t in theirs
+        ), (path, theirs)
+
+
+def test_jobspec_graph_cids_are_checked_and_listed() -> None:
+    assert [e.path for e in spec_errors(_graph(_set("program.model.graph.cid", "x")))] == [
+        "program.model.graph.cid"
+    ]
+    sealed = seal(GRAPH)
+    assert sealed.artifact_cids == {"program.model.graph": CID, "program.model.weights": CID}
+    assert seal(base_spec()).artifact_cids == {}
 
 
 @pytest.mark.parametrize("spec", GOOD, ids=range(len(GOOD)))

@@ -50,6 +50,13 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
         spec["program"]["model"]["config"]["hidden"] = list(overrides["hidden"])
     dataset = overrides.get("dataset_bytes")
     spec["data"]["cid"] = str(store.add_bytes(digits_bytes() if dataset is None else dataset))
+    return post_spec(env, store, spec, submit_window=int(overrides.get("submit_window", 3_600)))
+
+
+def post_spec(
+    env: DisputeEnv, store: ArtifactStore, spec: dict[str, Any], submit_window: int = 3_600
+) -> JobId:
+    """Pin the canonical bytes of `spec` (its artifacts already in `store`), post the job."""
     raw = canonical(spec)
     spec_cid = store.add_bytes(raw)
     terms = JobTerms(
@@ -59,7 +66,7 @@ def publish_job(env: DisputeEnv, store: ArtifactStore, **overrides: Any) -> JobI
         solver_stake=Wei(STAKE),
         challenger_bond=Wei(BOND),
         claim_deadline=env.devnet.timestamp() + 3_600,
-        submit_window=int(overrides.get("submit_window", 3_600)),
+        submit_window=submit_window,
         challenge_window=WINDOW_S,
         steps_per_checkpoint=spec["checkpoint_interval"],
         checkpoint_count=spec["steps"] // spec["checkpoint_interval"] + 1,

@@ -1,0 +1,207 @@
+"""A user's own model through the whole market on anvil + the real js-ipfs store.
+
+The model is a plain nn.Module written in the lowering tests (`DeepMLP`: linear, tanh-GELU,
+layer norm, tanh, cross-entropy), exported with torch.export, lowered to a canonical repops
+graph, and fine-tuned from a safetensors state that plain torch pre-trained.  Graph,
+weights and a ``tensors`` dataset are artifacts in the store; the spec binds their sha256.
+
+- An honest solver trains it and is paid (Finalized).
+- A solver that lies in one op of the graph (one matmul output one ulp off, everything
+  after it computed from the lie) is caught by the whistleblower, bisected to that op, and
+  the referee re-executes that op from the solver's own bundle: Slashed.
+- A job whose graph artifact is garbage (its sha256 matches, its bytes do not parse) is
+  never claimed: the solver does not stake on a job it cannot build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from chain.generated import GameStatus, JobStatus, Level, SolverSlashed
+from chain.types import JobId
+from jobspec.factory import artifact, graph_spec
+from market.store import ArtifactStore
+from repops import data as data_mod
+from repops import hashing, stio
+from repops.lowering import graph_json
+from repops.lowering.export import lower
+from repops.ops import Op
+from repops.program import Program, State, batch_for, step_of
+from repops.trace import StepTrace, chain_final, chain_link, chain_start
+from roles.realtrace import HonestStepper
+from solver.journal import Phase
+from solver.node import SolverNode
+from tests.e2e.ledger import Ledger, market_events
+from tests.e2e.support import post_spec, referee, run_market, solver_node, whistleblower
+from tests.fixtures.dispute import REWARD, STAKE, DisputeEnv
+from tests.repops.test_lowering import DeepMLP, _data
+
+BATCH = 8
+STEPS = 8
+K = 2
+LIE_STEP = 5  # in segment 2 (steps 4..6): leaf 3 is the first wrong one
+
+
+@cache
+def _lowered() -> tuple[bytes, bytes, bytes]:
+    """(graph JSON, fine-tuning weights, tensors dataset) of the exported DeepMLP."""
+    torch.manual_seed(0)
+    model = DeepMLP()
+    d = _data("mlp", 64)
+    b = torch.export.Dim("batch")
+    ep = torch.export.export(
+        model, (d["inputs"][:4], d["targets"][:4]), dynamic_shapes=({0: b}, {0: b})
+    )
+    # "pre-training" in plain torch; its state dict is the fine-tuning start
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for i in range(3):
+        opt.zero_grad()
+        model(d["inputs"][i * 16 : i * 16 + 16], d["targets"][i * 16 : i * 16 + 16]).backward()
+        opt.step()
+    pretrained = safetensors.torch.save({k: v.detach() for k, v in model.state_dict().items()})
+    lg = lower(ep, batch_size=BATCH)
+    lg.weights = graph_json.load_weights(lg, pretrained)
+    return lg.to_json(), lg.weights_bytes(), stio.dumps(d)
+
+
+def _publish(env: DisputeEnv, store: ArtifactStore, graph: bytes | None = None) -> JobId:
+    gj, wj, ds = _lowered()
+    gj = gj if graph is None else graph
+    refs = [artifact(hashlib.sha256(b).hexdigest(), str(store.add_bytes(b))) for b in (gj, wj)]
+    spec = graph_spec(*refs, batch_size=BATCH, steps=STEPS, checkpoint_interval=K)
+    spec["data"]["cid"] = str(store.add_bytes(ds))
+    return post_spec(env, store, spec)
+
+
+def _settled(node: SolverNode, job_id: JobId) -> bool:
+    entry = node.journal.load(job_id)
+    return entry is not None and entry.phase == Phase.SETTLED
+
+
+def _lie_op(program: Program) -> int:
+    """The chain index (1-based) of the graph's second matmul (a fresh output tensor)."""
+    matmuls = [
+        j for j, n in enumerate(program.tape.chain, 1) if program.tape.nodes[n].op is Op.MATMUL
+    ]
+    return matmuls[1]
+
+
+@dataclass(frozen=True)
+class OneOpLiar(HonestStepper):
+    """At step `at_step`, one matmul output of the graph is one ulp off; every later op
+    is computed from the lie, so the step's chain and its next state are consistent with
+    it (the solver defends the lie), and every op before it is honest."""
+
+    at_step: int = LIE_STEP
+
+    def _run(self, program: Program, state: State, dataset: data_mod.Dataset) -> StepTrace:
+        batch = batch_for(program, dataset, int(state["meta.data_cursor"].item()))
+        lie = _lie_op(program)
+        outs: list[bytes] = []
+
+        def hook(j: int, node: int, value: torch.Tensor) -> None:
+            if j == lie:
+                flat = value.view(-1)
+                flat[0] = torch.nextafter(flat[0], torch.tensor(float("inf")))
+            outs.append(hashing.tensor_hash(value))
+
+        feeds = {k: v.to(self.device) for k, v in state.items()}
+        feeds.update({k: v.to(self.device) for k, v in batch.items()})
+        vals = program.executor(self.device).run(feeds, hook=hook)
+        new: State = {}
+        for name, nid in program.tape.outputs.items():
+            v = vals[nid]
+            assert v is not None
+            new[name] = v
+        chain = [chain_start(hashing.state_hash(state), hashing.state_hash(batch))]
+        for j, oh in enumerate(outs, start=1):
+            chain.append(chain_link(chain[-1], j, oh))
+        nsh = hashing.state_hash(new)
+        chain.append(chain_final(chain[-1], nsh))
+        return StepTrace(chain[0], hashing.state_hash(batch), tuple(outs), nsh, tuple(chain), new)
+
+    def step(
+        self, program: Program, state: State, dataset: data_mod.Dataset
+    ) -> tuple[State, float]:
+        if step_of(state) != self.at_step:
+            return super().step(program, state, dataset)
+        return self._run(program, state, dataset).new_state, 0.0
+
+    def replay(self, program: Program, state: State, dataset: data_mod.Dataset) -> StepTrace:
+        if step_of(state) != self.at_step:
+            return super().replay(program, state, dataset)
+        trace = self._run(program, state, dataset)
+        # StepTrace.state_hash is the state's hash, not h_0
+        return StepTrace(
+            hashing.state_hash(state),
+            trace.batch_hash,
+            trace.out_hashes,
+            trace.new_state_hash,
+            trace.chain,
+            trace.new_state,
+        )
+
+
+def test_exported_model_fine_tuning_job_is_paid_and_finalized(
+    dispute_env: DisputeEnv, ipfs_store: ArtifactStore, ledger: Ledger, tmp_path: Path
+) -> None:
+    env = dispute_env
+    job_id = _publish(env, ipfs_store)
+    node = solver_node(env, ipfs_store, tmp_path)
+    wb = whistleblower(env, ipfs_store)
+    ref = referee(env, ipfs_store)
+
+    run_market(env, [node.tick, wb.tick], ref, done=lambda: _settled(node, job_id))
+
+    (report,) = wb.findings
+    assert (report.job_id, report.checked, report.mismatch) == (job_id, (0, 1, 2, 3), None)
+    assert env.game.game_count() == 0
+    assert env.market.get_job(job_id).status == JobStatus.Finalized
+    assert ledger.delta(env.solver(0).address) == REWARD
+    assert ledger.delta(env.submitter.address) == -REWARD
+
+
+def test_one_op_lie_inside_exported_graph_is_caught_and_slashed(
+    dispute_env: DisputeEnv, ipfs_store: ArtifactStore, ledger: Ledger, tmp_path: Path
+) -> None:
+    env = dispute_env
+    job_id = _publish(env, ipfs_store)
+    node = solver_node(env, ipfs_store, tmp_path, stepper=OneOpLiar())
+    wb = whistleblower(env, ipfs_store)
+    ref = referee(env, ipfs_store)
+
+    run_market(env, [node.tick, wb.tick], ref, done=lambda: _settled(node, job_id))
+
+    (finding,) = wb.findings
+    assert finding.mismatch == LIE_STEP // K + 1
+    assert env.game.game_count() == 1
+    game = env.game.get_game(1)
+    assert game.status == GameStatus.ChallengerWon
+    assert (game.level, game.base) == (Level.OP, LIE_STEP)
+    program = node._context(job_id).program
+    lie = _lie_op(program)
+    assert (game.lo, game.hi) == (lie, lie + 1)  # bisected to exactly the lying op
+    assert env.market.get_job(job_id).status == JobStatus.Slashed
+    (slashed,) = market_events(env, SolverSlashed)
+    assert slashed.solver == env.solver(0).address
+    assert ledger.delta(env.solver(0).address) == -STAKE
+
+
+def test_garbage_graph_artifact_is_never_claimed(
+    dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
+) -> None:
+    env = dispute_env
+    job_id = _publish(env, ipfs_store, graph=b'{"format": "not a graph"}')
+    node = solver_node(env, ipfs_store, tmp_path)
+    before = env.token.balance_of(env.solver(0).address)
+    for _ in range(3):
+        node.tick()
+    assert env.market.get_job(job_id).status == JobStatus.Open
+    assert node.journal.load(job_id) is None
+    assert env.token.balance_of(env.solver(0).address) == before  # nothing staked
