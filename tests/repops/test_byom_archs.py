@@ -33,7 +33,6 @@ from repops.program import (
 from tests.repops.conftest import threads
 
 STEPS = 30
-EARLY = 10  # the 2-thread run of the default suite stops here (the full one is `slow`)
 
 
 def _program(lg: graph_json.LoweredGraph, name: str, seed: int = 3, steps: int = STEPS) -> Program:
@@ -54,38 +53,23 @@ def _lowered(name: str) -> tuple[torch.export.ExportedProgram, graph_json.Lowere
     return _LOWERED[name]
 
 
-def _train_and_compare(name: str, full_two_threads: bool) -> dict[str, torch.Tensor]:
+@pytest.mark.parametrize("name", ["cnn", "encoder", "rope"])
+def test_architecture_trains_reproducibly_and_like_torch(name: str) -> None:
     ep, lg = _lowered(name)
     program = _program(lg, name)
     ds = examples.dataset(name)
     check_dataset(program, ds)
-    with threads(1):
-        early, first = train(program, init_state(program), ds, EARLY)
-        final, rest = train(program, early, ds, STEPS - EARLY)
-    losses = first + rest
-    with threads(2):
-        two, two_losses = train(
-            program, init_state(program), ds, STEPS if full_two_threads else EARLY
-        )
-    want = final if full_two_threads else early
-    assert hashing.state_hash(two) == hashing.state_hash(want)
-    assert two_losses == losses[: len(two_losses)]
+    runs = []
+    for n in (1, 2):
+        with threads(n):
+            state, losses = train(program, init_state(program), ds, STEPS)
+        runs.append((hashing.state_hash(state), losses))
+    assert runs[0] == runs[1]  # equal state hashes and losses at 1 and 2 threads
+    losses = runs[0][1]
     assert sum(losses[-5:]) < sum(losses[:5])  # it learns
     ref = torch_reference_losses(ep, program, ds)
     assert abs(losses[0] - ref[0]) <= 1e-4 * abs(ref[0])  # same weights, same batch
     assert abs(losses[-1] - ref[-1]) <= 0.02 * abs(ref[-1]), (losses[-1], ref[-1])
-    return final
-
-
-@pytest.mark.parametrize("name", ["cnn", "encoder", "rope"])
-def test_architecture_trains_reproducibly_and_like_torch(name: str) -> None:
-    _train_and_compare(name, full_two_threads=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn", "encoder", "rope"])
-def test_architecture_30_steps_equal_at_1_and_2_threads(name: str) -> None:
-    _train_and_compare(name, full_two_threads=True)
 
 
 def test_ops_the_architectures_lower_to() -> None:
