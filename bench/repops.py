@@ -129,8 +129,9 @@ def _setup_example(name: str) -> tuple[Program, data.Dataset, Any]:
     ep = examples.export(name)
     lg = lower(ep, ex.batch_size)
     gj, wj = lg.to_json(), lg.weights_bytes()
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
-    spec = local_spec(*blobs, 1000, ex.batch_size, 1, ex.lr, 0.01, 0, 100, ex.data_format)
+    g_sha, w_sha = hashlib.sha256(gj).hexdigest(), hashlib.sha256(wj).hexdigest()
+    blobs = {g_sha: gj, w_sha: wj}
+    spec = local_spec(g_sha, w_sha, 1000, ex.batch_size, 1, ex.lr, 0.01, 0, 100, ex.data_format)
     prog = build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
     return prog, examples.dataset(name), ep
 
