@@ -25,6 +25,7 @@ from repops.program import (
     batch_for,
     build_program,
     check_dataset,
+    eval_loss,
     init_state,
     load_checkpoint,
     save_checkpoint,
@@ -163,3 +164,21 @@ def test_dropout_masks_follow_the_job_seed_and_step() -> None:
     _, (l0,) = train(program, s0, ds, 1)
     _, (l1,) = train(program, later, ds, 1)
     assert l0 != l1
+
+
+def test_eval_mode_batch_norm_reads_its_statistics_as_constants() -> None:
+    torch.manual_seed(0)
+    model = examples.BNConvNet()
+    with torch.no_grad():  # non-trivial running statistics
+        model.bn1.running_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        model.bn1.running_var.copy_(torch.tensor([0.5, 2.0, 1.0, 1.5]))
+    model.eval()
+    d = examples.dataset_tensors("cnn", 16)
+    ep = torch.export.export(model, (d["inputs"], d["targets"]))
+    lg = lower(ep)
+    assert lg.buffers == {} and "running" not in json.dumps(json.loads(lg.to_json())["params"])
+    program = _program(lg, "cnn", steps=1)
+    got = eval_loss(program, init_state(program), [dict(d)])
+    with torch.no_grad():
+        want = float(model(d["inputs"], d["targets"]))
+    assert abs(got - want) <= 1e-5 * abs(want), (got, want)
