@@ -226,6 +226,20 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
     weights: dict[str, torch.Tensor] = {}
     buffers: dict[str, tuple[tuple[int, ...], str]] = {}
     buffer_leaf: dict[str, int] = {}  # buffer name -> its INPUT node id
+    current: dict[str, int] = {}  # buffer name -> node id of its value so far
+    placeholder: dict[str, str] = {}  # buffer name -> its FX placeholder
+
+    def absorb() -> None:
+        """Move the rules' `g.buffer_updates` (keyed by a buffer's value so far) into
+        `current`; later reads of the buffer see its new value (a module called twice)."""
+        for old, new in g.buffer_updates.items():
+            names = [k for k, v in current.items() if v == old]
+            if not names:
+                raise Unsupported("running statistics that are not a module buffer")
+            current[names[0]] = new
+            env[placeholder[names[0]]] = T(new)
+        g.buffer_updates.clear()
+
     problems: list[str] = []
     no_rule: list[Any] = []
 
@@ -286,7 +300,8 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                     shape, dt = tuple(int(d) for d in tensor.shape), _DTYPES[tensor.dtype]
                     buffers[name] = (shape, dt)
                     weights[name] = tensor.detach().clone()
-                    buffer_leaf[name] = g.input(f"buffer.{name}", shape, dt)
+                    buffer_leaf[name] = current[name] = g.input(f"buffer.{name}", shape, dt)
+                    placeholder[name] = node.name
                     env[node.name] = T(buffer_leaf[name])
                     continue
                 env[node.name] = T(g.const(tensor.detach().clone()))
@@ -329,7 +344,8 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 fn = RULES.get(key)
                 functional = _inplace_key(key) if fn is None else None
                 if functional is not None and functional in RULES:
-                    _lower_inplace(g, node, RULES[functional], concrete, env, buffer_leaf, specs)
+                    _lower_inplace(g, node, RULES[functional], concrete, env, buffer_leaf, current)
+                    absorb()
                     continue
                 if fn is None:
                     problems.append(f"{key} at {where(node)}: no lowering rule")
@@ -339,6 +355,7 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 args = concrete(node.args)
                 kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
                 out = fn(g, tuple(args), kwargs)
+                absorb()
                 env[node.name] = tuple(T(i) for i in out) if isinstance(out, tuple) else T(int(out))
             except KeyError:
                 continue  # an input did not lower and has no stand-in: reported at its source
@@ -376,7 +393,7 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
         raise LoweringFailed(
             [f"forward must return a 0-dim float32 loss, got {g.dtype(loss.id)}{g.shape(loss.id)}"]
         )
-    updates = _updates(g, sig, env, buffer_leaf)
+    updates = _updates(g, sig, env, buffer_leaf, current)
     return LoweredGraph(
         graph=g,
         loss=loss.id,
@@ -397,15 +414,17 @@ def _lower_inplace(
     concrete: Callable[[Any], Any],
     env: dict[str, Any],
     buffer_leaf: dict[str, int],
-    specs: dict[str, Any],
+    current: dict[str, int],
 ) -> None:
-    """An in-place op (``aten.add_``) on a state buffer: its functional rule, whose result
-    is the buffer's new value (read by every later use of the buffer)."""
+    """An in-place op (``aten.add_``) on a state buffer (its placeholder, or the result of
+    an earlier in-place op on it): its functional rule, whose result is the buffer's new
+    value (read by every later use of the buffer)."""
     target = node.args[0] if node.args else None
-    spec = specs.get(target.name) if isinstance(target, torch.fx.Node) else None
-    name = str(spec.target) if spec is not None and spec.kind == InputKind.BUFFER else None
-    if name is None or name not in buffer_leaf or not isinstance(target, torch.fx.Node):
+    val = env.get(target.name) if isinstance(target, torch.fx.Node) else None
+    names = [k for k, v in current.items() if isinstance(val, T) and v == val.id]
+    if not names:
         raise Unsupported("in-place op on something other than a module buffer")
+    name = names[0]
     args = concrete(node.args)
     kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
     out = fn(g, tuple(args), kwargs)
@@ -415,21 +434,19 @@ def _lower_inplace(
     out = int(out)
     if g.shape(out) != g.shape(leaf) or g.dtype(out) != g.dtype(leaf):
         raise Unsupported(f"in-place op changes buffer {name!r}'s shape or dtype")
-    g.buffer_updates[leaf] = out
-    env[target.name] = T(out)
+    g.buffer_updates[current[name]] = out  # keyed by its value so far
     env[node.name] = T(out)
 
 
 def _updates(
-    g: Graph, sig: Any, env: dict[str, Any], buffer_leaf: dict[str, int]
+    g: Graph,
+    sig: Any,
+    env: dict[str, Any],
+    buffer_leaf: dict[str, int],
+    current: dict[str, int],
 ) -> dict[str, int]:
     """Buffer name -> node id of its value after forward (unchanged buffers left out)."""
-    by_leaf = {v: k for k, v in buffer_leaf.items()}
-    out: dict[str, int] = {}
-    for leaf, new in g.buffer_updates.items():
-        if leaf not in by_leaf:
-            raise LoweringFailed(["batch norm running statistics must be module buffers"])
-        out[by_leaf[leaf]] = new
+    out = {k: v for k, v in current.items() if v != buffer_leaf[k]}
     for s in sig.output_specs:
         if s.kind == OutputKind.BUFFER_MUTATION:
             v = env.get(s.arg.name)

@@ -182,3 +182,33 @@ def test_eval_mode_batch_norm_reads_its_statistics_as_constants() -> None:
     with torch.no_grad():
         want = float(model(d["inputs"], d["targets"]))
     assert abs(got - want) <= 1e-5 * abs(want), (got, want)
+
+
+class TwiceBN(torch.nn.Module):
+    """One BatchNorm1d module applied twice: its running statistics are updated twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+        self.bn = torch.nn.BatchNorm1d(8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        h = self.bn(torch.relu(self.lin(self.bn(inputs))))
+        return torch.nn.functional.cross_entropy(self.head(h), targets)
+
+
+def test_a_batch_norm_module_called_twice_chains_its_updates_like_torch() -> None:
+    torch.manual_seed(1)
+    d = examples.dataset_tensors("dropout", 16)  # (16, 8) float inputs, 3 classes
+    ep = torch.export.export(TwiceBN(), (d["inputs"], d["targets"]))
+    lg = lower(ep)
+    program = _program(lg, "dropout", steps=1)
+    state, _ = train(program, init_state(program), examples.dataset("dropout"), 1)
+    module = copy.deepcopy(ep.module())
+    b = batch_for(program, examples.dataset("dropout"), 0)
+    module(b["batch.inputs"], b["batch.targets"])
+    sd = module.state_dict()
+    assert int(state["buffer.bn.num_batches_tracked"]) == 2 == int(sd["bn.num_batches_tracked"])
+    for k in ("bn.running_mean", "bn.running_var"):
+        assert torch.allclose(state[f"buffer.{k}"], sd[k], rtol=1e-5, atol=1e-6), k
