@@ -11,6 +11,10 @@ plain-torch twin with torch AdamW; both sides get the step's batch prebuilt).  L
 n_embd 384, block 128), then the peak resident memory growth of a child process doing
 three steps, repops vs torch (`peak_mem_ratio_<model>`), and the load average before and
 after.  Goal: step ratio <= 1.2, matmul <= 1.05 on CPU.
+
+Also `step_ratio_byom_<name>` for the exported example models of the bring-your-own-model
+tests (`repops.lowering.examples`: cnn, encoder, rope, dropout): torch.export ->
+lowered graph -> program tape, against the exported module trained with torch AdamW.
 """
 
 from __future__ import annotations
@@ -110,6 +114,60 @@ def bench_step(prog: Program, ds: data.Dataset, reps: int) -> tuple[float, float
     return interleaved(ours, theirs, reps)
 
 
+BYOM = {f"byom_{k}": k for k in ("cnn", "encoder", "rope", "dropout")}
+
+
+def _setup_example(name: str) -> tuple[Program, data.Dataset, Any]:
+    """A bring-your-own-model example: exported, lowered, built as a local job would be."""
+    import hashlib
+
+    from deploy.model_cli import local_spec
+    from repops.lowering import examples
+    from repops.lowering.export import lower
+
+    ex = examples.EXAMPLES[name]
+    ep = examples.export(name)
+    lg = lower(ep, ex.batch_size)
+    gj, wj = lg.to_json(), lg.weights_bytes()
+    g_sha, w_sha = hashlib.sha256(gj).hexdigest(), hashlib.sha256(wj).hexdigest()
+    blobs = {g_sha: gj, w_sha: wj}
+    spec = local_spec(g_sha, w_sha, 1000, ex.batch_size, 1, ex.lr, 0.01, 0, 100, ex.data_format)
+    prog = build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
+    return prog, examples.dataset(name), ep
+
+
+def bench_example_step(name: str, reps: int) -> tuple[Program, float, float, float]:
+    """One training step of an exported example: repops tape vs the exported module with
+    torch AdamW (both get the step's batch prebuilt)."""
+    from deploy.model_cli import _input_order
+
+    prog, ds, ep = _setup_example(name)
+    module = copy.deepcopy(ep.module())  # exported.module() shares the export's tensors
+    opt = torch.optim.AdamW(module.parameters(), lr=prog.optim.lr, foreach=False)
+    order = _input_order(ep, sorted(prog.batch_specs))
+    batches = [batch_for(prog, ds, t) for t in range(reps + 1)]
+    cur = {"s": init_state(prog)}
+    it = {"i": 0}
+    ex = prog.executor(torch.device("cpu"))
+    outputs = prog.tape.outputs
+
+    def ours() -> None:
+        s = cur["s"]
+        feeds = {**s, **batches[int(s["meta.data_cursor"].item()) % len(batches)]}
+        vals = ex.run(feeds)
+        cur["s"] = {n: v for n, nid in outputs.items() if (v := vals[nid]) is not None}
+
+    def theirs() -> None:
+        b = batches[it["i"] % len(batches)]
+        loss = module(*[b[f"batch.{k}"] for k in order])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        it["i"] += 1
+
+    return (prog, *interleaved(ours, theirs, reps))
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -166,7 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default=",".join(SPECS), help="comma-separated models")
+    ap.add_argument("--only", default=",".join([*SPECS, *BYOM]), help="comma-separated models")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     ap.add_argument("--peak-child", nargs=2, metavar=("MODEL", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -176,8 +234,10 @@ def main() -> None:
         return
     models = [m for m in args.only.split(",") if m]
     for m in models:
-        if m not in SPECS:
-            ap.error(f"unknown model {m!r}; choose from {', '.join(SPECS)}")
+        if m not in SPECS and m not in BYOM:
+            ap.error(f"unknown model {m!r}; choose from {', '.join([*SPECS, *BYOM])}")
+    byom = [m for m in models if m in BYOM]
+    models = [m for m in models if m in SPECS]
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"cpu capability {torch.backends.cpu.get_cpu_capability()}, "
@@ -192,6 +252,13 @@ def main() -> None:
         ratio, ours, theirs = bench_step(prog, ds, args.reps)
         print(
             f"step {name} ({prog.tape.num_ops} ops): repops {ours * 1e3:.1f} ms, "
+            f"torch {theirs * 1e3:.1f} ms"
+        )
+        print(f"step_ratio_{name}: {ratio:.2f}")
+    for name in byom:
+        prog, ratio, ours, theirs = bench_example_step(BYOM[name], args.reps)
+        print(
+            f"step {name} (exported, {prog.tape.num_ops} ops): repops {ours * 1e3:.1f} ms, "
             f"torch {theirs * 1e3:.1f} ms"
         )
         print(f"step_ratio_{name}: {ratio:.2f}")

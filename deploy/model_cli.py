@@ -177,6 +177,9 @@ def _summary(console: Console, m: Loaded) -> None:
     console.print(f"batch: {batch}")
     inputs = ", ".join(f"{k} {dt}{list(s)}" for k, (s, dt) in sorted(lg.batch.items()))
     console.print(f"inputs: {inputs}")
+    if lg.buffers:
+        bufs = ", ".join(f"{k} {dt}{list(s)}" for k, (s, dt) in sorted(lg.buffers.items()))
+        console.print(f"state buffers (updated by forward, not trained): {bufs}")
     table = Table(title="ops by kind")
     table.add_column("op")
     table.add_column("count", justify="right")
@@ -352,16 +355,20 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
 
     Not reproducible (torch kernels, torch autograd): for comparison only.
     """
+    import copy
+
     import torch
 
     from repops import data as data_mod
 
-    module = exported.module()
+    # a copy: exported.module() shares its tensors with the export's state dict
+    module = copy.deepcopy(exported.module())
     init = program.initial
     with torch.no_grad():
         named = dict(module.named_parameters())
+        buffers = dict(module.named_buffers())
         for name, t in init.items():
-            named[name].copy_(t)
+            (named[name] if name in named else buffers[name]).copy_(t)
     opt_cfg = program.optim
     decay = [p for n, p in named.items() if p.dim() >= 2]
     rest = [p for n, p in named.items() if p.dim() < 2]

@@ -24,8 +24,12 @@ on a ``tensors`` dataset whose tensors are named like the graph's batch inputs.
 
 A training state maps names to tensors: ``param.<p>``, ``adam.m.<p>``, ``adam.v.<p>``,
 ``adam.beta1_pow``/``adam.beta2_pow`` (float32 scalars: beta**t), ``meta.step`` and
-``meta.data_cursor`` (int64 scalars).  One step is one execution of the tape: forward,
-loss, backward, LR schedule, AdamW, counter increments, all as repops ops.
+``meta.data_cursor`` (int64 scalars), and for a graph model ``buffer.<b>`` for each
+buffer its forward writes (batch-norm running statistics: not trained, initialised from
+the weights file, next value = the graph's update node).  A graph's dropout masks read
+``meta.step`` and ``rng.seed``, a constant of the tape equal to the spec's ``seed``.
+One step is one execution of the tape: forward, loss, backward, LR schedule, AdamW,
+counter increments, all as repops ops.
 
 AdamW (decoupled decay, only on matrices), one binary32 rounding per operation written,
 as three fused ops per parameter (ADAM_MOMENT twice, ADAMW_PARAM):
@@ -348,7 +352,14 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         det["program"]["model"]["graph"].pop("cid", None)
         det["program"]["model"]["weights"].pop("cid", None)
     tape, sspecs = _build_tape(
-        mod, cfg, params, bspecs, parsed["optim"], parsed["schedule"], parsed["steps"]
+        mod,
+        cfg,
+        params,
+        bspecs,
+        parsed["optim"],
+        parsed["schedule"],
+        parsed["steps"],
+        parsed["seed"],
     )
     return Program(
         spec=det,
@@ -408,12 +419,17 @@ class _GraphModel:
         return dict(lg.batch)
 
     @staticmethod
-    def forward(
-        g: Graph, lg: graph_json.LoweredGraph, params: Mapping[str, int], batch: Mapping[str, int]
-    ) -> int:
-        leaves = {f"param.{k}": v for k, v in params.items()}
-        leaves.update({f"batch.{k}": v for k, v in batch.items()})
-        return lg.replay(g, leaves)
+    def buffer_specs(lg: graph_json.LoweredGraph) -> dict[str, tuple[tuple[int, ...], str]]:
+        return dict(lg.buffers)
+
+    @staticmethod
+    def forward_state(
+        g: Graph,
+        lg: graph_json.LoweredGraph,
+        leaves: Mapping[str, int],
+    ) -> tuple[int, dict[str, int]]:
+        """(loss, {buffer name: new value}); `leaves` names every INPUT of the graph."""
+        return lg.replay_state(g, leaves)
 
 
 def _build_tape(
@@ -424,6 +440,7 @@ def _build_tape(
     opt: Optim,
     sch: Schedule,
     steps: int,
+    seed: int,
 ) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]]]:
     g = Graph()
     sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -441,7 +458,19 @@ def _build_tape(
     cursor = inp("meta.data_cursor", (), "int64")
     batch = {k: g.input(f"batch.{k}", shape, dt) for k, (shape, dt) in bspecs.items()}
 
-    loss = mod.forward(g, cfg, pid, batch)
+    new_buffers: dict[str, int] = {}
+    if mod is _GraphModel:
+        bufs = {n: inp(f"buffer.{n}", s, dt) for n, (s, dt) in mod.buffer_specs(cfg).items()}
+        leaves = {f"param.{k}": v for k, v in pid.items()}
+        leaves.update({f"batch.{k}": v for k, v in batch.items()})
+        leaves.update({f"buffer.{k}": v for k, v in bufs.items()})
+        leaves["meta.step"] = step
+        if "rng.seed" in cfg.graph.inputs:
+            leaves["rng.seed"] = g.const(seed, "int64")
+        loss, new_buffers = mod.forward_state(g, cfg, leaves)
+        new_buffers = {n: new_buffers.get(n, v) for n, v in bufs.items()}
+    else:
+        loss = mod.forward(g, cfg, pid, batch)
     grads = backward(g, loss, list(pid.values()))
 
     # LR schedule from the step counter.
@@ -477,6 +506,8 @@ def _build_tape(
     one_i = g.const(1, "int64")
     outputs["meta.step"] = g.add(step, one_i)
     outputs["meta.data_cursor"] = g.add(cursor, one_i)
+    for n, v in new_buffers.items():
+        outputs[f"buffer.{n}"] = v
     return Tape.from_graph(g, outputs, loss), sspecs
 
 
@@ -508,6 +539,10 @@ def init_state(program: Program, device: torch.device | str = "cpu") -> State:
     state["adam.beta2_pow"] = torch.tensor(1.0, dtype=torch.float32)
     state["meta.step"] = torch.tensor(0, dtype=torch.int64)
     state["meta.data_cursor"] = torch.tensor(0, dtype=torch.int64)
+    for name, (shape, dt) in program.state_specs.items():
+        if name.startswith("buffer."):  # graph buffers (running statistics): from weights
+            t = program.initial[name[len("buffer.") :]]
+            state[name] = t.to(DTYPES[dt]).reshape(shape).clone()
     return {k: v.to(dev) for k, v in state.items()}
 
 

@@ -3,7 +3,10 @@
 The submitter's module has ``forward(*inputs) -> scalar loss`` (e.g. ``forward(inputs,
 targets)``).  `lower` walks the exported FX graph node by node: parameters become INPUT
 leaves ``param.<state-dict name>``, user inputs become INPUT leaves ``batch.<argument
-name>``, constant tensors and never-mutated buffers become CONST leaves, and every aten
+name>``, constant tensors and never-mutated buffers become CONST leaves, buffers that
+forward updates (batch-norm running statistics, written in place or returned as
+torch.export BUFFER_MUTATION outputs) become INPUT leaves ``buffer.<name>`` whose new
+values the graph records (`LoweredGraph.updates`), and every aten
 call goes through its rule in `repops.lowering.registry.RULES`.  Every aten op without a
 rule, or whose rule raises `Unsupported`, is collected with its source location and all
 of them are raised together as one `LoweringFailed`.
@@ -166,6 +169,45 @@ def lower(ep: ExportedProgram, batch_size: int | None = None) -> LoweredGraph:
     raise LoweringFailed(["decomposition did not converge"])
 
 
+_BN_INPLACE = frozenset({"aten.batch_norm.default", "aten._native_batch_norm_legit.default"})
+
+
+def _mutated_buffers(ep: ExportedProgram) -> set[str]:
+    """State-dict names of the buffers forward writes: BUFFER_MUTATION outputs, the
+    written arguments of in-place ops, and the running statistics of training batch norm."""
+    sig = ep.graph_signature
+    out = set(sig.buffers_to_mutate.values()) if sig.buffers_to_mutate else set()
+    buf = {
+        s.arg.name: str(s.target)
+        for s in sig.input_specs
+        if s.kind == InputKind.BUFFER and hasattr(s.arg, "name")
+    }
+    for node in ep.graph.nodes:
+        if node.op != "call_function":
+            continue
+        written: list[Any] = []
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None:
+            for k, a in enumerate(schema.arguments):
+                if a.alias_info is not None and a.alias_info.is_write:
+                    written.append(node.args[k] if k < len(node.args) else node.kwargs.get(a.name))
+        if str(node.target) in _BN_INPLACE and len(node.args) > 5 and node.args[5] is True:
+            written += [node.args[3], node.args[4]]
+        for a in written:
+            if isinstance(a, torch.fx.Node) and a.name in buf:
+                out.add(buf[a.name])
+    return out
+
+
+def _inplace_key(key: str) -> str | None:
+    """'aten.add_.Tensor' -> 'aten.add.Tensor' (the functional twin), else None."""
+    parts = key.split(".")
+    op = parts[1] if len(parts) == 3 and parts[0] == "aten" else ""
+    if len(op) > 1 and op.endswith("_") and not op.startswith("_"):
+        return f"aten.{op[:-1]}.{parts[2]}"
+    return None
+
+
 class _NoRule(Exception):
     def __init__(self, problems: list[str], ops: list[Any]) -> None:
         self.problems = problems
@@ -174,7 +216,7 @@ class _NoRule(Exception):
 
 def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredGraph:
     sig = ep.graph_signature
-    mutated = set(sig.buffers_to_mutate.values()) if sig.buffers_to_mutate else set()
+    mutated = _mutated_buffers(ep)
     specs = {s.arg.name: s for s in sig.input_specs if hasattr(s.arg, "name")}
     g = Graph()
     env: dict[str, Any] = {}
@@ -182,6 +224,22 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
     params: dict[str, tuple[int, ...]] = {}
     batch: dict[str, tuple[tuple[int, ...], str]] = {}
     weights: dict[str, torch.Tensor] = {}
+    buffers: dict[str, tuple[tuple[int, ...], str]] = {}
+    buffer_leaf: dict[str, int] = {}  # buffer name -> its INPUT node id
+    current: dict[str, int] = {}  # buffer name -> node id of its value so far
+    placeholder: dict[str, str] = {}  # buffer name -> its FX placeholder
+
+    def absorb() -> None:
+        """Move the rules' `g.buffer_updates` (keyed by a buffer's value so far) into
+        `current`; later reads of the buffer see its new value (a module called twice)."""
+        for old, new in g.buffer_updates.items():
+            names = [k for k, v in current.items() if v == old]
+            if not names:
+                raise Unsupported("running statistics that are not a module buffer")
+            current[names[0]] = new
+            env[placeholder[names[0]]] = T(new)
+        g.buffer_updates.clear()
+
     problems: list[str] = []
     no_rule: list[Any] = []
 
@@ -232,15 +290,19 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 env[node.name] = T(g.input(f"param.{name}", tuple(tensor.shape)))
             elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
                 name = str(spec.target)
-                if name in mutated:
-                    problems.append(
-                        f"buffer {name!r} is updated in forward (running statistics): unsupported"
-                    )
-                    continue
                 tensor = (ep.state_dict if name in ep.state_dict else ep.constants)[name]
                 assert isinstance(tensor, torch.Tensor)
                 if tensor.dtype not in _DTYPES:
-                    problems.append(f"constant {name!r} of dtype {tensor.dtype}")
+                    what = "buffer" if name in mutated else "constant"
+                    problems.append(f"{what} {name!r} of dtype {tensor.dtype}")
+                    continue
+                if name in mutated:  # state: read at the step's start, written by forward
+                    shape, dt = tuple(int(d) for d in tensor.shape), _DTYPES[tensor.dtype]
+                    buffers[name] = (shape, dt)
+                    weights[name] = tensor.detach().clone()
+                    buffer_leaf[name] = current[name] = g.input(f"buffer.{name}", shape, dt)
+                    placeholder[name] = node.name
+                    env[node.name] = T(buffer_leaf[name])
                     continue
                 env[node.name] = T(g.const(tensor.detach().clone()))
             elif spec.kind == InputKind.USER_INPUT:
@@ -280,6 +342,11 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                     env[node.name] = _PY_OPS[target](*concrete(node.args))
                     continue
                 fn = RULES.get(key)
+                functional = _inplace_key(key) if fn is None else None
+                if functional is not None and functional in RULES:
+                    _lower_inplace(g, node, RULES[functional], concrete, env, buffer_leaf, current)
+                    absorb()
+                    continue
                 if fn is None:
                     problems.append(f"{key} at {where(node)}: no lowering rule")
                     no_rule.append(target)
@@ -288,6 +355,7 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
                 args = concrete(node.args)
                 kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
                 out = fn(g, tuple(args), kwargs)
+                absorb()
                 env[node.name] = tuple(T(i) for i in out) if isinstance(out, tuple) else T(int(out))
             except KeyError:
                 continue  # an input did not lower and has no stand-in: reported at its source
@@ -307,6 +375,15 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
     if problems:
         raise LoweringFailed(problems)
     outs = [s for s in sig.output_specs if s.kind == OutputKind.USER_OUTPUT]
+    other = [
+        s
+        for s in sig.output_specs
+        if s.kind not in (OutputKind.USER_OUTPUT, OutputKind.BUFFER_MUTATION)
+    ]
+    if other:
+        raise LoweringFailed(
+            [f"output {other[0].arg.name!r} of kind {other[0].kind.name}: unsupported"]
+        )
     if len(outs) != 1:
         raise LoweringFailed([f"forward must return one scalar loss, not {len(outs)} outputs"])
     loss = env.get(outs[0].arg.name)
@@ -316,6 +393,7 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
         raise LoweringFailed(
             [f"forward must return a 0-dim float32 loss, got {g.dtype(loss.id)}{g.shape(loss.id)}"]
         )
+    updates = _updates(g, sig, env, buffer_leaf, current)
     return LoweredGraph(
         graph=g,
         loss=loss.id,
@@ -324,4 +402,59 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
         batch_size=batch_size,
         dynamic_batch=dynamic,
         weights=weights,
+        buffers=buffers,
+        updates=updates,
     )
+
+
+def _lower_inplace(
+    g: Graph,
+    node: torch.fx.Node,
+    fn: Callable[..., Any],
+    concrete: Callable[[Any], Any],
+    env: dict[str, Any],
+    buffer_leaf: dict[str, int],
+    current: dict[str, int],
+) -> None:
+    """An in-place op (``aten.add_``) on a state buffer (its placeholder, or the result of
+    an earlier in-place op on it): its functional rule, whose result is the buffer's new
+    value (read by every later use of the buffer)."""
+    target = node.args[0] if node.args else None
+    val = env.get(target.name) if isinstance(target, torch.fx.Node) else None
+    names = [k for k, v in current.items() if isinstance(val, T) and v == val.id]
+    if not names:
+        raise Unsupported("in-place op on something other than a module buffer")
+    name = names[0]
+    args = concrete(node.args)
+    kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
+    out = fn(g, tuple(args), kwargs)
+    if isinstance(out, tuple):
+        raise Unsupported("in-place op with several results")
+    leaf = buffer_leaf[name]
+    out = int(out)
+    if g.shape(out) != g.shape(leaf) or g.dtype(out) != g.dtype(leaf):
+        raise Unsupported(f"in-place op changes buffer {name!r}'s shape or dtype")
+    g.buffer_updates[current[name]] = out  # keyed by its value so far
+    env[node.name] = T(out)
+
+
+def _updates(
+    g: Graph,
+    sig: Any,
+    env: dict[str, Any],
+    buffer_leaf: dict[str, int],
+    current: dict[str, int],
+) -> dict[str, int]:
+    """Buffer name -> node id of its value after forward (unchanged buffers left out)."""
+    out = {k: v for k, v in current.items() if v != buffer_leaf[k]}
+    for s in sig.output_specs:
+        if s.kind == OutputKind.BUFFER_MUTATION:
+            v = env.get(s.arg.name)
+            if not isinstance(v, T) or str(s.target) not in buffer_leaf:
+                raise LoweringFailed([f"buffer {s.target!r}: its new value did not lower"])
+            out[str(s.target)] = v.id
+    for name, nid in out.items():
+        leaf = buffer_leaf[name]
+        if g.shape(nid) != g.shape(leaf) or g.dtype(nid) != g.dtype(leaf):
+            raise LoweringFailed([f"buffer {name!r}: its new value has another shape or dtype"])
+    return dict(sorted(out.items()))

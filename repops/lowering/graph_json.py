@@ -6,18 +6,27 @@ arbiters.  Loading it parses JSON and safetensors and nothing else: no pickle, n
 through the public `Graph` method of its op (so shapes and dtypes are re-checked) and
 must reproduce the recorded shape and dtype.
 
-Format ``repops-graph-v1`` (docs/protocol.md §4, "Bring your own model")::
+Format ``repops-graph-v2`` (docs/protocol.md §4, "Bring your own model")::
 
-    {"format": "repops-graph-v1", "repops_version": "repops-2",
+    {"format": "repops-graph-v2", "repops_version": "repops-2",
      "batch_size": 8, "dynamic_batch": true, "loss": 41,
      "params": [{"name": "l1.weight", "shape": [16, 8]}, ...],          # sorted by name
      "batch":  [{"name": "inputs", "shape": [8, 8], "dtype": "float32"}, ...],
+     "buffers": [{"name": "bn.running_mean", "shape": [4], "dtype": "float32",
+                  "update": 17}, ...],                                  # sorted by name
      "consts": [{"dtype": "float32", "shape": [], "hex": "0000803f"}, ...],
      "nodes":  [{"op": "input", "in": [], "arg": "param.l1.weight",
                  "shape": [16, 8], "dtype": "float32"}, ...]}
 
-A node's ``arg`` is null, a bool, an int, a list of ints, a string (INPUT names), or a
-float written exactly as ``{"f64": "<float.hex()>"}``; constants are the little-endian
+A buffer is state that forward writes (batch-norm running statistics): the INPUT node
+``buffer.<name>`` holds its value at the step's start and node ``update`` its next value
+(same shape and dtype), which the program makes a state output.  Besides ``param.``,
+``batch.`` and ``buffer.`` leaves a graph may read the int64 scalars ``rng.seed`` (the
+job seed) and ``meta.step`` (the step counter): dropout masks depend on them.
+(v2 added ``buffers``, the two scalar inputs and nested ``arg`` lists; v1 had none.)
+
+A node's ``arg`` is null, a bool, an int, a string (INPUT names), a float written
+exactly as ``{"f64": "<float.hex()>"}``, or a list of these; constants are the little-endian
 bytes of the tensor in hex.  The bytes are canonical: sorted keys, no whitespace, ASCII;
 a file that is not byte-identical to its own re-serialisation is refused, so one graph
 has exactly one sha256.
@@ -28,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +50,7 @@ from repops.ops import Op
 from repops.tape import DTYPES, Graph, Node
 from repops.version import REPOPS_VERSION
 
-GRAPH_FORMAT = "repops-graph-v1"
+GRAPH_FORMAT = "repops-graph-v2"
 MAX_GRAPH_BYTES = 1 << 28
 MAX_NODES = 1 << 20
 MAX_NUMEL = 1 << 31  # elements of one node: a graph may not demand absurd memory
@@ -52,6 +61,8 @@ _NOT_FORWARD = frozenset({Op.ADAM_MOMENT, Op.ADAMW_PARAM}) | frozenset(
 )
 # The ops through which an int64 value keeps being an index of the same batch tensor.
 _INDEX_PASS = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND})
+# Scalar int64 inputs a graph may read without declaring them (fed by the program).
+SCALAR_INPUTS = ("rng.seed", "meta.step")
 
 
 class GraphInvalid(RepopsError):
@@ -69,6 +80,9 @@ class LoweredGraph:
     batch_size: int
     dynamic_batch: bool
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # initial values
+    # state written by forward: buffer name -> (shape, dtype), and -> node of its new value
+    buffers: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    updates: dict[str, int] = field(default_factory=dict)
 
     # -- facts ----------------------------------------------------------------------------
     @property
@@ -108,7 +122,12 @@ class LoweredGraph:
     # -- replay into a tape -------------------------------------------------------------
     def replay(self, g: Graph, leaves: Mapping[str, int]) -> int:
         """Append this graph to `g`, INPUT ``name`` -> ``leaves[name]``; returns the loss id."""
-        return _replay(self.graph, g, leaves, self.loss)
+        return _replay(self.graph, g, leaves, self.loss)[self.loss]
+
+    def replay_state(self, g: Graph, leaves: Mapping[str, int]) -> tuple[int, dict[str, int]]:
+        """`replay` that also returns each buffer's new value: (loss id, {buffer: id})."""
+        ids = _replay(self.graph, g, leaves, self.loss, wanted=self.updates.values())
+        return ids[self.loss], {k: ids[v] for k, v in self.updates.items()}
 
     # -- bytes ----------------------------------------------------------------------------
     def to_json(self) -> bytes:
@@ -142,17 +161,22 @@ class LoweredGraph:
                 {"name": k, "shape": list(s), "dtype": dt}
                 for k, (s, dt) in sorted(self.batch.items())
             ],
+            "buffers": [
+                {"name": k, "shape": list(s), "dtype": dt, "update": self.updates[k]}
+                for k, (s, dt) in sorted(self.buffers.items())
+            ],
             "consts": consts,
             "nodes": nodes,
         }
         return _canonical(doc)
 
     def weights_bytes(self) -> bytes:
-        """Canonical safetensors of the initial parameters (state-dict names)."""
-        missing = sorted(set(self.params) - set(self.weights))
+        """Canonical safetensors of the initial parameters and buffers (state-dict names)."""
+        names = sorted({*self.params, *self.buffers})
+        missing = [k for k in names if k not in self.weights]
         if missing:
             raise CheckpointInvalid(f"no initial value for parameters {missing[:3]}")
-        return stio.dumps({k: self.weights[k] for k in sorted(self.params)})
+        return stio.dumps({k: self.weights[k] for k in names})
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json()).hexdigest()
@@ -171,18 +195,16 @@ def _enc_arg(arg: Any) -> Any:
         return arg
     if isinstance(arg, float):
         return {"f64": float.hex(arg)}
-    if isinstance(arg, tuple | list) and all(
-        isinstance(x, int) and not isinstance(x, bool) for x in arg
-    ):
-        return list(arg)
+    if isinstance(arg, tuple | list):
+        return [_enc_arg(x) for x in arg]
     raise TapeError(f"node argument {arg!r} has no canonical JSON form")
 
 
-def _dec_arg(x: Any, where: str) -> Any:
+def _dec_arg(x: Any, where: str, depth: int = 0) -> Any:
     if x is None or isinstance(x, bool | int | str):
         return x
-    if isinstance(x, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in x):
-        return tuple(x)
+    if isinstance(x, list) and depth < 4:
+        return tuple(_dec_arg(v, where, depth + 1) for v in x)
     if isinstance(x, dict) and set(x) == {"f64"} and isinstance(x["f64"], str):
         try:
             return float.fromhex(x["f64"])
@@ -258,7 +280,7 @@ def loads(data: bytes) -> LoweredGraph:
     if not isinstance(doc, dict):
         raise GraphInvalid("graph file must be a JSON object")
     want = {"format", "repops_version", "batch_size", "dynamic_batch", "loss"}
-    want |= {"params", "batch", "consts", "nodes"}
+    want |= {"params", "batch", "buffers", "consts", "nodes"}
     if set(doc) != want:
         extra, missing = sorted(set(doc) - want), sorted(want - set(doc))
         raise GraphInvalid(f"graph keys differ: missing {missing}, unexpected {extra}")
@@ -314,6 +336,18 @@ def _build(doc: dict[str, Any]) -> LoweredGraph:
         if not s or s[0] != batch_size:
             raise GraphInvalid(f"batch[{i}]: dimension 0 must be the batch size {batch_size}")
         batch[b["name"]] = (s, _dtype(b["dtype"], f"batch[{i}]"))
+    buffers: dict[str, tuple[tuple[int, ...], str]] = {}
+    updates: dict[str, int] = {}
+    if not isinstance(doc["buffers"], list):
+        raise GraphInvalid("buffers must be a list")
+    for i, b in enumerate(doc["buffers"]):
+        w = f"buffers[{i}]"
+        if not isinstance(b, dict) or set(b) != {"name", "shape", "dtype", "update"}:
+            raise GraphInvalid(f"{w}: needs exactly name, shape, dtype, update")
+        if not isinstance(b["name"], str) or b["name"] in params:
+            raise GraphInvalid(f"{w}: name must be a string that names no parameter")
+        buffers[b["name"]] = (_shape(b["shape"], w), _dtype(b["dtype"], w))
+        updates[b["name"]] = _int(b["update"], w, 0, MAX_NODES)
     nodes = doc["nodes"]
     if not isinstance(nodes, list) or not 1 <= len(nodes) <= MAX_NODES:
         raise GraphInvalid(f"nodes must be a list of 1..{MAX_NODES} nodes")
@@ -343,29 +377,41 @@ def _build(doc: dict[str, Any]) -> LoweredGraph:
             name = arg if isinstance(arg, str) else ""
             is_param = name.startswith("param.") and params.get(name[6:]) == shape
             is_batch = name.startswith("batch.") and batch.get(name[6:]) == (shape, dt)
-            ok = not ins and ((is_param and dt == "float32") or is_batch)
+            is_buffer = name.startswith("buffer.") and buffers.get(name[7:]) == (shape, dt)
+            is_scalar = name in SCALAR_INPUTS and (shape, dt) == ((), "int64")
+            ok = not ins and ((is_param and dt == "float32") or is_batch or is_buffer or is_scalar)
             if not ok or name in src.inputs:
-                raise GraphInvalid(f"{w}: input {name!r} is not a declared param/batch leaf")
+                raise GraphInvalid(f"{w}: input {name!r} is not a declared param/batch/buffer leaf")
             src.inputs[name] = i
         src.nodes.append(Node(op, ins, arg, shape, dt))
     declared = {f"param.{k}" for k in params} | {f"batch.{k}" for k in batch}
-    if set(src.inputs) != declared:
-        raise GraphInvalid("the input nodes differ from the declared params and batch")
+    declared |= {f"buffer.{k}" for k in buffers}
+    if set(src.inputs) - set(SCALAR_INPUTS) != declared:
+        raise GraphInvalid("the input nodes differ from the declared params, batch and buffers")
     loss = _int(doc["loss"], "loss", 0, len(nodes) - 1)
     if src.nodes[loss].shape != () or src.nodes[loss].dtype != "float32":
         raise GraphInvalid("loss must be a 0-dim float32 node")
-    lg = LoweredGraph(src, loss, params, batch, batch_size, doc["dynamic_batch"])
+    for k, nid in updates.items():
+        if nid >= len(nodes) or (src.nodes[nid].shape, src.nodes[nid].dtype) != buffers[k]:
+            raise GraphInvalid(f"buffer {k!r}: update node has another shape or dtype")
+    lg = LoweredGraph(
+        src, loss, params, batch, batch_size, doc["dynamic_batch"], {}, buffers, updates
+    )
     # Re-derive every node through the Graph methods: shapes and dtypes must agree.
     try:
-        _replay(src, Graph(), {k: -1 for k in declared}, loss, check=True)
+        _replay(src, Graph(), {k: -1 for k in src.inputs}, loss, updates.values())
     except (TapeError, TypeError, ValueError, IndexError) as e:
         raise GraphInvalid(f"graph does not type-check: {e}") from None
     return lg
 
 
-def _replay(src: Graph, g: Graph, leaves: Mapping[str, int], loss: int, check: bool = False) -> int:
-    """Emit `src` into `g` through the Graph methods; returns the id of `loss` in `g`."""
+def _replay(
+    src: Graph, g: Graph, leaves: Mapping[str, int], loss: int, wanted: Iterable[int] = ()
+) -> dict[int, int]:
+    """Emit `src` into `g` through the Graph methods, up to the loss and every `wanted`
+    node; returns {src node id: id in g}."""
     ids: dict[int, int] = {}
+    last = max([loss, *wanted])
     for i, n in enumerate(src.nodes):
         if n.op is Op.INPUT:
             v = leaves[n.arg]
@@ -377,11 +423,17 @@ def _replay(src: Graph, g: Graph, leaves: Mapping[str, int], loss: int, check: b
             c = src.consts[n.arg]
             ids[i] = g.const(c)
             continue
+        if n.op is Op.DROPOUT_MASK:
+            ids[i] = _dropout_mask(g, n, [ids[j] for j in n.inputs])
+            continue
         method = getattr(g, n.op.value, None)
         if method is None:
             raise TapeError(f"op {n.op.value} has no Graph method")
         extra = [] if n.arg is None else [n.arg]
-        out = int(method(*(ids[j] for j in n.inputs), *extra))
+        if n.op is Op.CAT:  # Graph.cat takes its inputs as one list
+            out = int(method([ids[j] for j in n.inputs], *extra))
+        else:
+            out = int(method(*(ids[j] for j in n.inputs), *extra))
         got = g.nodes[out]
         if got.shape != n.shape or got.dtype != n.dtype:
             raise TapeError(
@@ -389,9 +441,32 @@ def _replay(src: Graph, g: Graph, leaves: Mapping[str, int], loss: int, check: b
                 f"recorded {n.dtype}{list(n.shape)}"
             )
         ids[i] = out
-        if i == loss:
+        if i == last:
             break
-    return ids[loss]
+    return ids
+
+
+def _dropout_mask(g: Graph, n: Node, ins: list[int]) -> int:
+    """A recorded DROPOUT_MASK node: its arg (stream, threshold, scale, shape) is kept as
+    written (p is not re-derived from the threshold), after checking every part."""
+    arg = n.arg
+    ok = isinstance(arg, tuple) and len(arg) == 4 and len(ins) == 2
+    if ok:
+        stream, threshold, scale, shape = arg
+        ok = (
+            isinstance(stream, int)
+            and 0 <= stream < 1 << 64
+            and isinstance(threshold, int)
+            and 0 <= threshold < 1 << 24
+            and isinstance(scale, float)
+            and math.isfinite(scale)
+            and shape == n.shape
+            and n.dtype == "float32"
+            and all(g.dtype(v) == "int64" and g.shape(v) == () for v in ins)
+        )
+    if not ok:
+        raise TapeError(f"dropout_mask node with arguments {arg!r}")
+    return g._emit(Op.DROPOUT_MASK, ins, arg, n.shape, "float32")
 
 
 # ----------------------------------------------------------------------------------------
@@ -400,21 +475,22 @@ def _replay(src: Graph, g: Graph, leaves: Mapping[str, int], loss: int, check: b
 
 
 def load_weights(lg: LoweredGraph, data: bytes) -> dict[str, torch.Tensor]:
-    """Initial parameters from safetensors bytes: exactly the graph's params, float32."""
+    """Initial parameters and buffers from safetensors bytes: exactly the graph's names."""
     _sniff(data)
     try:
         tensors, _ = stio.loads(data)
     except CheckpointInvalid as e:
         raise GraphInvalid(f"weights file: {e}") from None
-    if set(tensors) != set(lg.params):
-        missing = sorted(set(lg.params) - set(tensors))[:3]
-        extra = sorted(set(tensors) - set(lg.params))[:3]
+    want = {k: (s, "float32") for k, s in lg.params.items()} | dict(lg.buffers)
+    if set(tensors) != set(want):
+        missing = sorted(set(want) - set(tensors))[:3]
+        extra = sorted(set(tensors) - set(want))[:3]
         raise GraphInvalid(f"weights names differ: missing {missing}, unexpected {extra}")
-    for k, shape in lg.params.items():
+    for k, (shape, dt) in want.items():
         t = tensors[k]
-        if t.dtype != torch.float32 or tuple(t.shape) != shape:
+        if t.dtype != DTYPES[dt] or tuple(t.shape) != shape:
             raise GraphInvalid(
-                f"weights {k!r}: expected float32{list(shape)}, got {t.dtype}{list(t.shape)}"
+                f"weights {k!r}: expected {dt}{list(shape)}, got {t.dtype}{list(t.shape)}"
             )
     return tensors
 

@@ -10,6 +10,7 @@ registers the rules; it must never import the exporter.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -73,6 +74,27 @@ def _pow(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     if isinstance(p, bool) or not isinstance(p, int | float):
         raise Unsupported(f"pow exponent {p!r}")
     return C.pow_scalar(g, _t(args[0], "input"), p)
+
+
+@rule("aten.pow.Scalar")
+def _pow_scalar_base(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """base ** x for a positive number base: EXP(x * f32(ln base)) (RoPE frequencies)."""
+    base = _arg(args, kwargs, 0, "self", None)
+    if isinstance(base, bool) or not isinstance(base, int | float) or not base > 0:
+        raise Unsupported(f"pow with base {base!r} (a positive number is supported)")
+    x = _t(_arg(args, kwargs, 1, "exponent", None), "exponent")
+    if g.dtype(x) != "float32":
+        raise Unsupported("pow with an integer tensor exponent")
+    return g.exp(g.mul(x, g.const(math.log(float(base)))))
+
+
+@rule("aten.reciprocal.default")
+def _reciprocal(g: Graph, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """1 / x, one rounding (DIV)."""
+    x = _t(args[0], "input")
+    if g.dtype(x) != "float32":
+        raise Unsupported("reciprocal of an integer tensor")
+    return g.div(g.const(1.0), x)
 
 
 @rule("aten.gelu.default")
