@@ -190,7 +190,7 @@ def test_matmul_isas_threads_blockings_bit_identical() -> None:
     ref = numerics.matmul(a, b, isa=kernels.Isa.SCALAR, threads=1)
     for isa in ISAS:
         for threads in (1, 2, 4):
-            for blocking in (None, (1, 1), (14, 16), (100, 64), (1000, 1000)):
+            for blocking in (None, (1, 1), (14, 16), (8, 32), (100, 64), (1000, 1000)):
                 got = numerics.matmul(a, b, isa=isa, threads=threads, blocking=blocking)
                 assert same_bits(got, ref), (isa, threads, blocking)
     h1, h2 = under_threads(lambda: tensor_hash(numerics.matmul(a, b)))
