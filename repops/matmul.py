@@ -21,8 +21,6 @@ over output tiles only; one call per batched matmul; FTZ/DAZ cleared inside).
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import torch
 
@@ -59,26 +57,39 @@ def matmul(
         from repops.cuda_kernels import matmul as cuda_matmul
 
         return cuda_matmul(a, b, KC)
-    out_lead = a.shape[:-2]
-    m, k = a.shape[-2], a.shape[-1]
-    n = b.shape[-1]
-    nb = 1
-    for d in out_lead:
-        nb *= d
-    a3 = a.reshape(nb, m, k)
-    b3 = b.reshape(nb, k, n)
-    c = torch.empty((nb, m, n), dtype=torch.float32)
+    if a.dim() == 2:  # the common case: no batch reshapes (per-op overhead matters)
+        m, k = a.shape
+        n = b.shape[1]
+        nb = 1
+        a_str = (0, *a.stride())
+        b_str = (0, *b.stride())
+        c = torch.empty((m, n), dtype=torch.float32)
+        out_shape: tuple[int, ...] | None = None
+    else:
+        out_lead = a.shape[:-2]
+        m, k = a.shape[-2], a.shape[-1]
+        n = b.shape[-1]
+        nb = 1
+        for d in out_lead:
+            nb *= d
+        a3 = a.reshape(nb, m, k)
+        b3 = b.reshape(nb, k, n)
+        a, b = a3, b3
+        a_str = a3.stride()
+        b_str = b3.stride()
+        c = torch.empty((nb, m, n), dtype=torch.float32)
+        out_shape = (*out_lead, m, n)
     mc, nc = blocking if blocking is not None else (0, 0)
     rc = kernels.lib().repops_matmul(
-        ctypes.c_void_p(a3.data_ptr()),
-        ctypes.c_void_p(b3.data_ptr()),
-        ctypes.c_void_p(c.data_ptr()),
+        a.data_ptr(),
+        b.data_ptr(),
+        c.data_ptr(),
         nb,
         m,
         k,
         n,
-        *a3.stride(),
-        *b3.stride(),
+        *a_str,
+        *b_str,
         KC,
         int(isa if isa is not None else kernels.selected_isa()),
         threads if threads is not None else torch.get_num_threads(),
@@ -87,7 +98,7 @@ def matmul(
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_matmul failed with code {rc}")
-    return c.reshape(*out_lead, m, n)
+    return c if out_shape is None else c.reshape(out_shape)
 
 
 def _fma_f32(x: np.ndarray, y: np.ndarray, acc: np.ndarray) -> np.ndarray:

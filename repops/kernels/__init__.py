@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import hashlib
 import os
 import subprocess
@@ -138,7 +139,9 @@ def lib() -> ctypes.CDLL:
     return _lib
 
 
+@functools.cache
 def supported(isa: Isa) -> bool:
+    # Cached: CPU features never change in a process, and the matmul asks on every call.
     return bool(lib().repops_isa_supported(int(isa)))
 
 
@@ -159,4 +162,9 @@ def selected_isa() -> Isa:
         if not supported(isa):
             raise KernelBuildError(f"ASSAY_REPOPS_ISA={forced}: this CPU lacks it")
         return isa
+    return _best_isa()
+
+
+@functools.cache
+def _best_isa() -> Isa:
     return max(available_isas())

@@ -152,6 +152,22 @@ def test_matmul_equals_spec_reference_on_every_isa(shape: tuple[int, int, int]) 
         assert bits(got) == want.view(np.int32).reshape(-1).tolist(), isa
 
 
+@pytest.mark.parametrize("k", [200, 256, 257])
+@pytest.mark.parametrize("n", [65, 129])
+def test_matmul_in_place_and_packed_a_panels_equal_the_reference(k: int, n: int) -> None:
+    # Full row panels of a row-major A (n <= 4 NR) or a column-major A, leading dimension
+    # <= 256, are read in place; the rest are packed.  Both sides of each threshold, with
+    # partial panels (31 rows), match the definition on every path.
+    a, b = wide((31, k), 3.0, k + n), wide((k, n), 2.0, k - n)
+    want = reference_matmul(a.numpy(), b.numpy()).view(np.int32).reshape(-1).tolist()
+    a_cols = a.t().contiguous().t()  # column-major: row stride 1, leading dimension 31
+    a_wide = torch.zeros(31, 300)[:, :k]  # row-major, leading dimension 300
+    a_wide.copy_(a)
+    for isa in ISAS:
+        for operand in (a, a_cols, a_wide):
+            assert bits(numerics.matmul(operand, b, isa=isa)) == want, (isa, operand.stride())
+
+
 def test_matmul_equals_spec_reference_on_subnormals_ties_and_nonfinite() -> None:
     g = gen(90)
     a = torch.randn(9, 140, generator=g) * 1e-20
@@ -174,7 +190,7 @@ def test_matmul_isas_threads_blockings_bit_identical() -> None:
     ref = numerics.matmul(a, b, isa=kernels.Isa.SCALAR, threads=1)
     for isa in ISAS:
         for threads in (1, 2, 4):
-            for blocking in (None, (1, 1), (14, 16), (100, 64), (1000, 1000)):
+            for blocking in (None, (1, 1), (14, 16), (8, 32), (100, 64), (1000, 1000)):
                 got = numerics.matmul(a, b, isa=isa, threads=threads, blocking=blocking)
                 assert same_bits(got, ref), (isa, threads, blocking)
     h1, h2 = under_threads(lambda: tensor_hash(numerics.matmul(a, b)))
