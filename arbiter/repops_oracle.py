@@ -117,7 +117,7 @@ class RepopsOracle:
         cached = self._jobs.get(job_id)
         if cached is None:
             try:
-                cached = load_job(self.market, self.store, job_id)
+                cached = load_job(self.market, self.store, job_id, check_fit=False)
             except JobUnusable as exc:
                 raise ArbiterError(str(exc)) from exc
             self._jobs[job_id] = cached

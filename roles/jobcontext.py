@@ -88,9 +88,9 @@ def build_job_program(store: ArtifactStore, spec: Mapping[str, Any]) -> Program:
     return build_program(spec, artifact_fetch(store))
 
 
-def parse_dataset(program: Program, raw: bytes) -> data_mod.Dataset:
+def parse_dataset(program: Program, raw: bytes, check_fit: bool = True) -> data_mod.Dataset:
     """The dataset file in the format the spec names, checked against the program's inputs
-    (raises RepopsError)."""
+    unless `check_fit` is False (raises RepopsError)."""
     fmt = DATASETS[program.dataset]
     if fmt == data_mod.TENSORS_FORMAT:
         ds = data_mod.Dataset.from_tensors_bytes(raw)
@@ -98,7 +98,8 @@ def parse_dataset(program: Program, raw: bytes) -> data_mod.Dataset:
         ds = data_mod.Dataset.from_tokens_bytes(raw)
     else:
         ds = data_mod.Dataset.from_bytes(raw)
-    check_dataset(program, ds)
+    if check_fit:
+        check_dataset(program, ds)
     return ds
 
 
@@ -115,8 +116,15 @@ def load_spec(store: ArtifactStore, record: JobRecord) -> dict[str, Any]:
     return spec
 
 
-def load_job(market: JobMarketClient, store: ArtifactStore, job_id: JobId) -> JobContext:
-    """The job's record, verified spec, built program and parsed dataset."""
+def load_job(
+    market: JobMarketClient, store: ArtifactStore, job_id: JobId, check_fit: bool = True
+) -> JobContext:
+    """The job's record, verified spec, built program and parsed dataset.
+
+    With `check_fit` False a dataset that parses but does not fit the model's inputs is
+    returned as it is: the referee decides such a job step by step (a step with no batch
+    has no honest trace, so the solver's link does not exist) instead of abstaining.
+    """
     record = market.get_job(job_id)
     spec = load_spec(store, record)
     try:
@@ -129,7 +137,7 @@ def load_job(market: JobMarketClient, store: ArtifactStore, job_id: JobId) -> Jo
     ):
         raise JobUnusable(f"job {job_id}: on-chain checkpoint terms disagree with the spec")
     try:
-        dataset = parse_dataset(program, fetch(store, data_cid, MAX_DATASET_BYTES))
+        dataset = parse_dataset(program, fetch(store, data_cid, MAX_DATASET_BYTES), check_fit)
     except RepopsError as exc:
         raise JobUnusable(f"job {job_id}: dataset unusable: {exc}") from exc
     return JobContext(record, spec, program, dataset)
