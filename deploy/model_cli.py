@@ -351,7 +351,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
-    """Train the exported module in plain torch fp32 (AdamW, same batches, same schedule).
+    """Train the exported module in plain torch fp32 (same optimizer, schedule, clipping
+    and batches: `repops.torch_reference.torch_optimizer`).
 
     Not reproducible (torch kernels, torch autograd): for comparison only.
     """
@@ -360,6 +361,7 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
     import torch
 
     from repops import data as data_mod
+    from repops.torch_reference import torch_optimizer
 
     # a copy: exported.module() shares its tensors with the export's state dict
     module = copy.deepcopy(exported.module())
@@ -369,27 +371,10 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
         buffers = dict(module.named_buffers())
         for name, t in init.items():
             (named[name] if name in named else buffers[name]).copy_(t)
-    opt_cfg = program.optim
     decay = [p for n, p in named.items() if p.dim() >= 2]
     rest = [p for n, p in named.items() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": opt_cfg.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=opt_cfg.lr,
-        betas=(opt_cfg.beta1, opt_cfg.beta2),
-        eps=opt_cfg.eps,
-        foreach=False,
-    )
-    n, w = program.steps, program.schedule.warmup_steps
-
-    def factor(t: int) -> float:
-        if program.schedule.name != "linear":
-            return 1.0
-        return float(min((t + 1) / w, (n - t) / (n - w)) if w else (n - t) / n)
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    opt, sched = torch_optimizer(program, decay, rest)
+    n = program.steps
     names = sorted(program.batch_specs)
     losses: list[float] = []
     for t in range(n):
@@ -397,6 +382,8 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
         loss = module(*[b[k] for k in _input_order(exported, names)])
         opt.zero_grad()
         loss.backward()
+        if program.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), program.clip_grad_norm)
         opt.step()
         sched.step()
         losses.append(float(loss.item()))
