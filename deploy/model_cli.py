@@ -89,6 +89,15 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of matrices")
     tr.add_argument("--warmup-steps", type=int, default=0, help="> 0: linear schedule")
+    tr.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    tr.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    tr.add_argument(
+        "--schedule",
+        choices=("constant", "linear", "cosine"),
+        help="default: linear when --warmup-steps > 0, else constant",
+    )
+    tr.add_argument("--min-lr-ratio", type=float, default=0.0, help="cosine: final lr / lr")
+    tr.add_argument("--clip-grad-norm", type=float, help="global-norm gradient clipping")
     tr.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
     tr.add_argument("--out", default="assay-train", help="checkpoint directory")
     tr.set_defaults(func=cmd_train)
@@ -239,12 +248,18 @@ def local_spec(
     warmup_steps: int,
     checkpoint_interval: int,
     data_format: str = "tensors",
+    *,
+    optimizer: dict[str, Any] | None = None,
+    lr_schedule: dict[str, Any] | None = None,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, Any]:
-    """The job spec a solver would receive for this local run (graph model, tensors data)."""
+    """The job spec a solver would receive for this local run (graph model, tensors data):
+    AdamW with a linear or constant schedule unless `optimizer` / `lr_schedule` are given
+    (`jobspec.factory.sgd`, `jobspec.factory.schedule`); no clipping unless asked."""
     schedule: dict[str, Any] = (
         {"name": "linear", "warmup_steps": warmup_steps} if warmup_steps else {"name": "constant"}
     )
-    return {
+    spec: dict[str, Any] = {
         "repops_version": "repops-2",
         "program": {
             "model": {
@@ -252,7 +267,8 @@ def local_spec(
                 "graph": {"sha256": graph_sha},
                 "weights": {"sha256": weights_sha},
             },
-            "optimizer": {
+            "optimizer": optimizer
+            or {
                 "name": "adamw",
                 "lr": lr,
                 "beta1": 0.9,
@@ -260,18 +276,22 @@ def local_spec(
                 "eps": 1e-8,
                 "weight_decay": weight_decay,
             },
-            "lr_schedule": schedule,
+            "lr_schedule": lr_schedule or schedule,
         },
         "data": {"format": data_format, "batch_size": batch_size, "seed": seed},
         "steps": steps,
         "checkpoint_interval": checkpoint_interval,
         "seed": seed,
     }
+    if clip_grad_norm is not None:
+        spec["program"]["clip_grad_norm"] = clip_grad_norm
+    return spec
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     import torch
 
+    from jobspec import factory
     from repops import hashing
     from repops import program as prog_mod
     from repops.errors import DatasetInvalid, SpecInvalid
@@ -301,6 +321,19 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         args.warmup_steps,
         k,
         args.data_format,
+        optimizer=(
+            factory.sgd(args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+            if args.optimizer == "sgd"
+            else None
+        ),
+        lr_schedule=(
+            None
+            if args.schedule is None
+            else factory.schedule(
+                args.warmup_steps, name=args.schedule, min_lr_ratio=args.min_lr_ratio
+            )
+        ),
+        clip_grad_norm=args.clip_grad_norm,
     )
     try:
         program = prog_mod.build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
