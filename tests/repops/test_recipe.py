@@ -24,6 +24,7 @@ from repops.program import (
 )
 from repops.tape import Executor, Graph, Tape
 from repops.torch_reference import TorchTwin, lr_factor, make_optimizer, torch_step
+from repops.trace import extract_bundle, reexecute, replay_step, step_batch
 from tests.repops.conftest import under_threads
 
 STEPS = 24
@@ -166,3 +167,31 @@ def test_recipe_schedule_lr_on_the_tape_matches_the_binary64_formula(
         r = sch["min_lr_ratio"]
         assert got[-1] > lr * r and got[-1] < lr * (r + 0.02)
         assert math.isfinite(sum(got))
+
+
+def test_recipe_every_link_of_a_step_reexecutes_from_its_bundle(digits: data.Dataset) -> None:
+    """The arbiter's one-op re-execution covers the clipping, cosine and SGD ops too."""
+    spec = mlp_spec(
+        hidden=(8,),
+        batch_size=4,
+        steps=8,
+        checkpoint_interval=4,
+        optimizer=sgd(0.1, momentum=0.9, weight_decay=0.01),
+        lr_schedule=schedule(2, name="cosine", min_lr_ratio=0.1),
+        clip_grad_norm=0.1,
+    )
+    prog = build_program(spec)
+    st, _ = train(prog, init_state(prog), digits, 3)  # past warm-up, buffers non-zero
+    batch = step_batch(prog, st, digits)
+    tr = replay_step(prog, st, batch)
+    ops = {prog.tape.nodes[n].op.value for n in prog.tape.chain}
+    assert {"sqrt", "cos", "where", "minimum"} <= ops
+    for j in range(1, prog.tape.num_ops + 2):
+        r = reexecute(
+            prog,
+            extract_bundle(prog, st, batch, j).to_bytes(),
+            tr.chain[j - 1],
+            expected_batch_hash=tr.batch_hash,
+            expected_state_hash=tr.state_hash,
+        )
+        assert r.h == tr.chain[j], j
