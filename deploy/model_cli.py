@@ -89,6 +89,15 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of matrices")
     tr.add_argument("--warmup-steps", type=int, default=0, help="> 0: linear schedule")
+    tr.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    tr.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    tr.add_argument(
+        "--schedule",
+        choices=("constant", "linear", "cosine"),
+        help="default: linear when --warmup-steps > 0, else constant",
+    )
+    tr.add_argument("--min-lr-ratio", type=float, default=0.0, help="cosine: final lr / lr")
+    tr.add_argument("--clip-grad-norm", type=float, help="global-norm gradient clipping")
     tr.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
     tr.add_argument("--out", default="assay-train", help="checkpoint directory")
     tr.set_defaults(func=cmd_train)
@@ -239,12 +248,18 @@ def local_spec(
     warmup_steps: int,
     checkpoint_interval: int,
     data_format: str = "tensors",
+    *,
+    optimizer: dict[str, Any] | None = None,
+    lr_schedule: dict[str, Any] | None = None,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, Any]:
-    """The job spec a solver would receive for this local run (graph model, tensors data)."""
+    """The job spec a solver would receive for this local run (graph model, tensors data):
+    AdamW with a linear or constant schedule unless `optimizer` / `lr_schedule` are given
+    (`jobspec.factory.sgd`, `jobspec.factory.schedule`); no clipping unless asked."""
     schedule: dict[str, Any] = (
         {"name": "linear", "warmup_steps": warmup_steps} if warmup_steps else {"name": "constant"}
     )
-    return {
+    spec: dict[str, Any] = {
         "repops_version": "repops-2",
         "program": {
             "model": {
@@ -252,7 +267,8 @@ def local_spec(
                 "graph": {"sha256": graph_sha},
                 "weights": {"sha256": weights_sha},
             },
-            "optimizer": {
+            "optimizer": optimizer
+            or {
                 "name": "adamw",
                 "lr": lr,
                 "beta1": 0.9,
@@ -260,18 +276,22 @@ def local_spec(
                 "eps": 1e-8,
                 "weight_decay": weight_decay,
             },
-            "lr_schedule": schedule,
+            "lr_schedule": lr_schedule or schedule,
         },
         "data": {"format": data_format, "batch_size": batch_size, "seed": seed},
         "steps": steps,
         "checkpoint_interval": checkpoint_interval,
         "seed": seed,
     }
+    if clip_grad_norm is not None:
+        spec["program"]["clip_grad_norm"] = clip_grad_norm
+    return spec
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
     import torch
 
+    from jobspec import factory
     from repops import hashing
     from repops import program as prog_mod
     from repops.errors import DatasetInvalid, SpecInvalid
@@ -301,6 +321,19 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         args.warmup_steps,
         k,
         args.data_format,
+        optimizer=(
+            factory.sgd(args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+            if args.optimizer == "sgd"
+            else None
+        ),
+        lr_schedule=(
+            None
+            if args.schedule is None
+            else factory.schedule(
+                args.warmup_steps, name=args.schedule, min_lr_ratio=args.min_lr_ratio
+            )
+        ),
+        clip_grad_norm=args.clip_grad_norm,
     )
     try:
         program = prog_mod.build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
@@ -351,7 +384,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
-    """Train the exported module in plain torch fp32 (AdamW, same batches, same schedule).
+    """Train the exported module in plain torch fp32 (same optimizer, schedule, clipping
+    and batches: `repops.torch_reference.torch_optimizer`).
 
     Not reproducible (torch kernels, torch autograd): for comparison only.
     """
@@ -360,6 +394,7 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
     import torch
 
     from repops import data as data_mod
+    from repops.torch_reference import torch_optimizer
 
     # a copy: exported.module() shares its tensors with the export's state dict
     module = copy.deepcopy(exported.module())
@@ -369,27 +404,10 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
         buffers = dict(module.named_buffers())
         for name, t in init.items():
             (named[name] if name in named else buffers[name]).copy_(t)
-    opt_cfg = program.optim
     decay = [p for n, p in named.items() if p.dim() >= 2]
     rest = [p for n, p in named.items() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": opt_cfg.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=opt_cfg.lr,
-        betas=(opt_cfg.beta1, opt_cfg.beta2),
-        eps=opt_cfg.eps,
-        foreach=False,
-    )
-    n, w = program.steps, program.schedule.warmup_steps
-
-    def factor(t: int) -> float:
-        if program.schedule.name != "linear":
-            return 1.0
-        return float(min((t + 1) / w, (n - t) / (n - w)) if w else (n - t) / n)
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    opt, sched = torch_optimizer(program, decay, rest)
+    n = program.steps
     names = sorted(program.batch_specs)
     losses: list[float] = []
     for t in range(n):
@@ -397,6 +415,8 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
         loss = module(*[b[k] for k in _input_order(exported, names)])
         opt.zero_grad()
         loss.backward()
+        if program.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), program.clip_grad_norm)
         opt.step()
         sched.step()
         losses.append(float(loss.item()))

@@ -21,11 +21,31 @@ DATASET_FORMATS: Final[dict[str, str]] = {
 """Built-in dataset name -> the format of its file."""
 
 
-def schedule(warmup_steps: int | None = None) -> dict[str, Any]:
-    """``constant`` when `warmup_steps` is None, else ``linear`` with that warm-up."""
-    if warmup_steps is None:
+def schedule(
+    warmup_steps: int | None = None, *, name: str | None = None, min_lr_ratio: float = 0.0
+) -> dict[str, Any]:
+    """``constant`` when `warmup_steps` and `name` are None, else ``linear`` (the default
+    name) or ``cosine`` with that warm-up (0 when None); cosine also names `min_lr_ratio`."""
+    if warmup_steps is None and name is None:
         return {"name": "constant"}
-    return {"name": "linear", "warmup_steps": warmup_steps}
+    if name == "constant":
+        return {"name": "constant"}
+    w = 0 if warmup_steps is None else warmup_steps
+    if name == "cosine":
+        return {"name": "cosine", "warmup_steps": w, "min_lr_ratio": min_lr_ratio}
+    return {"name": name or "linear", "warmup_steps": w}
+
+
+def sgd(lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0) -> dict[str, Any]:
+    """A torch.optim.SGD block (dampening 0, not nesterov) with every field present."""
+    return {
+        "name": "sgd",
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "dampening": 0.0,
+        "nesterov": False,
+    }
 
 
 def adamw(
@@ -58,16 +78,21 @@ def job_spec(
     checkpoint_interval: int,
     seed: int,
     lr_schedule: dict[str, Any] | None = None,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, Any]:
-    """A spec training `model` ({"name", "config"}) on a built-in `dataset`."""
+    """A spec training `model` ({"name", "config"}) on a built-in `dataset` (no gradient
+    clipping when `clip_grad_norm` is None: the key is left out)."""
+    program: dict[str, Any] = {
+        "model": model,
+        "loss": "cross_entropy",
+        "optimizer": optimizer,
+        "lr_schedule": lr_schedule if lr_schedule is not None else schedule(),
+    }
+    if clip_grad_norm is not None:
+        program["clip_grad_norm"] = clip_grad_norm
     return {
         "repops_version": REPOPS_VERSION,
-        "program": {
-            "model": model,
-            "loss": "cross_entropy",
-            "optimizer": optimizer,
-            "lr_schedule": lr_schedule if lr_schedule is not None else schedule(),
-        },
+        "program": program,
         "data": {
             "dataset": dataset,
             "format": DATASET_FORMATS[dataset],
@@ -92,13 +117,18 @@ def mlp_spec(
     steps: int = 8,
     checkpoint_interval: int = 2,
     seed: int = 3,
+    optimizer: dict[str, Any] | None = None,
+    lr_schedule: dict[str, Any] | None = None,
+    clip_grad_norm: float | None = None,
 ) -> dict[str, Any]:
-    """The digits MLP (64 pixels -> `hidden` -> 10 classes) with AdamW."""
+    """The digits MLP (64 pixels -> `hidden` -> 10 classes) with AdamW (or `optimizer`,
+    e.g. `sgd(...)`, and `lr_schedule`, e.g. `schedule(..., name="cosine")`)."""
     return job_spec(
         {"name": "mlp", "config": {"in_features": 64, "hidden": list(hidden), "classes": 10}},
         "digits",
-        optimizer=adamw(lr, beta2=beta2, weight_decay=weight_decay),
-        lr_schedule=schedule(warmup_steps),
+        optimizer=optimizer or adamw(lr, beta2=beta2, weight_decay=weight_decay),
+        lr_schedule=lr_schedule or schedule(warmup_steps),
+        clip_grad_norm=clip_grad_norm,
         batch_size=batch_size,
         data_seed=data_seed,
         steps=steps,

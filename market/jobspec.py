@@ -13,8 +13,11 @@ The shape (keys repops ignores are allowed and kept; a model's config is closed)
      "program": {"model": {"name": "mlp", "config": {"in_features": 64, "hidden": [64],
                                                      "classes": 10}},
                  "loss": "cross_entropy",
-                 "optimizer": {"name": "adamw", "lr": 0.001, ...},
-                 "lr_schedule": {"name": "constant"} | {"name": "linear", "warmup_steps": 10}},
+                 "optimizer": {"name": "adamw", "lr": 0.001, ...}
+                            | {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0},
+                 "lr_schedule": {"name": "constant"} | {"name": "linear", "warmup_steps": 10}
+                              | {"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1},
+                 "clip_grad_norm": 1.0},   (optional)
      "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 32, "seed": 1,
               "cid": "bafk..."},
      "steps": 100, "checkpoint_interval": 10, "seed": 0}
@@ -36,7 +39,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from chain.types import Cid, Hash32
 from market.store.cid import normalize_cid
@@ -192,12 +203,29 @@ class GraphModel(_Closed):
 class Optimizer(_Open):
     """AdamW hyper-parameters (decoupled weight decay)."""
 
-    name: Literal["adamw"] = "adamw"
+    name: Literal["adamw"]
     lr: Annotated[float, Field(ge=0.0, le=10.0)]
     beta1: Annotated[float, Field(ge=0.0, le=0.999999)] = 0.9
     beta2: Annotated[float, Field(ge=0.0, le=0.999999999)] = 0.999
     eps: Annotated[float, Field(ge=1e-30, le=1.0)] = 1e-8
     weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+
+
+class AdamwDefault(Optimizer):
+    """AdamW with its name left out (the name defaults to "adamw")."""
+
+    name: Literal["adamw"] = "adamw"
+
+
+class SgdOptimizer(_Open):
+    """torch.optim.SGD: momentum with dampening 0, not nesterov; coupled weight decay."""
+
+    name: Literal["sgd"]
+    lr: Annotated[float, Field(ge=0.0, le=10.0)]
+    momentum: Annotated[float, Field(ge=0.0, le=0.999999)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    dampening: Annotated[float, Field(ge=0.0, le=0.0)] = 0.0
+    nesterov: Literal[False] = False
 
 
 class ConstantSchedule(_Open):
@@ -211,15 +239,37 @@ class LinearSchedule(_Open):
     warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)]
 
 
+class CosineSchedule(_Open):
+    """Linear warm-up to `lr` over `warmup_steps`, then cosine decay towards
+    ``min_lr_ratio * lr`` (repops.program's module doc has the exact formula)."""
+
+    name: Literal["cosine"]
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+
+def _optimizer_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        name = value.get("name", "adamw-default")
+        return name if isinstance(name, str) else None
+    return None
+
+
 class Program(_Open):
     """What is trained and how."""
 
     model: Annotated[MlpModel | GptModel | GraphModel, Field(discriminator="name")]
     loss: Literal["cross_entropy", "graph"] = "cross_entropy"
-    optimizer: Optimizer
-    lr_schedule: Annotated[ConstantSchedule | LinearSchedule, Field(discriminator="name")] = (
-        ConstantSchedule(name="constant")
-    )
+    optimizer: Annotated[
+        Annotated[Optimizer, Tag("adamw")]
+        | Annotated[AdamwDefault, Tag("adamw-default")]
+        | Annotated[SgdOptimizer, Tag("sgd")],
+        Discriminator(_optimizer_tag),
+    ]
+    lr_schedule: Annotated[
+        ConstantSchedule | LinearSchedule | CosineSchedule, Field(discriminator="name")
+    ] = ConstantSchedule(name="constant")
+    clip_grad_norm: Annotated[float, Field(ge=1e-6, le=1e6)] | None = None
 
 
 class Data(_Open):
@@ -264,7 +314,17 @@ class JobSpec(_Open):
 # ------------------------------------------------------------------------------ errors
 
 
-_TAGS: Final = {"mlp", "gpt", "graph", "constant", "linear"}
+_TAGS: Final = {
+    "mlp",
+    "gpt",
+    "graph",
+    "constant",
+    "linear",
+    "cosine",
+    "adamw",
+    "adamw-default",
+    "sgd",
+}
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -273,7 +333,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     parts = [
         str(p)
         for i, p in enumerate(loc)
-        if not (p in _TAGS and i > 0 and loc[i - 1] in ("model", "lr_schedule"))
+        if not (p in _TAGS and i > 0 and loc[i - 1] in ("model", "lr_schedule", "optimizer"))
     ]
     return ".".join(parts) or "$"
 
@@ -315,8 +375,13 @@ def _cross_field(spec: JobSpec) -> list[FieldError]:
                 f"{spec.checkpoint_interval}",
             )
         )
+    if "clip_grad_norm" in spec.program.model_fields_set and spec.program.clip_grad_norm is None:
+        errs.append(FieldError("program.clip_grad_norm", "must be a number (or absent)"))
     schedule = spec.program.lr_schedule
-    if isinstance(schedule, LinearSchedule) and schedule.warmup_steps >= spec.steps:
+    if (
+        isinstance(schedule, LinearSchedule | CosineSchedule)
+        and schedule.warmup_steps >= spec.steps
+    ):
         errs.append(FieldError("program.lr_schedule.warmup_steps", "must be < steps"))
     model = spec.program.model
     if isinstance(model, GptModel) and model.config.n_embd % model.config.n_head:

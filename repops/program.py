@@ -8,9 +8,13 @@ Spec shape (the parts repops reads; other keys are ignored)::
                            "weights": {"sha256": "<hex>", "cid": "..."}},
                  "loss": "cross_entropy",
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                               "eps": 1e-8, "weight_decay": 0.01},
+                               "eps": 1e-8, "weight_decay": 0.01}
+                            | {"name": "sgd", "lr": 0.1, "momentum": 0.9,
+                               "weight_decay": 0.0},
                  "lr_schedule": {"name": "constant"}
-                              | {"name": "linear", "warmup_steps": 10}},
+                              | {"name": "linear", "warmup_steps": 10}
+                              | {"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1},
+                 "clip_grad_norm": 1.0},   (optional: no clipping when absent)
      "data": {"dataset": "digits" | "stdlib_chars", "format": "repops-digits-v1" | ...,
               "batch_size": 32, "seed": 1, "cid": "..."},
      (either "dataset" or "format" names the dataset; "cid" does not change the bits)
@@ -22,8 +26,10 @@ sha256 in the spec, fetched through the `fetch` argument of `build_program`, and
 on a ``tensors`` dataset whose tensors are named like the graph's batch inputs.
      "steps": 100, "checkpoint_interval": 10, "seed": 0}
 
-A training state maps names to tensors: ``param.<p>``, ``adam.m.<p>``, ``adam.v.<p>``,
-``adam.beta1_pow``/``adam.beta2_pow`` (float32 scalars: beta**t), ``meta.step`` and
+A training state maps names to tensors: ``param.<p>``; with AdamW ``adam.m.<p>``,
+``adam.v.<p>``, ``adam.beta1_pow``/``adam.beta2_pow`` (float32 scalars: beta**t); with
+SGD and momentum > 0 ``sgd.buf.<p>`` (the momentum buffer, zeros at step 0; none when
+momentum is 0); ``meta.step`` and
 ``meta.data_cursor`` (int64 scalars), and for a graph model ``buffer.<b>`` for each
 buffer its forward writes (batch-norm running statistics: not trained, initialised from
 the weights file, next value = the graph's update node).  A graph's dropout masks read
@@ -35,7 +41,23 @@ AdamW (decoupled decay, only on matrices), one binary32 rounding per operation w
 as three fused ops per parameter (ADAM_MOMENT twice, ADAMW_PARAM):
 m' = b1*m + (1-b1)*g;  v' = b2*v + (1-b2)*(g*g);  p1' = p1*b1;  p2' = p2*b2;
 mhat = m' / (1 - p1');  vhat = v' / (1 - p2');  u = mhat / (sqrt(vhat) + eps) [+ wd*p];
-p' = p - lr*u.  Schedule "linear": lr * min((t+1)/W, (N-t)/(N-W)) with t = step.
+p' = p - lr*u.
+
+SGD (torch.optim.SGD with dampening 0 and nesterov false, the only forms accepted; weight
+decay coupled into the gradient, only on matrices like AdamW's), one binary32 rounding per
+operation written: [g = g + wd*p]; with momentum mu > 0: buf' = mu*buf + g, d = buf';
+else d = g; p' = p - lr*d.  (torch starts buf at g: mu*0 + g is g, so starting at zeros
+gives the same values, up to the sign of a zero gradient.)
+
+Gradient clipping ``clip_grad_norm = c`` (torch.nn.utils.clip_grad_norm_, 2-norm): per
+parameter s_p = SUM(reshape(g*g, (-1,))) (fixed halving tree); acc = s_p1, acc = acc +
+s_pk in sorted parameter-name order; total = SQRT(acc); k = MINIMUM(f32(c) / (total +
+f32(1e-6)), 1); every gradient g = g*k (exact when k = 1), before the optimizer.
+
+Schedules (t = float32(step), W = warmup_steps, N = steps, every constant f32 once):
+"constant": lr.  "linear": lr * min((t+1)/W, (N-t)/(N-W)).  "cosine" (min_lr_ratio r):
+up = (t+1)/W; q = (t - W)/(N - W); c = COS(q * f32(pi)); down = f32(r) + f32(1-r) *
+((1 + c) * 0.5); lr * WHERE(t < W, up, down).
 
 This module must never read the clock, the environment or global random state.
 """
@@ -85,9 +107,22 @@ class Optim:
 
 
 @dataclass(frozen=True)
+class Sgd:
+    lr: float
+    momentum: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
 class Schedule:
     name: str
     warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+
+
+SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZERS = ("adamw", "sgd")
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
 
 @dataclass(eq=False)
@@ -97,8 +132,9 @@ class Program:
     spec: dict[str, Any]
     model_name: str
     config: Any
-    optim: Optim
+    optim: Optim | Sgd
     schedule: Schedule
+    clip_grad_norm: float | None
     dataset: str
     batch_size: int
     data_seed: int
@@ -109,6 +145,7 @@ class Program:
     tape: Tape
     state_specs: dict[str, tuple[tuple[int, ...], str]]
     batch_specs: dict[str, tuple[tuple[int, ...], str]]
+    grad_norm_node: int | None = None  # the tape's total gradient norm (clipping only)
     _executors: dict[str, Executor] = field(default_factory=dict)
     initial: dict[str, torch.Tensor] = field(default_factory=dict)  # "weights" init values
 
@@ -250,11 +287,20 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
     elif prog and prog.get("loss", "cross_entropy") != "cross_entropy":
         errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
     opt = _obj(prog, "optimizer", "program", errs) if prog else {}
-    optim = None
-    if opt:
-        if opt.get("name", "adamw") != "adamw":
-            errs.append(FieldError("program.optimizer.name", "only 'adamw' is supported"))
-        p = "program.optimizer"
+    optim: Optim | Sgd | None = None
+    p = "program.optimizer"
+    if opt and opt.get("name", "adamw") not in OPTIMIZERS:
+        errs.append(FieldError("program.optimizer.name", "must be 'adamw' or 'sgd'"))
+    elif opt and opt.get("name") == "sgd":
+        if opt.get("nesterov", False) is not False:
+            errs.append(FieldError(f"{p}.nesterov", "only false is supported"))
+        _num(opt, "dampening", p, errs, 0.0, 0.0, 0.0)
+        optim = Sgd(
+            lr=_num(opt, "lr", p, errs, 0.0, 10.0),
+            momentum=_num(opt, "momentum", p, errs, 0.0, 0.999999, 0.0),
+            weight_decay=_num(opt, "weight_decay", p, errs, 0.0, 10.0, 0.0),
+        )
+    elif opt:
         optim = Optim(
             lr=_num(opt, "lr", p, errs, 0.0, 10.0),
             beta1=_num(opt, "beta1", p, errs, 0.0, 0.999999, 0.9),
@@ -272,15 +318,25 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
             )
         )
     seed = _int(spec, "seed", "", errs, 0, (1 << 63) - 1)
+    clip = None
+    if prog and "clip_grad_norm" in prog:
+        clip = _num(prog, "clip_grad_norm", "program", errs, 1e-6, 1e6)
     sch = prog.get("lr_schedule", {"name": "constant"}) if prog else {}
     schedule = None
-    if not isinstance(sch, dict) or sch.get("name") not in ("constant", "linear"):
-        errs.append(FieldError("program.lr_schedule.name", "must be 'constant' or 'linear'"))
-    elif sch["name"] == "linear":
-        w = _int(sch, "warmup_steps", "program.lr_schedule", errs, 0, steps)
+    if not isinstance(sch, dict) or sch.get("name") not in SCHEDULES:
+        errs.append(
+            FieldError("program.lr_schedule.name", "must be 'constant', 'linear' or 'cosine'")
+        )
+    elif sch["name"] in ("linear", "cosine"):
+        ps = "program.lr_schedule"
+        if sch["name"] == "cosine" and "warmup_steps" not in sch:
+            w = 0
+        else:
+            w = _int(sch, "warmup_steps", ps, errs, 0, steps)
         if w >= steps:
-            errs.append(FieldError("program.lr_schedule.warmup_steps", "must be < steps"))
-        schedule = Schedule("linear", w)
+            errs.append(FieldError(f"{ps}.warmup_steps", "must be < steps"))
+        r = _num(sch, "min_lr_ratio", ps, errs, 0.0, 1.0, 0.0) if sch["name"] == "cosine" else 0.0
+        schedule = Schedule(sch["name"], w, r)
     else:
         schedule = Schedule("constant")
     dataset = dat.get("dataset") if dat else None
@@ -310,6 +366,7 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
         "config": config,
         "optim": optim,
         "schedule": schedule,
+        "clip_grad_norm": clip,
         "dataset": dataset,
         "batch_size": batch_size,
         "data_seed": data_seed,
@@ -351,7 +408,7 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
     if mod is _GraphModel:
         det["program"]["model"]["graph"].pop("cid", None)
         det["program"]["model"]["weights"].pop("cid", None)
-    tape, sspecs = _build_tape(
+    tape, sspecs, norm = _build_tape(
         mod,
         cfg,
         params,
@@ -360,12 +417,14 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         parsed["schedule"],
         parsed["steps"],
         parsed["seed"],
+        parsed["clip_grad_norm"],
     )
     return Program(
         spec=det,
         params=params,
         tape=tape,
         state_specs=sspecs,
+        grad_norm_node=norm,
         batch_specs=bspecs,
         initial=initial,
         **parsed,
@@ -437,11 +496,12 @@ def _build_tape(
     cfg: Any,
     params: Mapping[str, ParamSpec],
     bspecs: Mapping[str, tuple[tuple[int, ...], str]],
-    opt: Optim,
+    opt: Optim | Sgd,
     sch: Schedule,
     steps: int,
     seed: int,
-) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]]]:
+    clip: float | None = None,
+) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]], int | None]:
     g = Graph()
     sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
 
@@ -450,10 +510,13 @@ def _build_tape(
         return g.input(name, shape, dtype)
 
     pid = {n: inp(f"param.{n}", s.shape) for n, s in params.items()}
-    mid = {n: inp(f"adam.m.{n}", s.shape) for n, s in params.items()}
-    vid = {n: inp(f"adam.v.{n}", s.shape) for n, s in params.items()}
-    p1 = inp("adam.beta1_pow", ())
-    p2 = inp("adam.beta2_pow", ())
+    if isinstance(opt, Optim):
+        mid = {n: inp(f"adam.m.{n}", s.shape) for n, s in params.items()}
+        vid = {n: inp(f"adam.v.{n}", s.shape) for n, s in params.items()}
+        p1 = inp("adam.beta1_pow", ())
+        p2 = inp("adam.beta2_pow", ())
+    elif opt.momentum > 0.0:
+        bid = {n: inp(f"sgd.buf.{n}", s.shape) for n, s in params.items()}
     step = inp("meta.step", (), "int64")
     cursor = inp("meta.data_cursor", (), "int64")
     batch = {k: g.input(f"batch.{k}", shape, dt) for k, (shape, dt) in bspecs.items()}
@@ -471,44 +534,90 @@ def _build_tape(
         new_buffers = {n: new_buffers.get(n, v) for n, v in bufs.items()}
     else:
         loss = mod.forward(g, cfg, pid, batch)
-    grads = backward(g, loss, list(pid.values()))
+    back = backward(g, loss, list(pid.values()))
+    grads: dict[str, int] = {}
 
-    # LR schedule from the step counter.
-    lr = g.const(opt.lr)
-    if sch.name == "linear":
-        t = g.to_f32(step)
-        up = g.div(g.add(t, g.const(1.0)), g.const(float(sch.warmup_steps)))
-        down = g.div(g.sub(g.const(float(steps)), t), g.const(float(steps - sch.warmup_steps)))
-        lr = g.mul(lr, g.minimum(up, down))
+    def grad(n: str) -> int:  # lazily, so that an AdamW tape keeps its node order
+        if n not in grads:
+            gr = back.get(pid[n])
+            zero = torch.zeros(params[n].shape, dtype=torch.float32)
+            grads[n] = gr if gr is not None else g.const(zero)
+        return grads[n]
 
-    b1, b2 = g.const(opt.beta1), g.const(opt.beta2)
-    c1, c2 = g.const(1.0 - opt.beta1), g.const(1.0 - opt.beta2)
-    one = g.const(1.0)
-    p1n = g.mul(p1, b1)
-    p2n = g.mul(p2, b2)
-    bc1 = g.sub(one, p1n)
-    bc2 = g.sub(one, p2n)
-    eps = g.const(opt.eps)
-    wd = g.const(opt.weight_decay)
+    # Global-norm clipping: partial sums of squares in sorted parameter-name order.
+    norm = None
+    if clip is not None:
+        acc = None
+        for n in sorted(params):
+            sq = g.mul(grad(n), grad(n))
+            flat = g.reshape(sq, (math.prod(params[n].shape),))
+            part = g.reshape(g.sum(flat, 0), ())
+            acc = part if acc is None else g.add(acc, part)
+        assert acc is not None
+        norm = g.sqrt(acc)
+        k = g.div(g.const(clip), g.add(norm, g.const(CLIP_EPS)))
+        k = g.minimum(k, g.const(1.0))
+        grads = {n: g.mul(grad(n), k) for n in params}
+
+    lr = _schedule_lr(g, opt.lr, sch, steps, step)
     outputs: dict[str, int] = {}
-    for n, spec in params.items():
-        gr = grads.get(pid[n])
-        if gr is None:
-            gr = g.const(torch.zeros(spec.shape, dtype=torch.float32))
-        m = g.adam_moment(mid[n], gr, b1, c1, square=False)
-        v = g.adam_moment(vid[n], gr, b2, c2, square=True)
-        decay = spec.decay and opt.weight_decay > 0.0
-        outputs[f"param.{n}"] = g.adamw_param(pid[n], m, v, (bc1, bc2, eps, lr, wd), decay)
-        outputs[f"adam.m.{n}"] = m
-        outputs[f"adam.v.{n}"] = v
-    outputs["adam.beta1_pow"] = p1n
-    outputs["adam.beta2_pow"] = p2n
+    if isinstance(opt, Optim):
+        b1, b2 = g.const(opt.beta1), g.const(opt.beta2)
+        c1, c2 = g.const(1.0 - opt.beta1), g.const(1.0 - opt.beta2)
+        one = g.const(1.0)
+        p1n = g.mul(p1, b1)
+        p2n = g.mul(p2, b2)
+        bc1 = g.sub(one, p1n)
+        bc2 = g.sub(one, p2n)
+        eps = g.const(opt.eps)
+        wd = g.const(opt.weight_decay)
+        for n, spec in params.items():
+            gr = grad(n)
+            m = g.adam_moment(mid[n], gr, b1, c1, square=False)
+            v = g.adam_moment(vid[n], gr, b2, c2, square=True)
+            decay = spec.decay and opt.weight_decay > 0.0
+            outputs[f"param.{n}"] = g.adamw_param(pid[n], m, v, (bc1, bc2, eps, lr, wd), decay)
+            outputs[f"adam.m.{n}"] = m
+            outputs[f"adam.v.{n}"] = v
+        outputs["adam.beta1_pow"] = p1n
+        outputs["adam.beta2_pow"] = p2n
+    else:
+        wd = g.const(opt.weight_decay)
+        mu = g.const(opt.momentum)
+        for n, spec in params.items():
+            gr = grad(n)
+            if spec.decay and opt.weight_decay > 0.0:
+                gr = g.add(gr, g.mul(wd, pid[n]))
+            if opt.momentum > 0.0:
+                gr = g.add(g.mul(mu, bid[n]), gr)
+                outputs[f"sgd.buf.{n}"] = gr
+            outputs[f"param.{n}"] = g.sub(pid[n], g.mul(lr, gr))
     one_i = g.const(1, "int64")
     outputs["meta.step"] = g.add(step, one_i)
     outputs["meta.data_cursor"] = g.add(cursor, one_i)
     for n, v in new_buffers.items():
         outputs[f"buffer.{n}"] = v
-    return Tape.from_graph(g, outputs, loss), sspecs
+    return Tape.from_graph(g, outputs, loss), sspecs, norm
+
+
+def _schedule_lr(g: Graph, base: float, sch: Schedule, steps: int, step: int) -> int:
+    """The step's learning rate as a 0-dim float32 node (formulas in the module doc)."""
+    lr = g.const(base)
+    if sch.name == "constant":
+        return lr
+    t = g.to_f32(step)
+    if sch.name == "linear":  # node order kept as it was before cosine existed
+        up = g.div(g.add(t, g.const(1.0)), g.const(float(sch.warmup_steps)))
+        down = g.div(g.sub(g.const(float(steps)), t), g.const(float(steps - sch.warmup_steps)))
+        return g.mul(lr, g.minimum(up, down))
+    w = g.const(float(sch.warmup_steps))
+    up = g.div(g.add(t, g.const(1.0)), w)
+    q = g.div(g.sub(t, w), g.const(float(steps - sch.warmup_steps)))
+    c = g.cos(g.mul(q, g.const(math.pi)))
+    half = g.mul(g.add(g.const(1.0), c), g.const(0.5))
+    r = sch.min_lr_ratio
+    down = g.add(g.const(r), g.mul(g.const(1.0 - r), half))
+    return g.mul(lr, g.where(g.compare(t, w, "lt"), up, down))
 
 
 # ----------------------------------------------------------------------------------------
@@ -533,10 +642,11 @@ def init_state(program: Program, device: torch.device | str = "cpu") -> State:
         else:
             t = torch.zeros(numel, dtype=torch.float32)
         state[f"param.{n}"] = t.reshape(spec.shape)
-        state[f"adam.m.{n}"] = torch.zeros(spec.shape, dtype=torch.float32)
-        state[f"adam.v.{n}"] = torch.zeros(spec.shape, dtype=torch.float32)
-    state["adam.beta1_pow"] = torch.tensor(1.0, dtype=torch.float32)
-    state["adam.beta2_pow"] = torch.tensor(1.0, dtype=torch.float32)
+    for name, (shape, _dt) in program.state_specs.items():
+        if name.startswith(("adam.m.", "adam.v.", "sgd.buf.")):
+            state[name] = torch.zeros(shape, dtype=torch.float32)
+        elif name in ("adam.beta1_pow", "adam.beta2_pow"):
+            state[name] = torch.tensor(1.0, dtype=torch.float32)
     state["meta.step"] = torch.tensor(0, dtype=torch.int64)
     state["meta.data_cursor"] = torch.tensor(0, dtype=torch.int64)
     for name, (shape, dt) in program.state_specs.items():

@@ -9,12 +9,13 @@ consume the same batches, which makes "repops vs plain fp32" comparisons meaning
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from repops.program import Program
+from repops.program import Program, Sgd
 
 
 class TorchTwin(torch.nn.Module):
@@ -29,6 +30,7 @@ class TorchTwin(torch.nn.Module):
             [torch.nn.Parameter(state[f"param.{n}"].detach().clone()) for n in self.names]
         )
         self.idx = {n: i for i, n in enumerate(self.names)}
+        self.grad_norms: list[float] = []  # torch's total norm per step, when clipping
 
     def w(self, name: str) -> torch.Tensor:
         w: torch.Tensor = self.p[self.idx[name]]
@@ -68,30 +70,50 @@ class TorchTwin(torch.nn.Module):
         return F.cross_entropy(logits.reshape(b * t, -1), y.reshape(b * t))
 
 
+def torch_optimizer(
+    program: Program, decay: list[torch.Tensor], rest: list[torch.Tensor]
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """torch AdamW or SGD + LambdaLR matching the program's optimizer and schedule;
+    weight decay only on `decay` (the matrices)."""
+    o = program.optim
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": o.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+    opt: torch.optim.Optimizer
+    if isinstance(o, Sgd):
+        opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    else:
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(program))
+
+
+def lr_factor(program: Program) -> Callable[[int], float]:
+    """The schedule's multiplier of lr at step t, in binary64 (repops.program's formulas)."""
+    sch = program.schedule
+    n, w, r = program.steps, sch.warmup_steps, sch.min_lr_ratio
+
+    def factor(t: int) -> float:
+        if sch.name == "constant":
+            return 1.0
+        up = (t + 1) / w if w else math.inf
+        if sch.name == "linear":
+            return min(up, (n - t) / (n - w))
+        if t < w:
+            return up
+        return r + (1.0 - r) * (0.5 * (1.0 + math.cos(math.pi * (t - w) / (n - w))))
+
+    return factor
+
+
 def make_optimizer(
     twin: TorchTwin,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """torch AdamW + LambdaLR matching the program's hyper-parameters and schedule."""
+    """`torch_optimizer` over the twin's parameters."""
     prog = twin.program
-    o = prog.optim
     decay = [twin.w(n) for n in twin.names if prog.params[n].decay]
     rest = [twin.w(n) for n in twin.names if not prog.params[n].decay]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=o.lr,
-        betas=(o.beta1, o.beta2),
-        eps=o.eps,
-    )
-    sch = prog.schedule
-    n = prog.steps
-
-    def factor(t: int) -> float:
-        if sch.name != "linear":
-            return 1.0
-        up = (t + 1) / sch.warmup_steps if sch.warmup_steps else math.inf
-        return min(up, (n - t) / (n - sch.warmup_steps))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch_optimizer(prog, decay, rest)
 
 
 def torch_step(
@@ -100,10 +122,14 @@ def torch_step(
     sched: torch.optim.lr_scheduler.LambdaLR,
     batch: Mapping[str, torch.Tensor],
 ) -> float:
-    """One plain-torch training step; returns the loss."""
+    """One plain-torch training step (clipping with clip_grad_norm_ when the program
+    clips); returns the loss."""
     opt.zero_grad(set_to_none=True)
     loss = twin(batch["batch.x"], batch["batch.y"])
     loss.backward()
+    if twin.program.clip_grad_norm is not None:
+        norm = torch.nn.utils.clip_grad_norm_(twin.parameters(), twin.program.clip_grad_norm)
+        twin.grad_norms.append(float(norm))
     opt.step()
     sched.step()
     return float(loss.item())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobspec.factory import artifact, graph_spec
+from jobspec.factory import artifact, graph_spec, mlp_spec, schedule, sgd
 from market.jobspec import (
     SpecInvalid,
     canonical_bytes,
@@ -84,6 +84,17 @@ GOOD: list[dict[str, Any]] = [
     {**base_spec(), "data": {"format": "repops-digits-v1", "batch_size": 4, "seed": 1}},
     {**base_spec(), "note": "extra keys are kept and ignored"},
     {**base_spec(), "steps": 16777215, "checkpoint_interval": 16777215},
+    # issue 13 item 4: SGD, cosine, clipping
+    mlp_spec(optimizer=sgd(0.1, momentum=0.9, weight_decay=0.01)),
+    mlp_spec(optimizer={"name": "sgd", "lr": 0.1}),
+    mlp_spec(optimizer=sgd(0.1, momentum=0.0)),
+    mlp_spec(lr_schedule=schedule(2, name="cosine", min_lr_ratio=0.1)),
+    mlp_spec(lr_schedule={"name": "cosine"}),
+    mlp_spec(lr_schedule=schedule(0, name="cosine", min_lr_ratio=1.0)),
+    mlp_spec(clip_grad_norm=1.0),
+    mlp_spec(clip_grad_norm=5),
+    mlp_spec(optimizer=sgd(0.1), clip_grad_norm=0.5, lr_schedule=schedule(1, name="cosine")),
+    {**base_spec(), "program": {**base_spec()["program"], "optimizer": {"lr": 0.01}}},
 ]
 
 BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -96,13 +107,31 @@ BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "mlp unknown field": _set("program.model.config.dropout", 1),
     "config missing": _del("program.model.config"),
     "loss": _set("program.loss", "mse"),
-    "optimizer name": _set("program.optimizer.name", "sgd"),
+    "optimizer name": _set("program.optimizer.name", "rmsprop"),
+    "optimizer not object": _set("program.optimizer", "sgd"),
+    "sgd lr missing": _set("program.optimizer", {"name": "sgd", "momentum": 0.9}),
+    "sgd nesterov": _set("program.optimizer", {**sgd(0.1), "nesterov": True}),
+    "sgd dampening": _set("program.optimizer", {**sgd(0.1), "dampening": 0.1}),
+    "sgd momentum one": _set("program.optimizer", sgd(0.1, momentum=1.0)),
+    "sgd momentum string": _set("program.optimizer", {**sgd(0.1), "momentum": "0.9"}),
+    "sgd decay negative": _set("program.optimizer", sgd(0.1, weight_decay=-0.1)),
+    "cosine warmup too long": _set("program.lr_schedule", schedule(20, name="cosine")),
+    "cosine warmup float": _set("program.lr_schedule", {"name": "cosine", "warmup_steps": 2.0}),
+    "cosine ratio above one": _set(
+        "program.lr_schedule", schedule(2, name="cosine", min_lr_ratio=1.5)
+    ),
+    "cosine ratio bool": _set("program.lr_schedule", {"name": "cosine", "min_lr_ratio": True}),
+    "clip zero": _set("program.clip_grad_norm", 0.0),
+    "clip null": _set("program.clip_grad_norm", None),
+    "clip bool": _set("program.clip_grad_norm", True),
+    "clip string": _set("program.clip_grad_norm", "1.0"),
+    "clip huge": _set("program.clip_grad_norm", 1e7),
     "lr missing": _del("program.optimizer.lr"),
     "lr too big": _set("program.optimizer.lr", 11.0),
     "lr bool": _set("program.optimizer.lr", True),
     "lr string": _set("program.optimizer.lr", "0.1"),
     "eps zero": _set("program.optimizer.eps", 0.0),
-    "schedule name": _set("program.lr_schedule", {"name": "cosine"}),
+    "schedule name": _set("program.lr_schedule", {"name": "step"}),
     "schedule type": _set("program.lr_schedule", "constant"),
     "warmup too long": _set("program.lr_schedule", {"name": "linear", "warmup_steps": 20}),
     "steps zero": _set("steps", 0),

@@ -79,3 +79,14 @@ def test_gpu_training_run_equals_cpu(gpt_spec: dict[str, Any], chars: data.Datas
     a, _ = train(prog, st, chars, 3, "cpu")
     b, _ = train(prog, init_state(prog, CUDA), chars, 3, CUDA)
     assert state_hash(a) == state_hash(b)
+
+
+@pytest.mark.parametrize("name", ["sgd + clipping + cosine", "adamw + clipping"])
+def test_gpu_recipe_run_equals_cpu(name: str, digits: data.Dataset) -> None:
+    from repops.hashing import state_hash
+    from tests.repops.test_recipe import RECIPES
+
+    prog = build_program(RECIPES[name])
+    a, _ = train(prog, init_state(prog), digits, 4, "cpu")
+    b, _ = train(prog, init_state(prog, CUDA), digits, 4, CUDA)
+    assert state_hash(a) == state_hash(b)

@@ -207,3 +207,25 @@ def test_model_lower_writes_what_check_and_train_load_without_the_pt2(
     (low / "graph.json").write_bytes(b"\x80\x04\x95" + b"\x00" * 20)
     code, out = _main(capsys, "model", "check", str(low))
     assert code == 1 and "pickle" in out
+
+
+def test_train_local_takes_the_recipe_flags_into_the_spec_and_the_reference(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = files["dir"] / "recipe"
+    args = ["train", "--local", "--model", str(files["wide"]), "--data", str(files["data"])]
+    args += ["--steps", "12", "--batch-size", "8", "--seed", "4", "--lr", "0.05"]
+    args += ["--optimizer", "sgd", "--momentum", "0.8", "--schedule", "cosine"]
+    args += ["--warmup-steps", "2", "--min-lr-ratio", "0.1", "--clip-grad-norm", "0.3"]
+    args += ["--reference", "torch", "--out", str(out)]
+    code, text = _main(capsys, *args)
+    assert code == 0, text
+    prog = json.loads((out / "spec.json").read_text())["program"]
+    assert prog["optimizer"]["name"] == "sgd" and prog["optimizer"]["momentum"] == 0.8
+    assert prog["lr_schedule"] == {"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1}
+    assert prog["clip_grad_norm"] == 0.3
+    final = float(re.findall(r"final_loss: (\S+)", text)[-1])
+    ref = float(re.search(r"torch fp32\) final_loss: (\S+)", text).group(1))  # type: ignore[union-attr]
+    assert abs(final - ref) <= 0.02 * abs(ref), (final, ref)

@@ -40,7 +40,7 @@ def test_validate_spec_good_specs_have_no_errors(
             "program.model.config.hidden",
         ),
         (lambda s: s["program"]["optimizer"].update(lr=-1.0), "program.optimizer.lr"),
-        (lambda s: s["program"]["lr_schedule"].update(name="cosine"), "program.lr_schedule.name"),
+        (lambda s: s["program"]["lr_schedule"].update(name="step"), "program.lr_schedule.name"),
         (
             lambda s: s["data"].update(dataset="stdlib_chars", format="repops-chars-v1"),
             "data.dataset",
