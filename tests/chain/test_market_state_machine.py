@@ -239,7 +239,7 @@ class Scenario:
     leaver: bool = False
 
 
-OVERTURN = Scenario(rogues=2, appeal=True, late_joiner=True)
+OVERTURN = Scenario(rogues=2, appeal=True, late_joiner=True, leaver=True)
 SILENT = Scenario(rogues=1, silent=True, leaver=True)
 SILENT_VOID = Scenario(silent=True, turnout=0)
 # Sampled with these weights; one example in ROUND_ODDS runs a round (each is ~15 blocks).
@@ -2552,7 +2552,6 @@ def test_market_state_machine_random_actions_keep_invariants(session: Session) -
         "referee:join:ok",
         "referee:leave:ok",
         "vote:leaving-member:ok",
-        "vote:mined-revert:NotEligible",
         "vote:joined-after-request:mined-revert:NotEligible",
         "committee:transition:Submitted->Slashed",
     ):
