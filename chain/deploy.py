@@ -126,16 +126,24 @@ def deploy(
     min_challenger_bond: int = DEFAULT_MIN_CHALLENGER_BOND,
     membership_delay: int | None = None,
     arbiters: Sequence[str] = (),
+    token: str | None = None,
 ) -> Deployment:
     """Deploy WorkToken (the signer is admin and minter), JobMarket over it and, unless
     `with_dispute_game` is False, ArbiterReferee and DisputeGame wired to the market.
 
-    Each of `arbiters` becomes a founding committee member, active at once (no game exists
-    yet), its stake minted to and paid by the deployer."""
-    token_address, token_receipt = client.deploy("WorkToken", [client.address])
-    market_address, _ = client.deploy(
+    `token` names an existing WorkToken to deploy over instead (a second market on the
+    same token; the signer must be its minter when `arbiters` are given). Each of
+    `arbiters` becomes a founding committee member, active at once (no game exists yet),
+    its stake minted to and paid by the deployer."""
+    token_receipt = None
+    if token is None:
+        token_address, token_receipt = client.deploy("WorkToken", [client.address])
+    else:
+        token_address = token
+    market_address, market_receipt = client.deploy(
         "JobMarket", [token_address, winner_share_bps, late_share_bps, min_challenger_bond]
     )
+    first_block = (token_receipt or market_receipt).block_number
     addresses = {"WorkToken": Address(token_address), "JobMarket": Address(market_address)}
     params = {
         "winner_share_bps": winner_share_bps,
@@ -166,9 +174,9 @@ def deploy(
         referee = ArbiterRefereeClient(client, referee_address)
         referee.set_game(game_address)
         if arbiters:
-            token = WorkTokenClient(client, token_address)
-            token.mint(client.address, arbiter_stake * len(arbiters))
-            token.approve(referee_address, arbiter_stake * len(arbiters))
+            work = WorkTokenClient(client, token_address)
+            work.mint(client.address, arbiter_stake * len(arbiters))
+            work.approve(referee_address, arbiter_stake * len(arbiters))
             for arbiter in arbiters:
                 referee.join(arbiter)
         JobMarketClient(client, market_address).set_dispute_game(game_address)
@@ -187,7 +195,7 @@ def deploy(
         }
     return Deployment(
         chain_id=client.w3.eth.chain_id,
-        block=token_receipt.block_number,
+        block=first_block,
         deployer=Address(client.address),
         addresses=addresses,
         params=params,

@@ -21,7 +21,7 @@ from chain.client import decode_revert, load_artifact
 from chain.contracts import JobTerms
 from chain.devnet import Devnet
 from chain.errors import ContractRevert
-from chain.generated import DisputeTerms, Job, JobStatus, Payout
+from chain.generated import DisputeTerms, Job, JobStatus, Member, Payout, Ruling
 from chain.types import Cid, Hash32, Wei
 
 MAX_UINT256 = 2**256 - 1
@@ -121,18 +121,37 @@ def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()
     return "0x" + (selector(signature) + abi_encode(list(types), list(args))).hex()
 
 
-def market_output_type(function: str) -> str:
-    """The ABI type of a JobMarket view's single struct result (flat), read from its artifact."""
-    abi = load_artifact("JobMarket").abi
+def output_type(contract: str, function: str) -> str:
+    """The flat ABI tuple type of a view's result, read from the contract's artifact: its
+    single struct's components, or its outputs (a public mapping's getter)."""
+    abi = load_artifact(contract).abi
     (entry,) = [e for e in abi if e["type"] == "function" and e["name"] == function]
-    (output,) = entry["outputs"]
-    return "(" + ",".join(c["type"] for c in output["components"]) + ")"
+    outputs = entry["outputs"]
+    if len(outputs) == 1 and "components" in outputs[0]:
+        outputs = outputs[0]["components"]
+    return "(" + ",".join(c["type"] for c in outputs) + ")"
 
 
-JOB_TUPLE = market_output_type("getJob")  # struct Job
-DISPUTE_TERMS_TUPLE = market_output_type("disputeTerms")  # struct DisputeTerms, status first
-PAYOUT_TUPLE = market_output_type("payoutOf")  # PayoutLib.sol's struct Payout
+def eth_calls(calls: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One JSON-RPC batch of `eth_call`s (to, calldata) at the latest block, ids 0..n-1."""
+    return [
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "eth_call",
+            "params": [{"to": t, "data": d}, "latest"],
+        }
+        for i, (t, d) in enumerate(calls)
+    ]
+
+
+JOB_TUPLE = output_type("JobMarket", "getJob")  # struct Job
+DISPUTE_TERMS_TUPLE = output_type("JobMarket", "disputeTerms")  # struct DisputeTerms
+PAYOUT_TUPLE = output_type("JobMarket", "payoutOf")  # PayoutLib.sol's struct Payout
 MAX_REOPENINGS = 2  # JobMarket.MAX_REOPENINGS
+# ArbiterReferee.rulingOf / members: its structs Ruling and Member, in ABI order.
+RULING_TUPLE = output_type("ArbiterReferee", "rulingOf")
+MEMBER_TUPLE = output_type("ArbiterReferee", "members")
 
 
 # The snapshot reads the market's structs into their generated dataclasses (names kept for
@@ -162,6 +181,19 @@ class MarketSnapshot:
     dispute_terms: dict[int, DisputeTermsView | ContractRevert]
 
 
+@dataclass(frozen=True)
+class RefereeSnapshot:
+    """ArbiterReferee's books and its game's count, taken at one block."""
+
+    game_count: int
+    total_burned: int
+    total_credits: int
+    credits: dict[str, int]
+    members: dict[str, Member]
+    committee: list[str]
+    rulings: dict[int, Ruling]  # game ids 1..game_count + 1 (the last one never requested)
+
+
 class BatchReader:
     """Reads the token, the market, every job and its dispute terms in one JSON-RPC batch."""
 
@@ -173,6 +205,61 @@ class BatchReader:
 
     def close(self) -> None:
         self._http.close()
+
+    def _batch(self, calls: Sequence[tuple[str, str]]) -> list[bytes]:
+        response = self._http.post("/", json=eth_calls(calls))
+        response.raise_for_status()
+        by_id = {item["id"]: item for item in response.json()}
+        out: list[bytes] = []
+        for i in range(len(calls)):
+            if "error" in by_id[i]:
+                raise AssertionError(f"read {i} failed: {by_id[i]['error']}")
+            out.append(bytes.fromhex(by_id[i]["result"][2:]))
+        return out
+
+    def read_referee(
+        self, referee: str, game: str, members: Sequence[str], game_count: int
+    ) -> RefereeSnapshot:
+        """The referee's totals, every holder's referee credit, `members`' records, the
+        committee and the rulings of games 1..game_count + 1, in one batch."""
+        calls = [
+            (game, calldata("gameCount()")),
+            (referee, calldata("totalBurned()")),
+            (referee, calldata("totalCredits()")),
+            (referee, calldata("committee()")),
+        ]
+        calls += [(referee, calldata("credits(address)", ["address"], [h])) for h in self._holders]
+        calls += [(referee, calldata("members(address)", ["address"], [a])) for a in members]
+        ids = range(1, game_count + 2)
+        calls += [(referee, calldata("rulingOf(uint256)", ["uint256"], [g])) for g in ids]
+        raw = self._batch(calls)
+
+        def uint(value: bytes) -> int:
+            return int.from_bytes(value, "big")
+
+        (committee,) = abi_decode(["address[]"], raw[3])
+        n, base = len(self._holders), 4
+        credits = {h: uint(raw[base + i]) for i, h in enumerate(self._holders)}
+        base += n
+        records = {
+            a: Member.from_tuple(abi_decode([MEMBER_TUPLE], raw[base + i])[0])
+            for i, a in enumerate(members)
+        }
+        base += len(members)
+        rulings: dict[int, Ruling] = {}
+        for offset, game_id in enumerate(ids):
+            fields = list(abi_decode([RULING_TUPLE], raw[base + offset])[0])
+            fields[5] = to_checksum_address(fields[5])
+            rulings[game_id] = Ruling.from_tuple(fields)
+        return RefereeSnapshot(
+            game_count=uint(raw[0]),
+            total_burned=uint(raw[1]),
+            total_credits=uint(raw[2]),
+            credits=credits,
+            members=records,
+            committee=[to_checksum_address(a) for a in committee],
+            rulings=rulings,
+        )
 
     def read(self, job_count: int) -> MarketSnapshot:
         calls: list[tuple[str, str]] = []
@@ -193,15 +280,7 @@ class BatchReader:
             calls.append((self._market, calldata("payoutOf(uint256)", ["uint256"], [job_id])))
         for job_id in range(1, job_count + 1):
             calls.append((self._market, calldata("disputeTerms(uint256)", ["uint256"], [job_id])))
-        payload: list[dict[str, Any]] = [
-            {
-                "jsonrpc": "2.0",
-                "id": i,
-                "method": "eth_call",
-                "params": [{"to": to, "data": data}, "latest"],
-            }
-            for i, (to, data) in enumerate(calls)
-        ]
+        payload = eth_calls(calls)
         payload.append(
             {
                 "jsonrpc": "2.0",

@@ -15,16 +15,37 @@ orders are signed, stashed, and relayed later (again), so replays, stale and fut
 tampered terms, wrong signers, wrong domains and expired orders all occur next to the valid
 ones.  Many of the actions are invalid on purpose (wrong account, wrong status, too late,
 too early, no allowance, unknown id): the model predicts the exact named error and its
-arguments, and that nothing changes.  After every step the whole market is read back in one
-JSON-RPC batch and checked against the model and against DESIGN.md §1.4:
+arguments, and that nothing changes.
 
-(a) tokens are conserved: holders + market = totalSupply, totalSupply + burned = minted,
-    and the market's totalBurned is the token's burned amount;
-(b) the market holds exactly its buckets: live rewards + live stakes + open bonds + held
+Next to that market, on the same token and with the same accounts, a second JobMarket is
+played through a real DisputeGame ruled by the staked ArbiterReferee committee
+(docs/protocol.md §6.5; three founding members, arbiter keys and actors may join).  Members
+join (active at once while no game exists, else MEMBERSHIP_DELAY later), leave, withdraw
+their stake once the exit plus settlementBound has passed, and withdraw referee credit.  A
+committee round posts, claims and submits a one-step job (an honest solver, or one lying
+at an op link), plays the real game with the honest strategy to its ruling request (which
+counts the members active then) and runs one of SCENARIOS: rogue members vote the
+outcome-flipping hash, honest ones the re-executed one; a majority decides at once, QUORUM
+votes short of it propose; the harmed party appeals a wrong proposal, and the whole
+committee's majority overturns it and slashes its voters (half to the appellant, half
+burned); a silent ruling window escalates by itself; settle lets a proposal stand, decides
+by plurality, or voids the game (the market reopens its window).  The same actions also
+occur at random, by anyone (members, strangers), on any ruling, with jumps to around the
+referee's deadlines.  The model predicts every outcome and named error here too (vote and
+settle carry a fixed gas limit and are not simulated, so their reverts are mined); only the
+game's own events are left to tests/dispute.  After every step everything is read back in
+JSON-RPC batches and checked against the model and against DESIGN.md §1.4:
+
+(a) tokens are conserved: holders (the committee's market, the referee and its members
+    among them) + market = totalSupply, totalSupply + burned = minted, and the token's
+    burned amount is both markets' totalBurned + the referee's;
+(b) each market holds exactly its buckets: live rewards + live stakes + open bonds + held
     solver winnings + unpaid winners' pools + credits (a voided dispute moves its bond from
     the open-bond bucket to a credit), and each job's payout record is the model's;
 (c) every job's status is the model's, and every observed transition is one JobTypes.sol
-    allows; what disputeTerms reports (status first) is the stored job itself.
+    allows; what disputeTerms reports (status first) is the stored job itself;
+(d) the referee's committee, member records, rulings, credits and totalBurned are the
+    model's, and it holds exactly the members' stakes + open appeal bonds + its credits.
 
 Timing.  anvil runs with a one-second block interval, so a transaction mined now lands at
 `latest + 1`.  ChainClient simulates on the latest block; the model therefore decides the
@@ -55,6 +76,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from arbiter.actor import GameActor
+from arbiter.referee import TraceOracle, decide
+from arbiter.strategy import PostBundle, honest_move
+from arbiter.synthetic import Divergence, SyntheticTrace
 from chain.client import Receipt
 from chain.contracts import (
     JobMarketClient,
@@ -63,15 +88,22 @@ from chain.contracts import (
     SignedJobOrder,
     WorkTokenClient,
 )
+from chain.deploy import deploy
+from chain.dispute import ArbiterRefereeClient, GameId
 from chain.errors import ContractRevert
 from chain.generated import (
+    AlreadyMember,
+    AlreadyVoted,
     Approval,
+    ArbiterJoined,
+    ArbiterSlashed,
     BondBelowMinimum,
     ChallengeWindowClosed,
     ChallengeWindowOpen,
     ChallengeWindowReopened,
     CheckpointCountMismatch,
     ClaimDeadlinePassed,
+    CommitteeFull,
     ContractEvent,
     Credited,
     DeadlineInPast,
@@ -84,6 +116,11 @@ from chain.generated import (
     EmptySpec,
     ERC20InsufficientAllowance,
     ERC20InsufficientBalance,
+    Escalated,
+    ExitPending,
+    ExitRequested,
+    GameResolved,
+    GameStatus,
     InvalidCheckpointCount,
     InvalidOrderSignature,
     InvalidStepsPerCheckpoint,
@@ -96,22 +133,38 @@ from chain.generated import (
     JobReopened,
     JobStatus,
     NoOpenDispute,
+    NoRefereeCredit,
+    NotArbiter,
     NotDeployer,
     NotDisputeGame,
+    NotEligible,
     NotExpired,
     NothingToWithdraw,
     NotSolver,
     NotSubmitter,
     OrderExpired,
+    Party,
+    RefereeCredited,
+    RefereeWithdrawn,
     ResultSubmitted,
     RewardClaimed,
+    Ruled,
+    Ruling,
+    RulingExpired,
+    RulingPending,
+    RulingPhase,
+    RulingProposed,
     SolverSlashed,
     SolverTimedOut,
+    StakeLocked,
+    StakeWithdrawn,
     SubmitDeadlinePassed,
     Transfer,
     UnknownJob,
+    Voted,
     WinningsHeld,
     Withdrawn,
+    WrongRulingPhase,
     WrongStatus,
     ZeroChallengerBond,
     ZeroReward,
@@ -139,7 +192,9 @@ from tests.chain.support import (
     mine_at,
     rpc,
 )
+from tests.dispute.play import actors as game_actors
 from tests.fixtures.anvil import MarketEnv
+from tests.fixtures.dispute import DisputeEnv, arbiter_accounts
 
 # ASSAY_MARKET_SM_EXAMPLES raises the count for a deeper (nightly) run.
 MAX_EXAMPLES = int(os.environ.get("ASSAY_MARKET_SM_EXAMPLES", "200"))
@@ -148,6 +203,61 @@ ACTORS = range(9)  # 0 is the deployer (holds no WORK); 1..8 are funded
 GAME = 9
 LIVE = (JobStatus.Open, JobStatus.Claimed, JobStatus.Submitted)
 STAKED = (JobStatus.Claimed, JobStatus.Submitted)
+# The committee's deployment: short clocks and windows, so that the machine's jumps cross them.
+# (The model reads them back from the referee.)
+COMMITTEE_TERMS: dict[str, int] = {
+    "clock_budget": 60,
+    "level_extension": 15,
+    "ruling_window": 120,
+    "appeal_window": 60,
+    "escalation_window": 120,
+    "quorum": 2,
+    "arbiter_stake": 20 * 10**18,
+    "appeal_bond": 5 * 10**18,
+}
+MAX_ARBITERS = 32  # ArbiterReferee.MAX_ARBITERS
+APPELLANT_SHARE_BPS = 5_000  # ArbiterReferee.APPELLANT_SHARE_BPS
+FOUNDING = 3  # founding members; then spare keys that may join
+KEYS = 6
+KEY0 = 10  # a referee `who` at or above this is arbiter key `who - KEY0`; below, an actor
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How committee_round's ruling goes: `rogues` members vote the outcome-flipping hash
+    first; `silent`: the ruling window passes with no vote; `appeal`: the harmed party
+    appeals a proposal; `turnout` honest members vote (None: all); `stop` early (after
+    "opened" or "rogues"); `late_joiner`: a spare key joins after the request and tries
+    to vote; `leaver`: the first honest member leaves before it votes."""
+
+    rogues: int = 0
+    silent: bool = False
+    appeal: bool = False
+    turnout: int | None = None
+    stop: str | None = None
+    late_joiner: bool = False
+    leaver: bool = False
+
+
+OVERTURN = Scenario(rogues=2, appeal=True, late_joiner=True, leaver=True)
+SILENT = Scenario(rogues=1, silent=True, leaver=True)
+SILENT_VOID = Scenario(silent=True, turnout=0)
+# Sampled with these weights; one example in ROUND_ODDS runs a round (each is ~15 blocks).
+# (Hypothesis draws early entries more often than late ones: the rarest outcome comes first.)
+SCENARIOS = [
+    SILENT_VOID,
+    OVERTURN,
+    SILENT,
+    SILENT_VOID,
+    OVERTURN,
+    SILENT,
+    Scenario(rogues=2),  # unappealed: the wrong proposal stands
+    Scenario(silent=True, turnout=2),  # a plurality of QUORUM votes decides at settle
+    Scenario(),
+    Scenario(turnout=0, stop="opened"),
+    Scenario(rogues=2, stop="rogues"),
+]
+ROUND_ODDS = 4
 NO_PERMIT = PermitSignature(
     owner=Address(ZERO_ADDRESS),
     spender=Address(ZERO_ADDRESS),
@@ -248,6 +358,13 @@ class Model:
     order_nonces: dict[str, int]
     min_bond: int
     jobs: dict[int, ModelJob] = field(default_factory=dict)
+    # The committee's market and referee (None in the side market's own model).
+    side: Committee | None = None
+
+    @property
+    def committee(self) -> Committee:
+        assert self.side is not None
+        return self.side
 
     # ------------------------------------------------------------- token mechanics
 
@@ -589,6 +706,361 @@ class Model:
         return events + self.credit(challenger, amount)
 
 
+# ------------------------------------------------------------------ the committee
+
+
+@dataclass
+class ModelMember:
+    """ArbiterReferee's Member record."""
+
+    stake: int
+    active_from: int
+    exit_at: int = 0
+
+    def active(self, at: int) -> bool:
+        return (
+            self.stake != 0 and self.active_from <= at and (self.exit_at == 0 or self.exit_at > at)
+        )
+
+
+@dataclass
+class ModelRuling:
+    """ArbiterReferee's Ruling on one game, with the votes cast on it."""
+
+    job_id: int
+    challenger: str
+    requested_at: int
+    committee_size: int
+    solver_hash: bytes
+    # What re-executing the link gives: the test's knowledge (an honest member's vote).
+    honest_hash: bytes = ZERO_HASH
+    proposed_at: int = 0
+    appealed_at: int = 0
+    settled: bool = False
+    appellant: str = ZERO_ADDRESS
+    proposed_hash: bytes = ZERO_HASH
+    votes: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def tally(self, computed: bytes) -> int:
+        return sum(1 for _, vote in self.votes if vote == computed)
+
+    def solver_won(self, computed: bytes) -> bool:
+        return computed != ZERO_HASH and computed == self.solver_hash
+
+    @property
+    def wrong_hash(self) -> bytes:
+        """The hash that flips the honest outcome (a rogue member's vote)."""
+        if self.solver_won(self.honest_hash):
+            return ZERO_HASH
+        return self.solver_hash if self.solver_hash != ZERO_HASH else b"\x0b" * 32
+
+
+@dataclass
+class Committee:
+    """ArbiterReferee (docs/protocol.md §6.5), its DisputeGame, and the market that game
+    plays on: `market` is a Model of that second JobMarket whose token ledger (`balances`)
+    is the main model's own dict, so both markets and the referee move one token."""
+
+    referee: str
+    game: str
+    market: Model
+    stake: int
+    quorum: int
+    ruling_window: int
+    appeal_window: int
+    escalation_window: int
+    appeal_bond: int
+    membership_delay: int
+    members: dict[str, ModelMember]
+    order: list[str]  # ArbiterReferee.committee(), in storage order
+    credits: Counter[str] = field(default_factory=Counter)
+    burned: int = 0
+    game_count: int = 0
+    rulings: dict[int, ModelRuling] = field(default_factory=dict)
+
+    # ------------------------------------------------------------- token mechanics
+
+    @property
+    def balances(self) -> dict[str, int]:
+        return self.market.balances
+
+    def pull(self, owner: str, amount: int) -> list[ContractEvent]:
+        """transferFrom(owner -> referee) (every account approved the referee in full)."""
+        if self.balances[owner] < amount:
+            raise Revert(
+                ERC20InsufficientBalance, sender=owner, balance=self.balances[owner], needed=amount
+            )
+        self.balances[owner] -= amount
+        self.balances[self.referee] += amount
+        return [Transfer(from_=owner, to=self.referee, value=amount)]
+
+    def pay(self, to: str, amount: int) -> list[ContractEvent]:
+        self.balances[self.referee] -= amount
+        self.balances[to] += amount
+        return [Transfer(from_=self.referee, to=to, value=amount)]
+
+    def credit(self, account: str, amount: int) -> list[ContractEvent]:
+        if amount == 0:
+            return []
+        self.credits[account] += amount
+        return [RefereeCredited(account=account, amount=amount)]
+
+    def burn(self, amount: int) -> list[ContractEvent]:
+        if amount == 0:
+            return []
+        self.burned += amount
+        self.balances[self.referee] -= amount
+        return [Transfer(from_=self.referee, to=ZERO_ADDRESS, value=amount)]
+
+    def remove(self, arbiter: str) -> None:
+        """_removeMember: the last member takes the leaver's slot."""
+        i = self.order.index(arbiter)
+        self.order[i] = self.order[-1]
+        self.order.pop()
+
+    # -------------------------------------------------------------------- clock
+
+    def phase(self, game_id: int, ts: int) -> RulingPhase:
+        r = self.rulings.get(game_id)
+        if r is None:
+            return RulingPhase.Unrequested
+        if r.settled:
+            return RulingPhase.Settled
+        if r.appealed_at:
+            return RulingPhase.Escalated
+        if r.proposed_at:
+            return RulingPhase.AppealOpen
+        if ts <= r.requested_at + self.ruling_window:
+            return RulingPhase.Voting
+        return RulingPhase.Escalated
+
+    def escalation_deadline(self, r: ModelRuling) -> int:
+        start = r.appealed_at or r.requested_at + self.ruling_window
+        return start + self.escalation_window
+
+    @property
+    def settlement_bound(self) -> int:
+        return self.ruling_window + self.appeal_window + self.escalation_window
+
+    def eligible(self, game_id: int, account: str) -> bool:
+        r = self.rulings.get(game_id)
+        member = self.members.get(account)
+        return r is not None and member is not None and member.active(r.requested_at)
+
+    # --------------------------------------------------------------- membership
+
+    def join(self, ts: int, payer: str, arbiter: str) -> list[ContractEvent]:
+        member = self.members.get(arbiter)
+        if member is not None and member.stake != 0:
+            raise Revert(AlreadyMember, account=arbiter)
+        if len(self.order) >= MAX_ARBITERS:
+            raise Revert(CommitteeFull, max=MAX_ARBITERS)
+        # The founding committee (no game ever opened) is active at once.
+        active_from = ts + (self.membership_delay if self.game_count else 0)
+        self.members[arbiter] = ModelMember(self.stake, active_from)
+        self.order.append(arbiter)
+        joined = ArbiterJoined(
+            arbiter=arbiter, payer=payer, stake=self.stake, active_from=active_from
+        )
+        return [joined, *self.pull(payer, self.stake)]
+
+    def member_of(self, account: str) -> ModelMember:
+        member = self.members.get(account)
+        if member is None or member.stake == 0:
+            raise Revert(NotArbiter, account=account)
+        return member
+
+    def leave(self, ts: int, who: str) -> list[ContractEvent]:
+        member = self.member_of(who)
+        if member.exit_at:
+            raise Revert(ExitPending, account=who, exitAt=member.exit_at)
+        member.exit_at = ts + self.membership_delay
+        return [ExitRequested(arbiter=who, exit_at=member.exit_at)]
+
+    def withdraw_stake(self, ts: int, who: str) -> list[ContractEvent]:
+        member = self.member_of(who)
+        if member.exit_at == 0:
+            raise Revert(StakeLocked, account=who, availableAt=2**64 - 1)
+        available_at = member.exit_at + self.settlement_bound
+        if ts < available_at:
+            raise Revert(StakeLocked, account=who, availableAt=available_at)
+        amount, member.stake = member.stake, 0
+        self.remove(who)
+        return [StakeWithdrawn(arbiter=who, amount=amount), *self.pay(who, amount)]
+
+    def withdraw(self, ts: int, who: str) -> list[ContractEvent]:
+        amount = self.credits.pop(who, 0)
+        if amount == 0:
+            raise Revert(NoRefereeCredit, account=who)
+        return [RefereeWithdrawn(account=who, amount=amount), *self.pay(who, amount)]
+
+    # ------------------------------------------------------------------ rulings
+
+    def open_game(self, ts: int, job_id: int, challenger: str) -> list[ContractEvent]:
+        """DisputeGame.challengeAt: a game id, then the market locks the bond (the game's
+        own events are not modelled)."""
+        self.game_count += 1
+        return self.market.open_dispute(ts, self.game, job_id, challenger)
+
+    def request(
+        self, ts: int, game_id: int, job_id: int, challenger: str, solver_hash: bytes
+    ) -> list[ContractEvent]:
+        """requestRuling: the committee is the members active now; they vote until the
+        ruling window closes."""
+        size = sum(1 for a in self.order if self.members[a].active(ts))
+        self.rulings[game_id] = ModelRuling(job_id, challenger, ts, size, solver_hash)
+        deadline = ts + self.ruling_window
+        return [RulingPending(game_id=game_id, committee_size=size, deadline=deadline)]
+
+    def vote(self, ts: int, who: str, game_id: int, computed: bytes) -> list[ContractEvent]:
+        p = self.phase(game_id, ts)
+        if p not in (RulingPhase.Voting, RulingPhase.Escalated):
+            raise Revert(WrongRulingPhase, gameId=game_id, expected=RulingPhase.Voting, actual=p)
+        r = self.rulings[game_id]
+        if p == RulingPhase.Escalated and ts > self.escalation_deadline(r):
+            raise Revert(
+                WrongRulingPhase,
+                gameId=game_id,
+                expected=RulingPhase.Escalated,
+                actual=RulingPhase.Settled,
+            )
+        if not self.eligible(game_id, who):
+            raise Revert(NotEligible, gameId=game_id, account=who)
+        if any(voter == who for voter, _ in r.votes):
+            raise Revert(AlreadyVoted, gameId=game_id, account=who)
+        r.votes.append((who, computed))
+        votes = r.tally(computed)
+        events: list[ContractEvent] = [
+            Voted(game_id=game_id, arbiter=who, computed_hash=computed, votes=votes)
+        ]
+        if votes * 2 > r.committee_size:  # a strict majority is final at once
+            return events + self.decide(ts, game_id, r, computed, by_majority=True)
+        if p == RulingPhase.Voting and votes >= self.quorum:
+            r.proposed_at, r.proposed_hash = ts, computed
+            appeal_deadline = ts + self.appeal_window
+            proposed = RulingProposed(
+                game_id=game_id,
+                computed_hash=computed,
+                solver_won=r.solver_won(computed),
+                appeal_deadline=appeal_deadline,
+            )
+            events.append(proposed)
+        return events
+
+    def appeal(self, ts: int, who: str, game_id: int) -> list[ContractEvent]:
+        p = self.phase(game_id, ts)
+        if p != RulingPhase.AppealOpen:
+            raise Revert(
+                WrongRulingPhase, gameId=game_id, expected=RulingPhase.AppealOpen, actual=p
+            )
+        r = self.rulings[game_id]
+        if ts > r.proposed_at + self.appeal_window:
+            raise Revert(
+                WrongRulingPhase,
+                gameId=game_id,
+                expected=RulingPhase.AppealOpen,
+                actual=RulingPhase.Settled,
+            )
+        r.appealed_at, r.appellant = ts, who
+        escalated = Escalated(game_id=game_id, appellant=who, deadline=self.escalation_deadline(r))
+        events: list[ContractEvent] = [escalated, *self.pull(who, self.appeal_bond)]
+        if r.tally(r.proposed_hash) * 2 > r.committee_size:
+            events += self.decide(ts, game_id, r, r.proposed_hash, by_majority=True)
+        return events
+
+    def settle(self, ts: int, who: str, game_id: int) -> list[ContractEvent]:
+        p = self.phase(game_id, ts)
+        r = self.rulings.get(game_id)
+        if p == RulingPhase.AppealOpen:
+            assert r is not None
+            if ts <= r.proposed_at + self.appeal_window:
+                raise Revert(
+                    WrongRulingPhase, gameId=game_id, expected=RulingPhase.Settled, actual=p
+                )
+            return self.decide(ts, game_id, r, r.proposed_hash, by_majority=False)
+        if p != RulingPhase.Escalated or ts <= self.escalation_deadline(r):  # type: ignore[arg-type]
+            raise Revert(WrongRulingPhase, gameId=game_id, expected=RulingPhase.Settled, actual=p)
+        assert r is not None
+        if r.proposed_at:
+            return self.decide(ts, game_id, r, r.proposed_hash, by_majority=False)
+        top, decisive = self.plurality(r)
+        if decisive:
+            return self.decide(ts, game_id, r, top, by_majority=False)
+        r.settled = True
+        return [
+            RulingExpired(game_id=game_id),
+            GameResolved(game_id=game_id, job_id=r.job_id, status=GameStatus.Void),
+            *self.market.void_dispute(ts, self.game, r.job_id, r.challenger),
+        ]
+
+    def plurality(self, r: ModelRuling) -> tuple[bytes, bool]:
+        """ArbiterReferee._plurality, step for step (over the voters in voting order)."""
+        top, best, second = ZERO_HASH, 0, 0
+        for _, computed in r.votes:
+            votes = r.tally(computed)
+            if computed == top and best != 0:
+                continue
+            if votes > best:
+                second, best, top = best, votes, computed
+            elif votes > second:
+                second = votes
+        return top, best >= self.quorum and best > second
+
+    def decide(
+        self, ts: int, game_id: int, r: ModelRuling, computed: bytes, by_majority: bool
+    ) -> list[ContractEvent]:
+        """Report `computed`: settle an appeal (an overturn slashes the proposal's voters,
+        half to the appellant), then the game resolves and the market pays."""
+        r.settled = True
+        overturned = r.proposed_at != 0 and computed != r.proposed_hash
+        events: list[ContractEvent] = []
+        if r.appealed_at:
+            if overturned:
+                slashed = 0
+                for voter, vote in r.votes:
+                    member = self.members[voter]
+                    if vote != r.proposed_hash or member.stake == 0:
+                        continue
+                    slashed += member.stake
+                    events.append(
+                        ArbiterSlashed(game_id=game_id, arbiter=voter, amount=member.stake)
+                    )
+                    member.stake = 0
+                    self.remove(voter)
+                to_appellant = slashed * APPELLANT_SHARE_BPS // BPS
+                events += self.credit(r.appellant, self.appeal_bond + to_appellant)
+                events += self.burn(slashed - to_appellant)
+            elif by_majority:
+                events += self.burn(self.appeal_bond)
+            else:
+                events += self.credit(r.appellant, self.appeal_bond)
+        solver_won = r.solver_won(computed)
+        status = GameStatus.SolverWon if solver_won else GameStatus.ChallengerWon
+        return [
+            *events,
+            Ruled(
+                game_id=game_id,
+                computed_hash=computed,
+                solver_won=solver_won,
+                overturned=overturned,
+            ),
+            GameResolved(game_id=game_id, job_id=r.job_id, status=status),
+            *self.market.resolve_dispute(ts, self.game, r.job_id, r.challenger, solver_won),
+        ]
+
+
+@dataclass
+class CommitteeSession:
+    """The committee's deployment: a second JobMarket on the same token with a real
+    DisputeGame and ArbiterReferee (as a DisputeEnv, for tests/dispute's game actors)."""
+
+    env: DisputeEnv
+    reader: BatchReader
+    markets: list[JobMarketClient]  # as ACTORS
+    referees: dict[int, ArbiterRefereeClient]  # as ACTORS, and as arbiter key KEY0 + i
+    keys: list[str]  # the arbiter keys' addresses
+
+
 @dataclass
 class Session:
     """What every example shares: the deployed market, per-account clients, the reader."""
@@ -599,6 +1071,7 @@ class Session:
     reader: BatchReader
     base: Model
     sim_lag: int
+    side: CommitteeSession
     stats: Counter[str] = field(default_factory=Counter)
     examples: int = 0
 
@@ -660,6 +1133,8 @@ class MarketMachine(RuleBasedStateMachine):
         self.model = copy.deepcopy(s.base)
         self.model.now = s.env.devnet.timestamp()
         self.seen: dict[int, JobStatus] = {}
+        self.seen_side: dict[int, JobStatus] = {}
+        self.side_dirty = False  # a committee action since the side was last read
         self.orders: list[OrderRecord] = []
 
     def teardown(self) -> None:
@@ -690,17 +1165,24 @@ class MarketMachine(RuleBasedStateMachine):
         name: str,
         send: Callable[[], Receipt],
         plan: Callable[[Model, int], list[ContractEvent]],
-        tag: str | None = None,
+        tag: str | tuple[str, ...] | None = None,
+        *,
+        unmodeled: str | None = None,
+        simulated: bool = True,
     ) -> None:
         """Predict at the simulation's clock and at the mined clock, send, compare.
 
         `tag` names a situation the coverage checks want reached: counted as `tag:ok` when
-        the call succeeds. Every event of a successful call is counted as `event:Name`.
+        the call succeeds. Every event of a successful call is counted as `event:Name`;
+        events emitted by `unmodeled` (the DisputeGame's own) are not compared.
+        `simulated=False`: the client sends with a fixed gas limit and no simulation (the
+        referee's vote and settle), so every revert is mined.
         """
         sim_ts = self.model.now + self.session.sim_lag
         exec_ts = self.model.now + 1
         try:
-            plan(copy.deepcopy(self.model), sim_ts)
+            if simulated:
+                plan(copy.deepcopy(self.model), sim_ts)
         except Revert as expected:
             with pytest.raises(ContractRevert) as info:
                 send()
@@ -724,14 +1206,21 @@ class MarketMachine(RuleBasedStateMachine):
             self.session.stats[f"{name}:mined-revert:{expected.error.__name__}"] += 1
             return
         receipt = send()
-        assert list(receipt.events) == events, name
+        seen = [
+            log.event
+            for log in receipt.logs
+            if unmodeled is None or log.address.lower() != unmodeled.lower()
+        ]
+        assert seen == events, name
         mined.now = exec_ts
         self.model = mined
         self.session.stats[f"{name}:ok"] += 1
-        if tag is not None:
-            self.session.stats[f"{tag}:ok"] += 1
+        for reached in (tag,) if isinstance(tag, str) else tag or ():
+            self.session.stats[f"{reached}:ok"] += 1
         for event in events:
             self.session.stats[f"event:{type(event).__name__}"] += 1
+            if isinstance(event, Ruled) and event.overturned:
+                self.session.stats["event:Ruled:overturned"] += 1
 
     # --------------------------------------------------------------------- rules
 
@@ -1301,6 +1790,348 @@ class MarketMachine(RuleBasedStateMachine):
         self.wait_past(deadline, True)
         then(lambda: self.finalize(who, ref))
 
+    # ---------------------------------------------------------------- the committee
+
+    def side_act(self, *args: Any, **kwargs: Any) -> None:
+        """act() on the committee's contracts: the next invariant check reads them too."""
+        self.side_dirty = True
+        self.act(*args, **kwargs)
+
+    def side_addr(self, who: int) -> str:
+        """An actor's address, or arbiter key `who - KEY0`'s."""
+        return self.session.side.keys[who - KEY0] if who >= KEY0 else self.addr(who)
+
+    def who_of(self, address: str) -> int:
+        """side_addr's inverse (members may be actors too)."""
+        keys = self.session.side.keys
+        return KEY0 + keys.index(address) if address in keys else self.index_of(address)
+
+    def open_committee_game(self, solver: int, challenger: int, link: int | None) -> int | None:
+        """Post, claim and submit a one-step job on the committee's market and play a real
+        game on it (challengeAt the only checkpoint pair, K = 1, M = 1) to its ruling
+        request; returns the game id, or None if a step failed (the model said which)."""
+        side = self.session.side
+        c = self.model.committee
+        divergence = None if link is None else Divergence(0, link)
+        lie = SyntheticTrace(solver + 2 * challenger, 1, 1, 1, divergence)
+        honest = lie.honest()
+        terms = JobTerms(
+            Hash32(lie.spec_hash()),
+            SPEC_CID,
+            10**18 + solver,  # type: ignore[arg-type]
+            6 * 10**17 + challenger,  # type: ignore[arg-type]
+            c.market.min_bond + 10**16 * (1 + challenger),  # type: ignore[arg-type]
+            self.model.now + 3_000,
+            600,
+            600,
+            lie.k,
+            lie.checkpoints + 1,
+        )
+        submitter, solver_i, challenger_i = 1, 2 + solver, 4 + challenger
+        jobs = len(c.market.jobs)
+        self.side_act(
+            "committee:post",
+            lambda: side.markets[submitter].post_job(terms)[1],
+            lambda m, ts: m.committee.market.post(ts, self.addr(submitter), terms),
+        )
+        self.market_matches_model_and_conserves_tokens()
+        job_id = len(self.model.committee.market.jobs)
+        if job_id == jobs:
+            return None
+        self.side_act(
+            "committee:claim",
+            lambda: side.markets[solver_i].claim(JobId(job_id)),
+            lambda m, ts: m.committee.market.claim(ts, self.addr(solver_i), job_id),
+        )
+        self.market_matches_model_and_conserves_tokens()
+        commitment = (
+            Hash32(lie.trace_root),
+            lie.checkpoints + 1,
+            MANIFEST_CID,
+            Hash32(lie.leaves[-1]),
+            Hash32(lie.files_root),
+        )
+        self.side_act(
+            "committee:submit",
+            lambda: side.markets[solver_i].submit_result(JobId(job_id), *commitment),
+            lambda m, ts: m.committee.market.submit(ts, self.addr(solver_i), job_id, *commitment),
+        )
+        self.market_matches_model_and_conserves_tokens()
+        if self.model.committee.market.jobs[job_id].status != JobStatus.Submitted:
+            return None
+        game = side.env.game
+        games = self.model.committee.game_count
+        challenger_address = self.addr(challenger_i)
+        self.side_act(
+            "committee:challenge",
+            lambda: game.as_account(self.acct(challenger_i)).challenge_at(
+                JobId(job_id),
+                3,
+                0,
+                (lie.leaves[0], lie.leaves[1]),
+                (lie.checkpoint_proof(0), lie.checkpoint_proof(1)),
+            )[1],
+            lambda m, ts: m.committee.open_game(ts, job_id, challenger_address),
+            unmodeled=game.address,
+        )
+        game_id = self.model.committee.game_count
+        if game_id == games:
+            return None
+        pair = game_actors(side.env, lie, honest, solver, challenger)
+        for _ in range(8):
+            if not self.committee_move(game_id, job_id, challenger_address, pair):
+                break
+        record = game.get_game(GameId(game_id))
+        assert record.status == GameStatus.AwaitingRuling, record
+        ruling = self.model.committee.rulings[game_id]
+        ruling.honest_hash = decide(record, TraceOracle(honest)).computed
+        return game_id
+
+    def committee_move(
+        self, game_id: int, job_id: int, challenger: str, pair: tuple[GameActor, GameActor]
+    ) -> bool:
+        """The honest move of the side to move (False once the game awaits its ruling); the
+        solver's bundle requests the ruling, the only move the model sees."""
+        game = self.session.side.env.game
+        record = game.get_game(GameId(game_id))
+        if record.status == GameStatus.AwaitingRuling:
+            return False
+        actor = pair[0] if record.turn == Party.Solver else pair[1]
+        hashes = game.pending_dissection(record) if actor.role == Party.Challenger else None
+        move = honest_move(record, actor.role, actor.trace_for(record), hashes, self.model.now)
+        assert move is not None, record
+
+        def plan(m: Model, ts: int) -> list[ContractEvent]:
+            if not isinstance(move, PostBundle):
+                return []
+            return m.committee.request(ts, game_id, job_id, challenger, record.hash_hi)
+
+        self.side_act(
+            "committee:move",
+            lambda: actor.send(record, move, hashes),
+            plan,
+            unmodeled=game.address,
+        )
+        return True
+
+    def committee_vote(self, who: int, game_id: int, computed: bytes) -> None:
+        address = self.side_addr(who)
+        r = self.model.committee.rulings.get(game_id)
+        name, tags = "vote", []
+        if r is not None:
+            member = self.model.committee.members.get(address)
+            if member is not None and member.stake and member.active_from > r.requested_at:
+                name = "vote:joined-after-request"  # refused: the membership delay at work
+            if member is not None and member.exit_at:
+                tags.append("vote:leaving-member")  # eligible while its exit is pending
+            if self.model.committee.phase(game_id, self.model.now + 1) == RulingPhase.Escalated:
+                # The whole committee decides: after an appeal, or a silent ruling window.
+                tags.append("vote:after-appeal" if r.appealed_at else "vote:silent-escalation")
+        self.side_act(
+            name,
+            lambda: self.session.side.referees[who].vote(GameId(game_id), computed),
+            lambda m, ts: m.committee.vote(ts, address, game_id, computed),
+            tag=tuple(tags),
+            simulated=False,
+        )
+
+    def committee_appeal(self, who: int, game_id: int) -> None:
+        address = self.side_addr(who)
+        self.side_act(
+            "appeal",
+            lambda: self.session.side.referees[who].appeal(GameId(game_id)),
+            lambda m, ts: m.committee.appeal(ts, address, game_id),
+        )
+
+    def committee_settle(self, who: int, game_id: int) -> None:
+        address = self.side_addr(who)
+        self.side_act(
+            "settle",
+            lambda: self.session.side.referees[who].settle(GameId(game_id)),
+            lambda m, ts: m.committee.settle(ts, address, game_id),
+            simulated=False,
+        )
+
+    def jump_to(self, target: int) -> None:
+        if target > self.model.now:
+            self.model.now = target
+            mine_at(self.session.env.devnet, target)
+
+    @precondition(lambda self: self.model.committee.game_count == 0)
+    @rule(
+        gate=st.integers(0, ROUND_ODDS - 1),
+        scenario=st.sampled_from(SCENARIOS),
+        solver=st.integers(0, 1),
+        challenger=st.integers(0, 2),
+        link=st.sampled_from([None, None, 1, 2]),
+        five=st.booleans(),
+    )
+    def committee_round(
+        self,
+        gate: int,
+        scenario: Scenario,
+        solver: int,
+        challenger: int,
+        link: int | None,
+        five: bool,
+    ) -> None:
+        """A real game on the committee's market, ruled by the staked committee, every step
+        model-checked (its events or its named error), the invariants after each step of
+        the job's lifecycle and after the round.
+
+        Before the first game two spare keys may join (the committee of five, active at once
+        while no game exists; SCENARIOS with a rogue pair always have it); post, claim,
+        submit a one-step job (an honest solver, or one lying at the op link) and play it to
+        the ruling request; then the scenario: maybe let the ruling window pass in silence
+        (the ruling escalates by itself); a minority of rogue members votes the
+        outcome-flipping hash first (or a spare key joins now and is refused its vote: it
+        votes only on rulings requested after MEMBERSHIP_DELAY); the harmed party appeals a
+        wrong proposal (or not); `turnout` honest members vote the re-executed hash;
+        whatever is still open settles after its window (a proposal stands, a plurality with
+        QUORUM votes decides, or the game is voided and the market reopens its window).
+        `stop` leaves the ruling open for the `committee` rule's random votes, appeals,
+        settles and clock jumps.
+        """
+        if gate:
+            return  # the rounds are costly: a committee round in about one example in four
+        rogues, silent, appeal, turnout, stop = (
+            scenario.rogues,
+            scenario.silent,
+            scenario.appeal,
+            scenario.turnout,
+            scenario.stop,
+        )
+        five = five or rogues == 2
+
+        c = self.model.committee
+        if five and c.game_count == 0:
+            for key in range(FOUNDING, FOUNDING + 2):
+                self.membership("join", KEY0 + key, KEY0 + key)
+        game_id = self.open_committee_game(solver, challenger, link)
+        if game_id is None or stop == "opened":
+            return
+
+        def ruling() -> ModelRuling:
+            return self.model.committee.rulings[game_id]
+
+        if silent:
+            self.jump_to(ruling().requested_at + self.model.committee.ruling_window + 1)
+        voters = [
+            a for a in self.model.committee.order if self.model.committee.eligible(game_id, a)
+        ]
+        keys = [self.who_of(a) for a in voters]
+        rogue = keys[: min(rogues, (len(keys) - 1) // 2)]
+        honest = keys[len(rogue) :]
+        spares = [k for k in self.session.side.keys if k not in self.model.committee.order]
+        if scenario.late_joiner and spares:  # it votes only on rulings requested later
+            late = self.who_of(spares[0])
+            self.membership("join", late, late)
+            self.committee_vote(late, game_id, ruling().honest_hash)
+        for who in rogue:
+            self.committee_vote(who, game_id, ruling().wrong_hash)
+        if stop == "rogues":
+            return
+        harmed = 4 + challenger if ruling().solver_won(ruling().wrong_hash) else 2 + solver
+        if (
+            appeal
+            and self.model.committee.phase(game_id, self.model.now + 1) == RulingPhase.AppealOpen
+        ):
+            self.committee_appeal(harmed, game_id)
+        for who in honest if turnout is None else honest[:turnout]:
+            if self.model.committee.phase(game_id, self.model.now + 1) not in (
+                RulingPhase.Voting,
+                RulingPhase.Escalated,
+            ):
+                break
+            if scenario.leaver and who == honest[0]:  # it still votes on this ruling
+                self.membership("leave", who, who)
+            self.committee_vote(who, game_id, ruling().honest_hash)
+        r = ruling()
+        if r.settled:
+            return
+        phase = self.model.committee.phase(game_id, self.model.now + 1)
+        if phase == RulingPhase.AppealOpen:
+            self.jump_to(r.proposed_at + self.model.committee.appeal_window + 1)
+        else:
+            if phase == RulingPhase.Voting:
+                self.jump_to(r.requested_at + self.model.committee.ruling_window + 1)
+            self.jump_to(self.model.committee.escalation_deadline(r) + 1)
+        self.committee_settle(harmed, game_id)
+
+    def membership(self, kind: str, who: int, payer: int) -> None:
+        """join (paid by `payer`), leave, withdrawStake or withdraw (referee credit)."""
+        address, payer_address = self.side_addr(who), self.side_addr(payer)
+        referee = self.session.side.referees
+
+        def send() -> Receipt:
+            if kind == "join":
+                return referee[payer].join(address)
+            return getattr(referee[who], kind)()  # type: ignore[no-any-return]
+
+        def plan(m: Model, ts: int) -> list[ContractEvent]:
+            if kind == "join":
+                return m.committee.join(ts, payer_address, address)
+            return getattr(m.committee, kind)(ts, address)  # type: ignore[no-any-return]
+
+        self.side_act(f"referee:{kind}", send, plan)
+
+    @rule(
+        kind=st.sampled_from(
+            [
+                "vote",
+                "vote",
+                "vote",
+                "appeal",
+                "settle",
+                "jump",
+                "jump",
+                "join",
+                "leave",
+                "withdraw_stake",
+                "withdraw",
+            ]
+        ),
+        who=st.one_of(st.integers(KEY0, KEY0 + KEYS - 1), st.integers(0, 8)),
+        payer=st.sampled_from([0, 1, 5, KEY0, KEY0 + KEYS - 1]),
+        pick=st.integers(0, 3),
+        vote=st.sampled_from(["honest", "honest", "wrong", "other"]),
+        delta=st.integers(-1, 1),
+    )
+    def committee(self, kind: str, who: int, payer: int, pick: int, vote: str, delta: int) -> None:
+        """Any committee action by anyone on any ruling (members and strangers, honest and
+        rogue votes, early and late settles and appeals, joins, exits, stake withdrawals),
+        or a jump to around one of the referee's deadlines."""
+        c = self.model.committee
+        # Mostly the latest games; pick 3 names the next game, never requested.
+        game_id = c.game_count + 1 if pick == 3 else max(1, c.game_count - pick)
+        r = c.rulings.get(game_id)
+        if kind == "vote":
+            computed = {
+                "honest": r.honest_hash if r else ZERO_HASH,
+                "wrong": r.wrong_hash if r else ZERO_HASH,
+                "other": b"\x0c" * 32,
+            }[vote]
+            self.committee_vote(who, game_id, computed)
+        elif kind == "appeal":
+            self.committee_appeal(who, game_id)
+        elif kind == "settle":
+            self.committee_settle(who, game_id)
+        elif kind == "jump":
+            address = self.side_addr(who)
+            member = c.members.get(address)
+            targets = [m.exit_at + c.settlement_bound for m in [member] if m and m.exit_at]
+            if r is not None and not r.settled:
+                targets += [
+                    r.requested_at + c.ruling_window,
+                    r.proposed_at + c.appeal_window if r.proposed_at else 0,
+                    c.escalation_deadline(r),
+                ]
+            targets = [t + delta for t in targets if t]
+            if targets:
+                self.jump_to(targets[pick % len(targets)])
+        else:
+            self.membership(kind, who, payer)
+
     def wait_past(self, deadline: int, wait: bool) -> None:
         if wait and deadline + 1 > self.model.now:
             self.model.now = deadline + 1
@@ -1375,19 +2206,78 @@ class MarketMachine(RuleBasedStateMachine):
     @invariant()
     def market_matches_model_and_conserves_tokens(self) -> None:
         m = self.model
+        c = m.committee
         snap: MarketSnapshot = self.session.reader.read(len(m.jobs) + 1)
         assert snap.timestamp == m.now
 
-        # (a) conservation of the token.
+        # (a) conservation of the token: the holders include the committee's market, the
+        # referee and its members, so one sum covers both markets and the referee.
         holders = sum(snap.balances.values())
         assert holders + snap.market_balance == snap.total_supply
         assert snap.total_supply + snap.token_burned == snap.total_minted
-        assert snap.market_burned == snap.token_burned == m.burned
+        assert snap.market_burned == m.burned
+        assert snap.token_burned == m.burned + c.market.burned + c.burned
 
         # The model's ledger, to the wei.
         assert {**snap.balances, m.market: snap.market_balance} == m.balances
-        assert snap.credits == {a: c for a, c in m.credits.items()}
         assert snap.order_nonces == m.order_nonces
+        self.market_matches(snap, m, self.seen, "")
+        if not self.side_dirty:
+            return  # nothing was sent to the committee's contracts since the last read
+        self.side_dirty = False
+        side = self.session.side.reader.read(len(c.market.jobs) + 1)
+        assert side.timestamp == m.now
+        assert side.market_burned == c.market.burned
+        assert side.market_balance == m.balances[c.market.market]
+        assert side.order_nonces == c.market.order_nonces
+        self.market_matches(side, c.market, self.seen_side, "committee:")
+        self.referee_matches(c)
+
+    def referee_matches(self, c: Committee) -> None:
+        """(d) the referee's books are the model's, and it holds exactly member stakes +
+        open appeal bonds + its credits."""
+        side = self.session.side
+        accounts = side.keys + [self.addr(i) for i in ACTORS]
+        ref = side.reader.read_referee(c.referee, c.game, accounts, c.game_count)
+        assert ref.game_count == c.game_count
+        assert ref.total_burned == c.burned
+        assert ref.credits == {h: c.credits.get(h, 0) for h in ref.credits}
+        assert ref.total_credits == sum(c.credits.values())
+        assert ref.committee == c.order
+        for account, member in ref.members.items():
+            mm = c.members.get(account, ModelMember(0, 0))
+            assert (member.stake, member.active_from, member.exit_at) == (
+                mm.stake,
+                mm.active_from,
+                mm.exit_at,
+            ), account
+            # A member is in the committee exactly while it has a stake.
+            assert (member.stake != 0) == (account in ref.committee), account
+        for game_id, ruling in ref.rulings.items():
+            r = c.rulings.get(game_id)
+            if r is None:
+                assert ruling.requested_at == 0 and not ruling.settled, game_id
+                continue
+            assert ruling == Ruling(
+                r.requested_at,
+                r.proposed_at,
+                r.appealed_at,
+                r.committee_size,
+                r.settled,
+                r.appellant,
+                r.solver_hash,
+                r.proposed_hash,
+            ), game_id
+        stakes = sum(ref.members[a].stake for a in ref.committee)
+        open_appeals = sum(1 for r in ref.rulings.values() if r.appealed_at and not r.settled)
+        balance = self.model.balances[c.referee]
+        assert balance == stakes + open_appeals * c.appeal_bond + ref.total_credits
+
+    def market_matches(
+        self, snap: MarketSnapshot, m: Model, seen: dict[int, JobStatus], prefix: str
+    ) -> None:
+        """(b) and (c) for one market against its model."""
+        assert snap.credits == {a: c for a, c in m.credits.items()}
         assert snap.total_credits == sum(snap.credits.values())
 
         # (b) the market holds exactly its buckets, computed from the chain's own jobs.
@@ -1456,11 +2346,11 @@ class MarketMachine(RuleBasedStateMachine):
                 mj.stake,
                 mj.bond,
             )
-            before = self.seen.get(job_id, JobStatus.Absent)
+            before = seen.get(job_id, JobStatus.Absent)
             if job.status != before:
                 assert (before, job.status) in LEGAL_TRANSITIONS, (job_id, before, job.status)
-                self.session.stats[f"transition:{before.name}->{job.status.name}"] += 1
-            self.seen[job_id] = job.status
+                self.session.stats[f"{prefix}transition:{before.name}->{job.status.name}"] += 1
+            seen[job_id] = job.status
 
 
 def simulation_lag(env: MarketEnv) -> int:
@@ -1477,39 +2367,113 @@ def simulation_lag(env: MarketEnv) -> int:
     return 0
 
 
+def deploy_committee(env: MarketEnv, tokens: list[WorkTokenClient]) -> DisputeEnv:
+    """A second JobMarket on the same token, with a real DisputeGame and ArbiterReferee
+    (FOUNDING members staked by the deployer); every actor and arbiter key approves both in
+    full, and each key holds ETH and WORK of its own."""
+    keys = arbiter_accounts(KEYS)
+    deployment = deploy(
+        env.client,
+        token=env.token.address,
+        **COMMITTEE_TERMS,
+        arbiters=[k.address for k in keys[:FOUNDING]],
+    )
+    side = DisputeEnv(
+        env.devnet,
+        deployment,
+        env.client,
+        env.token,
+        deployment.market(env.client),
+        deployment.game(env.client),
+        deployment.referee(env.client),
+        keys[:FOUNDING],
+        keys[FOUNDING:],
+    )
+    for key in keys:
+        rpc(env.devnet, "anvil_setBalance", [key.address, hex(10**21)])
+        env.token.mint(key.address, 10**23)
+        env.token_as(key).approve(side.referee.address, MAX_UINT256)
+    for index in ACTORS:
+        tokens[index].approve(side.market.address, MAX_UINT256)
+        tokens[index].approve(side.referee.address, MAX_UINT256)
+    return side
+
+
 @pytest.fixture
 def session(_deployed_market: MarketEnv) -> Iterator[Session]:
     env = _deployed_market
     outer = env.devnet.snapshot()
-    reader = BatchReader(
-        env.devnet,
-        env.token.address,
-        env.market.address,
-        [str(a.address) for a in env.accounts],
-    )
+    readers: list[BatchReader] = []
     try:
         tokens = [env.token_as(a) for a in env.accounts]
         for index in ACTORS:
             tokens[index].approve(env.market.address, MAX_UINT256)
+        side = deploy_committee(env, tokens)
+        keys = [str(k.address) for k in side.arbiters + side.spare_arbiters]
+        holders = [str(a.address) for a in env.accounts] + keys
+        holders += [side.market.address, side.referee.address, side.game.address]
+        reader = BatchReader(env.devnet, env.token.address, env.market.address, holders)
+        side_reader = BatchReader(env.devnet, env.token.address, side.market.address, holders)
+        readers += [reader, side_reader]
         lag = simulation_lag(env)
         # One block per second from now on: a transaction lands exactly at latest + 1.
         rpc(env.devnet, "anvil_setBlockTimestampInterval", [1])
-        holders = [str(a.address) for a in env.accounts]
         snap = reader.read(0)
+        side_snap = side_reader.read(0)
+        referee = side_reader.read_referee(side.referee.address, side.game.address, keys, 0)
+        balances = {**snap.balances, env.market.address: snap.market_balance}
+        side_model = Model(
+            now=snap.timestamp,
+            market=side.market.address,
+            game=side.game.address,
+            winner_bps=side.market.winner_share_bps(),
+            late_bps=side.market.late_share_bps(),
+            balances=balances,  # one token: the very same ledger
+            credits=dict(side_snap.credits),
+            allowances={h: env.token.allowance(h, side.market.address) for h in holders},
+            burned=side_snap.market_burned,
+            order_nonces=dict(side_snap.order_nonces),
+            min_bond=side.market.min_challenger_bond(),
+        )
+        committee = Committee(
+            referee=side.referee.address,
+            game=side.game.address,
+            market=side_model,
+            stake=side.referee.arbiter_stake(),
+            quorum=side.referee.quorum(),
+            ruling_window=side.referee.ruling_window(),
+            appeal_window=side.referee.appeal_window(),
+            escalation_window=side.referee.escalation_window(),
+            appeal_bond=side.referee.appeal_bond(),
+            membership_delay=side.referee.membership_delay(),
+            members={
+                a: ModelMember(m.stake, m.active_from, m.exit_at)
+                for a, m in referee.members.items()
+                if m.stake
+            },
+            order=list(referee.committee),
+            credits=Counter({a: n for a, n in referee.credits.items() if n}),
+            burned=referee.total_burned,
+        )
+        assert len(committee.order) == FOUNDING and referee.game_count == 0
         base = Model(
             now=snap.timestamp,
             market=env.market.address,
             game=env.game.address,
             winner_bps=env.market.winner_share_bps(),
             late_bps=env.market.late_share_bps(),
-            balances={**snap.balances, env.market.address: snap.market_balance},
+            balances=balances,
             credits=dict(snap.credits),
             allowances={h: env.token.allowance(h, env.market.address) for h in holders},
             burned=snap.market_burned,
             order_nonces=dict(snap.order_nonces),
             min_bond=env.market.min_challenger_bond(),
+            side=committee,
         )
         assert env.market.job_count() == 0
+        accounts = [*env.accounts, *side.arbiters, *side.spare_arbiters]
+        referees = {i: side.referee.as_account(a) for i, a in enumerate(env.accounts)}
+        referees |= {KEY0 + i: side.referee.as_account(a) for i, a in enumerate(accounts[10:])}
         yield Session(
             env=env,
             markets=[env.market_as(a) for a in env.accounts],
@@ -1517,10 +2481,18 @@ def session(_deployed_market: MarketEnv) -> Iterator[Session]:
             reader=reader,
             base=base,
             sim_lag=lag,
+            side=CommitteeSession(
+                env=side,
+                reader=side_reader,
+                markets=[side.market.as_account(a) for a in env.accounts],
+                referees=referees,
+                keys=keys,
+            ),
         )
     finally:
         rpc(env.devnet, "anvil_removeBlockTimestampInterval", [])
-        reader.close()
+        for r in readers:
+            r.close()
         env.devnet.revert(outer)
 
 
@@ -1565,6 +2537,24 @@ def test_market_state_machine_random_actions_keep_invariants(session: Session) -
         "transition:Claimed->Expired",
         "transition:Open->Expired",
         "transition:Open->Cancelled",
+        # The committee: rulings by real votes, an appeal that overturns a wrong proposal
+        # and slashes its voters, escalation after a silent ruling window, settle.
+        "committee:challenge:ok",
+        "event:RulingPending",
+        "event:Ruled",
+        "event:RulingProposed",
+        "event:Escalated",
+        "event:Ruled:overturned",
+        "event:ArbiterSlashed",
+        "vote:after-appeal:ok",
+        "vote:silent-escalation:ok",
+        "settle:ok",
+        "event:RulingExpired",
+        "referee:join:ok",
+        "referee:leave:ok",
+        "vote:leaving-member:ok",
+        "vote:joined-after-request:mined-revert:NotEligible",
+        "committee:transition:Submitted->Slashed",
     ):
         assert stats[reached] > 0, reached
     # The new term checks, by whichever post (direct, permit, relayed) reached them.

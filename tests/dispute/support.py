@@ -26,6 +26,7 @@ from chain.client import Receipt
 from chain.dispute import DisputeGameClient, GameId, GameRecord
 from chain.generated import GameStatus, JobStatus, Party
 from chain.types import JobId
+from tests.chain.support import eth_calls
 from tests.dispute.play import actors, committee, rule_honestly, vote_all
 from tests.fixtures.dispute import BOND, REWARD, STAKE, DisputeEnv
 
@@ -266,16 +267,7 @@ def read_ledger(env: DisputeEnv) -> Ledger:
         calls.append((market, _calldata("getJob(uint256)", ["uint256"], [job_id])))
     for job_id in range(1, job_count + 1):
         calls.append((market, _calldata("payoutOf(uint256)", ["uint256"], [job_id])))
-    payload = [
-        {
-            "jsonrpc": "2.0",
-            "id": i,
-            "method": "eth_call",
-            "params": [{"to": t, "data": d}, "latest"],
-        }
-        for i, (t, d) in enumerate(calls)
-    ]
-    response = httpx.post(env.devnet.rpc_url, json=payload, timeout=60)
+    response = httpx.post(env.devnet.rpc_url, json=eth_calls(calls), timeout=60)
     response.raise_for_status()
     by_id = {item["id"]: bytes.fromhex(item["result"][2:]) for item in response.json()}
     values = [by_id[i] for i in range(len(calls))]
