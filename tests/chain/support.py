@@ -15,6 +15,7 @@ import httpx
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from chain.client import decode_revert, load_artifact
@@ -247,10 +248,8 @@ class BatchReader:
         }
         base += len(members)
         rulings: dict[int, Ruling] = {}
-        for offset, game_id in enumerate(ids):
-            fields = list(abi_decode([RULING_TUPLE], raw[base + offset])[0])
-            fields[5] = to_checksum_address(fields[5])
-            rulings[game_id] = Ruling.from_tuple(fields)
+        for offset, game_id in enumerate(ids):  # from_tuple checksums the addresses
+            rulings[game_id] = Ruling.from_tuple(abi_decode([RULING_TUPLE], raw[base + offset])[0])
         return RefereeSnapshot(
             game_count=uint(raw[0]),
             total_burned=uint(raw[1]),
