@@ -31,6 +31,8 @@ import pytest
 import safetensors.torch
 import torch
 
+from arbiter.referee import decide
+from arbiter.repops_oracle import RepopsOracle
 from chain.generated import GameStatus, JobStatus, Level, SolverSlashed
 from chain.types import JobId
 from jobspec.factory import artifact, graph_spec
@@ -41,7 +43,7 @@ from repops.lowering import examples, graph_json
 from repops.lowering.export import lower
 from repops.ops import Op
 from repops.program import Program, State, batch_for, step_of
-from repops.trace import StepTrace, chain_final, chain_link, chain_start
+from repops.trace import OperandBundle, StepTrace, chain_final, chain_link, chain_start
 from roles.realtrace import HonestStepper
 from solver.journal import Phase
 from solver.node import SolverNode
@@ -214,26 +216,34 @@ def test_exported_model_fine_tuning_job_is_paid_and_finalized(
     assert ledger.delta(env.submitter.address) == -REWARD
 
 
+F32, I64 = torch.float32, torch.int64
+# (architecture, the lying op, its kind, the dtypes of the operands its bundle carries)
 LIES = [
-    pytest.param("mlp", SECOND_MATMUL, Op.MATMUL, id="mlp-matmul"),
-    pytest.param("cnn", state_update("buffer.bn1.running_var"), Op.ADD, id="cnn-bn-running-var"),
+    pytest.param("mlp", SECOND_MATMUL, Op.MATMUL, (F32, F32), id="mlp-matmul"),
     pytest.param(
         "cnn",
-        state_update("buffer.bn2.num_batches_tracked"),
+        state_update("buffer.bn1.running_var"),
         Op.ADD,
-        id="cnn-bn-int64-count",
+        (F32, F32),
+        id="cnn-bn-running-var",
     ),
-    pytest.param("encoder", nth_op(Op.SOFTMAX, 0), Op.SOFTMAX, id="encoder-softmax"),
-    pytest.param("rope", nth_op(Op.SIN, 0), Op.SIN, id="rope-sin"),
-    pytest.param("dropout", nth_op(Op.DROPOUT_MASK, 0), Op.DROPOUT_MASK, id="dropout-mask"),
+    # num_batches_tracked + 1: the bundle's one operand is the int64 buffer itself
+    pytest.param(
+        "cnn", state_update("buffer.bn2.num_batches_tracked"), Op.ADD, (I64,), id="cnn-bn-count"
+    ),
+    pytest.param("encoder", nth_op(Op.SOFTMAX, 0), Op.SOFTMAX, (F32,), id="encoder-softmax"),
+    pytest.param("rope", nth_op(Op.SIN, 0), Op.SIN, (F32,), id="rope-sin"),
+    # the mask of (rng.seed, meta.step): the seed is a CONST of the tape, the step is state
+    pytest.param("dropout", nth_op(Op.DROPOUT_MASK, 0), Op.DROPOUT_MASK, (I64,), id="dropout-mask"),
 ]
 
 
-@pytest.mark.parametrize(("arch", "lie_at", "op"), LIES)
+@pytest.mark.parametrize(("arch", "lie_at", "op", "operands"), LIES)
 def test_one_op_lie_inside_exported_graph_is_caught_and_slashed(
     arch: str,
     lie_at: LiePick,
     op: Op,
+    operands: tuple[torch.dtype, ...],
     dispute_env: DisputeEnv,
     ipfs_store: ArtifactStore,
     ledger: Ledger,
@@ -257,6 +267,16 @@ def test_one_op_lie_inside_exported_graph_is_caught_and_slashed(
     lie = lie_at(program)
     assert program.tape.nodes[program.tape.chain[lie - 1]].op is op
     assert (game.lo, game.hi) == (lie, lie + 1)  # bisected to exactly the lying op
+    # the ruling is the re-execution of that op from the solver's bundle, which
+    # contradicts the solver's claimed link
+    bundle = OperandBundle.from_bytes(ipfs_store.get_bytes(game.bundle_cid))
+    assert bundle.op_index == lie
+    assert tuple(v.dtype for _, v in sorted(bundle.tensors.items())) == operands
+    if operands == (I64,):  # a step count: LIE_STEP steps (0..LIE_STEP-1) are done
+        (count,) = bundle.tensors.values()
+        assert int(count) == LIE_STEP
+    ruling = decide(game, RepopsOracle(ipfs_store, env.market))
+    assert (ruling.solver_won, ruling.reason) == (False, "re-execution contradicts the solver")
     assert env.market.get_job(job_id).status == JobStatus.Slashed
     (slashed,) = market_events(env, SolverSlashed)
     assert slashed.solver == env.solver(0).address
