@@ -11,10 +11,10 @@ weights and a ``tensors`` dataset are artifacts in the store; the spec binds the
   whistleblower, bisected to that op, and the referee re-executes that op from the
   solver's own bundle: Slashed.  The lie is placed in each architecture where it matters:
   DeepMLP's second matmul; in the example models of `repops.lowering.examples` (not in
-  the zoo) a batch-norm running-variance update of the CNN (a state node, no matmul),
-  its int64 ``num_batches_tracked`` count (the bundle holds a buffer input), the
-  encoder's attention softmax, the RoPE decoder's first sin, and the dropout MLP's
-  mask (int64 operands: the job's rng seed and the step counter).
+  the zoo) the CNN's first im2col gather (TAKE), a batch-norm running-variance update
+  (a state node, no matmul) and its int64 ``num_batches_tracked`` count (the bundle
+  holds the buffer), the encoder's attention softmax, the RoPE decoder's first sin, and
+  the dropout MLP's mask (int64 operands: the job's rng seed and the step counter).
 - A job whose graph artifact is garbage (its sha256 matches, its bytes do not parse) is
   never claimed: the solver does not stake on a job it cannot build.
 """
@@ -227,6 +227,9 @@ LIES = [
         (F32, F32),
         id="cnn-bn-running-var",
     ),
+    # conv2d's im2col: a TAKE of the batch input by a CONST int64 index (the bundle
+    # carries the batch input, checked against the batch manifest; the CONST is the tape's)
+    pytest.param("cnn", nth_op(Op.TAKE, 0), Op.TAKE, (F32,), id="cnn-im2col-take"),
     # num_batches_tracked + 1: the bundle's one operand is the int64 buffer itself
     pytest.param(
         "cnn", state_update("buffer.bn2.num_batches_tracked"), Op.ADD, (I64,), id="cnn-bn-count"
