@@ -13,8 +13,9 @@ weights and a ``tensors`` dataset are artifacts in the store; the spec binds the
   DeepMLP's second matmul; in the example models of `repops.lowering.examples` (not in
   the zoo) the CNN's first im2col gather (TAKE), a batch-norm running-variance update
   (a state node, no matmul) and its int64 ``num_batches_tracked`` count (the bundle
-  holds the buffer), the encoder's attention softmax, the RoPE decoder's first sin, and
-  the dropout MLP's mask (int64 operands: the job's rng seed and the step counter).
+  holds the buffer), the encoder's attention softmax, the RoPE decoder's first sin and
+  its first rotation (CAT), and the dropout MLP's mask (int64 operands: the job's rng
+  seed and the step counter).
 - A job whose graph artifact is garbage (its sha256 matches, its bytes do not parse) is
   never claimed: the solver does not stake on a job it cannot build.
 """
@@ -236,6 +237,8 @@ LIES = [
     ),
     pytest.param("encoder", nth_op(Op.SOFTMAX, 0), Op.SOFTMAX, (F32,), id="encoder-softmax"),
     pytest.param("rope", nth_op(Op.SIN, 0), Op.SIN, (F32,), id="rope-sin"),
+    # the rotated q: cat([x1 cos - x2 sin, x1 sin + x2 cos])
+    pytest.param("rope", nth_op(Op.CAT, 0), Op.CAT, (F32, F32), id="rope-rotation-cat"),
     # the mask of (rng.seed, meta.step): the seed is a CONST of the tape, the step is state
     pytest.param("dropout", nth_op(Op.DROPOUT_MASK, 0), Op.DROPOUT_MASK, (I64,), id="dropout-mask"),
 ]
