@@ -1,11 +1,11 @@
 """POST /jobs without HTTP: validate a submission, verify its signatures, record, enqueue.
 
 `SubmissionService.submit` runs every check that can fail *before* anything changes:
-spec schema (market.jobspec), dataset CID, order terms against the spec, the EIP-712
-order signature and the EIP-2612 permit signature (off-chain), nonces, deadlines and
-balance against the chain, and finally an eth_call simulation of `postJobFor`.  Only a
-submission that passed them all has its bytes written (unpinned) to the artifact store,
-gets a `SubmissionRow`, and is handed to the worker by task name.
+spec schema (`jobspec.schema`, via market.jobspec), dataset CID, order terms against the
+spec, the EIP-712 order signature and the EIP-2612 permit signature (off-chain), nonces,
+deadlines and balance against the chain, and finally an eth_call simulation of
+`postJobFor`.  Only a submission that passed them all has its bytes written (unpinned) to
+the artifact store, gets a `SubmissionRow`, and is handed to the worker by task name.
 
 Idempotency: a request with an `Idempotency-Key` already seen returns the first answer
 when its body is identical and is refused (422) when it differs; an order digest or a

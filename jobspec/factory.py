@@ -1,7 +1,7 @@
 """Job specs built from one factory: tests, the demo and the benches name only what they vary.
 
 Every function returns a fresh plain ``dict`` in the wire shape of DESIGN.md section 3
-(the shape `market.jobspec` validates and `repops.program.build_program` reads), with
+(the shape `jobspec.schema` validates for the market and `repops.program.build_program`), with
 every optimizer field spelled out, so the bytes hashed never depend on a default that
 one side fills in and the other does not.  Nothing here validates: a factory may build
 an invalid spec on purpose (tests mutate the result to get one).

@@ -7,14 +7,16 @@ The same job spec gives the same bits on any device, thread count and blocking
 * `ops` - the closed operator vocabulary `Op` (each member's docstring is its semantics);
 * `tape` - graph builder, reverse-mode autodiff, the executor;
 * `models` - the zoo (mlp, gpt) written as tape builders;
-* `program` - spec validation, program/tape construction, state, training, checkpoints;
+* `program` - program/tape construction from the spec `jobspec.schema` validated (plus
+  the zoo's own second check), state, training, checkpoints;
 * `data` / `rng` - deterministic datasets, batches and counter-based random numbers;
 * `hashing` / `merkle` / `stio` - tensorHash, stateHash, Merkle tree, canonical files;
 * `trace` - operator chain, operand bundles, single-op re-execution;
 * `torch_reference` - plain-torch twins for benchmarks only (never hashed).
 
-Importing `repops` itself loads only the errors and the version (no torch).  This package
-must never import another Assay package (chain, market, ...) and must never let an operator
+Importing `repops` itself loads only the errors (over the spec schema, `jobspec.schema`:
+pydantic) and the version (no torch).  This package must never import another Assay
+package (chain, market, ...) except the leaf `jobspec`, and must never let an operator
 with unspecified rounding touch a value that is hashed.
 """
 

@@ -3,34 +3,34 @@
 Every error a caller can provoke (a bad spec, an untrusted bundle, a corrupt checkpoint)
 is a subclass of `RepopsError` carrying a one-line message that says what is wrong.
 This module must never import torch: callers catch these without loading training code.
+`FieldError` and the base of `SpecInvalid` come from the shared spec schema (`jobspec`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from jobspec import schema
+from jobspec.schema import FieldError
+
+__all__ = [
+    "BundleInvalid",
+    "CheckpointInvalid",
+    "DatasetInvalid",
+    "FieldError",
+    "RepopsError",
+    "SpecInvalid",
+    "TapeError",
+]
 
 
 class RepopsError(Exception):
     """Root of every error raised on purpose by repops."""
 
 
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with a job spec: the dotted field path and why it is wrong."""
+class SpecInvalid(RepopsError, schema.SpecInvalid):
+    """The job spec cannot be turned into a program; `errors` names each bad field.
 
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-class SpecInvalid(RepopsError):
-    """The job spec cannot be turned into a program; `errors` names each bad field."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = list(errors)
-        super().__init__("; ".join(str(e) for e in self.errors) or "invalid spec")
+    A subclass of `jobspec.schema.SpecInvalid` (where `FieldError` is defined too), so a
+    caller that catches the shared error catches the engine's as well."""
 
 
 class BundleInvalid(RepopsError):

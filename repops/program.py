@@ -1,4 +1,10 @@
-"""From a job spec to a training program: validation, tape, state, training, checkpoints.
+"""From a job spec to a training program: tape, state, training, checkpoints.
+
+A spec is validated by the schema the market shares (`jobspec.schema`: types, ranges,
+cross-field rules) and the program is built from the typed `JobSpec` it returns; the
+engine adds one explicit second step of its own (`_zoo_errors`: the zoo module accepts
+the model config and trains on the dataset's format), and, for a graph model, the checks
+that need the fetched artifacts (`_load_graph`: sha256, graph, weights, batch size).
 
 Spec shape (the parts repops reads; other keys are ignored)::
 
@@ -74,6 +80,7 @@ from typing import Any
 
 import torch
 
+from jobspec import schema
 from repops import data as data_mod
 from repops import hashing, rng, stio
 from repops.errors import CheckpointInvalid, DatasetInvalid, FieldError, RepopsError, SpecInvalid
@@ -94,7 +101,7 @@ DATASETS = {
 GRAPH_MODEL = "graph"
 # fetch(field path, {"sha256": ..., "cid": ...}) -> the artifact's bytes
 Fetch = Callable[[str, Mapping[str, Any]], bytes]
-MAX_STEPS = 1 << 24  # the step counter converts to float32 exactly below 2**24
+MAX_STEPS = schema.MAX_STEPS  # the step counter converts to float32 exactly below 2**24
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,6 @@ class Schedule:
     min_lr_ratio: float = 0.0
 
 
-SCHEDULES = ("constant", "linear", "cosine")
-OPTIMIZERS = ("adamw", "sgd")
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
 
@@ -179,67 +184,17 @@ def canonical_json(obj: Any) -> bytes:
 # ----------------------------------------------------------------------------------------
 
 
-def _num(
-    d: Mapping[str, Any],
-    key: str,
-    path: str,
-    errs: list[FieldError],
-    lo: float,
-    hi: float,
-    default: float | None = None,
-) -> float:
-    v = d.get(key, default)
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, int | float)
-        or not math.isfinite(v)
-        or not (lo <= v <= hi)
-    ):
-        errs.append(FieldError(f"{path}.{key}", f"must be a number in [{lo}, {hi}]"))
-        return lo
-    return float(v)
-
-
-def _int(
-    d: Mapping[str, Any], key: str, path: str, errs: list[FieldError], lo: int, hi: int
-) -> int:
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        errs.append(
-            FieldError(f"{path}.{key}" if path else key, f"must be an integer in [{lo}, {hi}]")
-        )
-        return lo
-    return v
-
-
-def _obj(d: Mapping[str, Any], key: str, path: str, errs: list[FieldError]) -> dict[str, Any]:
-    v = d.get(key)
-    if not isinstance(v, dict):
-        errs.append(FieldError(f"{path}.{key}" if path else key, "missing or not an object"))
-        return {}
-    return v
-
-
-def _artifact_ref(d: Mapping[str, Any], key: str, path: str, errs: list[FieldError]) -> None:
-    ref = d.get(key)
-    p = f"{path}.{key}"
-    if not isinstance(ref, dict):
-        errs.append(FieldError(p, "missing or not an object {sha256, cid}"))
-        return
-    h = ref.get("sha256")
-    if not isinstance(h, str) or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
-        errs.append(FieldError(f"{p}.sha256", "must be 64 lowercase hex digits"))
-    if "cid" in ref and not isinstance(ref["cid"], str):
-        errs.append(FieldError(f"{p}.cid", "must be a string"))
-    for k in sorted(set(ref) - {"sha256", "cid"}):
-        errs.append(FieldError(f"{p}.{k}", "unknown field"))
-
-
 def spec_errors(spec: Any) -> list[FieldError]:
-    """Every problem of `spec` as (field path, reason); empty when the spec is valid."""
-    errs: list[FieldError] = []
-    _parse(spec, errs)
-    return errs
+    """Every problem of `spec` as (field path, reason); empty when the spec is valid.
+
+    Step 1 is the shared schema (`jobspec.schema.spec_errors`, the market's rules too);
+    step 2, `_zoo_errors`, the engine's own: a zoo model's config must be one its module
+    accepts and its dataset one of the module's formats.
+    """
+    errs = schema.spec_errors(spec)
+    if errs:
+        return errs
+    return _zoo_errors(schema.JobSpec.model_validate(spec))[1]
 
 
 def validate_spec(spec: Any) -> None:
@@ -249,131 +204,59 @@ def validate_spec(spec: Any) -> None:
         raise SpecInvalid(errs)
 
 
-def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
-    if not isinstance(spec, dict):
-        errs.append(FieldError("$", "spec must be a JSON object"))
-        return None
-    ver = spec.get("repops_version")
-    if ver != REPOPS_VERSION:
-        errs.append(FieldError("repops_version", f"unsupported {ver!r}; this is {REPOPS_VERSION}"))
-    prog = _obj(spec, "program", "", errs)
-    dat = _obj(spec, "data", "", errs)
-    model = _obj(prog, "model", "program", errs) if prog else {}
-    name = model.get("name")
-    mod: Any = MODELS.get(name) if isinstance(name, str) else None
-    config: Any = None
-    if name == GRAPH_MODEL:
-        mod = _GraphModel
-        for k in sorted(set(model) - {"name", "graph", "weights"}):
-            errs.append(FieldError(f"program.model.{k}", "unknown field"))
-        for k in ("graph", "weights"):
-            _artifact_ref(model, k, "program.model", errs)
-    elif model and mod is None:
+def _zoo_errors(js: schema.JobSpec) -> tuple[Any, list[FieldError]]:
+    """Step 2 (engine only): (the zoo module's config, its errors); (None, []) for a graph
+    model, whose checks need the fetched artifacts (`_load_graph`)."""
+    model = js.program.model
+    if isinstance(model, schema.GraphModel):
+        return None, []
+    errs: list[FieldError] = []
+    mod = MODELS[model.name]
+    config = mod.Config.from_dict(model.config.model_dump(), "program.model.config", errs)
+    if DATASETS[str(js.data.name)] not in mod.DATASET_FORMATS:
         errs.append(
-            FieldError(
-                "program.model.name",
-                f"unknown model {name!r} (known: {', '.join(sorted([*MODELS, GRAPH_MODEL]))})",
-            )
+            FieldError("data.dataset", f"model {model.name} cannot train on {js.data.name}")
         )
-    elif mod is not None:
-        cfg = model.get("config", {})
-        if not isinstance(cfg, dict):
-            errs.append(FieldError("program.model.config", "must be an object"))
-        else:
-            config = mod.Config.from_dict(cfg, "program.model.config", errs)
-    if name == GRAPH_MODEL:
-        if prog.get("loss", "graph") != "graph":
-            errs.append(FieldError("program.loss", "a graph returns its loss: 'graph' or absent"))
-    elif prog and prog.get("loss", "cross_entropy") != "cross_entropy":
-        errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
-    opt = _obj(prog, "optimizer", "program", errs) if prog else {}
-    optim: Optim | Sgd | None = None
-    p = "program.optimizer"
-    if opt and opt.get("name", "adamw") not in OPTIMIZERS:
-        errs.append(FieldError("program.optimizer.name", "must be 'adamw' or 'sgd'"))
-    elif opt and opt.get("name") == "sgd":
-        if opt.get("nesterov", False) is not False:
-            errs.append(FieldError(f"{p}.nesterov", "only false is supported"))
-        _num(opt, "dampening", p, errs, 0.0, 0.0, 0.0)
-        optim = Sgd(
-            lr=_num(opt, "lr", p, errs, 0.0, 10.0),
-            momentum=_num(opt, "momentum", p, errs, 0.0, 0.999999, 0.0),
-            weight_decay=_num(opt, "weight_decay", p, errs, 0.0, 10.0, 0.0),
-        )
-    elif opt:
-        optim = Optim(
-            lr=_num(opt, "lr", p, errs, 0.0, 10.0),
-            beta1=_num(opt, "beta1", p, errs, 0.0, 0.999999, 0.9),
-            beta2=_num(opt, "beta2", p, errs, 0.0, 0.999999999, 0.999),
-            eps=_num(opt, "eps", p, errs, 1e-30, 1.0, 1e-8),
-            weight_decay=_num(opt, "weight_decay", p, errs, 0.0, 10.0, 0.0),
-        )
-    steps = _int(spec, "steps", "", errs, 1, MAX_STEPS - 1)
-    kint = _int(spec, "checkpoint_interval", "", errs, 1, MAX_STEPS - 1)
-    if steps and kint and steps % kint:
-        errs.append(
-            FieldError(
-                "checkpoint_interval",
-                f"steps {steps} is not divisible by checkpoint_interval {kint}",
-            )
-        )
-    seed = _int(spec, "seed", "", errs, 0, (1 << 63) - 1)
-    clip = None
-    if prog and "clip_grad_norm" in prog:
-        clip = _num(prog, "clip_grad_norm", "program", errs, 1e-6, 1e6)
-    sch = prog.get("lr_schedule", {"name": "constant"}) if prog else {}
-    schedule = None
-    if not isinstance(sch, dict) or sch.get("name") not in SCHEDULES:
-        errs.append(
-            FieldError("program.lr_schedule.name", "must be 'constant', 'linear' or 'cosine'")
-        )
-    elif sch["name"] in ("linear", "cosine"):
-        ps = "program.lr_schedule"
-        if sch["name"] == "cosine" and "warmup_steps" not in sch:
-            w = 0
-        else:
-            w = _int(sch, "warmup_steps", ps, errs, 0, steps)
-        if w >= steps:
-            errs.append(FieldError(f"{ps}.warmup_steps", "must be < steps"))
-        r = _num(sch, "min_lr_ratio", ps, errs, 0.0, 1.0, 0.0) if sch["name"] == "cosine" else 0.0
-        schedule = Schedule(sch["name"], w, r)
+    return config, errs
+
+
+def _parse(spec: Any) -> dict[str, Any]:
+    """The typed spec as `Program`'s fields (raises `SpecInvalid`)."""
+    errs = schema.spec_errors(spec)
+    if errs:
+        raise SpecInvalid(errs)
+    js = schema.JobSpec.model_validate(spec)
+    config, errs = _zoo_errors(js)
+    if errs:
+        raise SpecInvalid(errs)
+    prog = js.program
+    opt = prog.optimizer
+    optim: Optim | Sgd
+    if isinstance(opt, schema.SgdOptimizer):
+        optim = Sgd(lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    else:
+        optim = Optim(opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay)
+    sch = prog.lr_schedule
+    if isinstance(sch, schema.CosineSchedule):
+        schedule = Schedule("cosine", sch.warmup_steps, sch.min_lr_ratio)
+    elif isinstance(sch, schema.LinearSchedule):
+        schedule = Schedule("linear", sch.warmup_steps)
     else:
         schedule = Schedule("constant")
-    dataset = dat.get("dataset") if dat else None
-    if dat and dataset is None and dat.get("format") in DATASETS.values():
-        dataset = {v: k for k, v in DATASETS.items()}[dat["format"]]
-    if dat and dataset not in DATASETS:
-        errs.append(
-            FieldError(
-                "data.dataset",
-                f"unknown dataset {dataset!r} (known: {', '.join(sorted(DATASETS))})",
-            )
-        )
-    elif dat and "format" in dat and dat["format"] != DATASETS[str(dataset)]:
-        errs.append(FieldError("data.format", f"{dataset} files are {DATASETS[str(dataset)]}"))
-    if (
-        mod is not None
-        and dataset in DATASETS
-        and DATASETS[str(dataset)] not in (mod.DATASET_FORMATS)
-    ):
-        errs.append(FieldError("data.dataset", f"model {name} cannot train on {dataset}"))
-    batch_size = _int(dat, "batch_size", "data", errs, 1, 1 << 16) if dat else 1
-    data_seed = _int(dat, "seed", "data", errs, 0, (1 << 63) - 1) if dat else 0
-    if errs:
-        return None
+    name = prog.model.name
     return {
         "model_name": name,
         "config": config,
         "optim": optim,
         "schedule": schedule,
-        "clip_grad_norm": clip,
-        "dataset": dataset,
-        "batch_size": batch_size,
-        "data_seed": data_seed,
-        "steps": steps,
-        "checkpoint_interval": kint,
-        "seed": seed,
-        "module": mod,
+        "clip_grad_norm": None if prog.clip_grad_norm is None else float(prog.clip_grad_norm),
+        "dataset": js.data.name,
+        "batch_size": js.data.batch_size,
+        "data_seed": js.data.seed,
+        "steps": js.steps,
+        "checkpoint_interval": js.checkpoint_interval,
+        "seed": js.seed,
+        "module": _GraphModel if name == GRAPH_MODEL else MODELS[name],
     }
 
 
@@ -388,10 +271,7 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
     A "graph" model's graph and weights bytes come from `fetch`; each must match the
     sha256 the spec names.
     """
-    errs: list[FieldError] = []
-    parsed = _parse(dict(spec), errs)
-    if parsed is None:
-        raise SpecInvalid(errs)
+    parsed = _parse(dict(spec))
     mod = parsed.pop("module")
     initial: dict[str, torch.Tensor] = {}
     if mod is _GraphModel:

@@ -7,9 +7,17 @@ from typing import Any
 import pytest
 import torch
 
+from jobspec import schema
 from repops import REPOPS_VERSION, SpecInvalid
 from repops.hashing import state_hash
-from repops.program import build_program, init_state, spec_errors, validate_spec
+from repops.program import (
+    DATASETS,
+    MAX_STEPS,
+    build_program,
+    init_state,
+    spec_errors,
+    validate_spec,
+)
 
 
 def paths(spec: dict[str, Any]) -> set[str]:
@@ -66,7 +74,7 @@ def test_spec_dataset_named_by_format_alone(mlp_spec: dict[str, Any]) -> None:
     del mlp_spec["data"]["dataset"]
     assert spec_errors(mlp_spec) == []
     mlp_spec["data"]["format"] = "repops-images-v9"
-    assert "data.dataset" in paths(mlp_spec)
+    assert paths(mlp_spec) == {"data.format"}
 
 
 def test_spec_errors_not_an_object() -> None:
@@ -94,3 +102,23 @@ def test_init_state_deterministic_and_seeded(mlp_spec: dict[str, Any]) -> None:
     assert a["meta.step"].dtype == torch.int64 and int(a["meta.step"]) == 0
     mlp_spec["seed"] = 4
     assert state_hash(init_state(build_program(mlp_spec))) != state_hash(a)
+
+
+def test_shared_schema_constants_are_the_engines() -> None:
+    # jobspec.schema cannot import repops: these pin its copies of the engine's constants
+    assert schema.REPOPS_VERSION == REPOPS_VERSION
+    assert schema.DATASET_FORMATS == DATASETS
+    assert schema.MAX_STEPS == MAX_STEPS
+    from repops.models import MODELS
+
+    for name, mod in MODELS.items():
+        assert schema.MODEL_FORMATS[name] == mod.DATASET_FORMATS
+
+
+def test_engine_spec_invalid_is_the_shared_one(mlp_spec: dict[str, Any]) -> None:
+    mlp_spec["steps"] = 0
+    with pytest.raises(schema.SpecInvalid) as info:
+        build_program(mlp_spec)
+    assert isinstance(info.value, SpecInvalid)
+    assert [e.path for e in info.value.errors] == ["steps"]
+    assert "greater than or equal to 1" in str(info.value)
