@@ -10,15 +10,9 @@ an invalid spec on purpose (tests mutate the result to get one).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
-REPOPS_VERSION: Final = "repops-2"
-
-DATASET_FORMATS: Final[dict[str, str]] = {
-    "digits": "repops-digits-v1",
-    "stdlib_chars": "repops-chars-v1",
-}
-"""Built-in dataset name -> the format of its file."""
+from jobspec.schema import DATASET_FORMATS, REPOPS_VERSION
 
 
 def schedule(
