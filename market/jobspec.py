@@ -248,6 +248,25 @@ class CosineSchedule(_Open):
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
+class GraphLoss(_Closed):
+    """``program.loss`` as an object, for a graph model that returns logits (repops
+    `parse_graph_loss`); mse takes no options."""
+
+    name: Literal["cross_entropy", "mse"]
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    ignore_index: Annotated[int, Field(ge=-(1 << 62), lt=1 << 62)] = -100
+
+
+def _graph_loss_problem(loss: str | GraphLoss) -> list[FieldError]:
+    """program.loss of a graph model (mirrors repops.program.parse_graph_loss): absent /
+    "graph" (it returns its loss), "cross_entropy", "mse" or a `GraphLoss`; whether it
+    fits the graph is checked by repops once the graph is fetched."""
+    if isinstance(loss, GraphLoss) and loss.name == "mse":
+        extra = {"label_smoothing", "ignore_index"} & loss.model_fields_set
+        return [FieldError(f"program.loss.{k}", "unknown field for mse") for k in sorted(extra)]
+    return []
+
+
 def _optimizer_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         name = value.get("name", "adamw-default")
@@ -259,7 +278,7 @@ class Program(_Open):
     """What is trained and how."""
 
     model: Annotated[MlpModel | GptModel | GraphModel, Field(discriminator="name")]
-    loss: Literal["cross_entropy", "graph"] = "cross_entropy"
+    loss: Literal["cross_entropy", "graph", "mse"] | GraphLoss = "cross_entropy"
     optimizer: Annotated[
         Annotated[Optimizer, Tag("adamw")]
         | Annotated[AdamwDefault, Tag("adamw-default")]
@@ -324,6 +343,7 @@ _TAGS: Final = {
     "adamw",
     "adamw-default",
     "sgd",
+    "GraphLoss",  # program.loss as an object (the string form's literal stays in the path)
 }
 
 
@@ -333,7 +353,11 @@ def _path(loc: tuple[int | str, ...]) -> str:
     parts = [
         str(p)
         for i, p in enumerate(loc)
-        if not (p in _TAGS and i > 0 and loc[i - 1] in ("model", "lr_schedule", "optimizer"))
+        if not (
+            (p in _TAGS or str(p).startswith("literal["))
+            and i > 0
+            and loc[i - 1] in ("model", "lr_schedule", "optimizer", "loss")
+        )
     ]
     return ".".join(parts) or "$"
 
@@ -392,8 +416,7 @@ def _cross_field(spec: JobSpec) -> list[FieldError]:
             )
         )
     if isinstance(model, GraphModel):
-        if spec.program.loss != "graph" and "loss" in spec.program.model_fields_set:
-            errs.append(FieldError("program.loss", "a graph returns its loss: 'graph' or absent"))
+        errs.extend(_graph_loss_problem(spec.program.loss))
     elif spec.program.loss != "cross_entropy":
         errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
     dataset = spec.data.name

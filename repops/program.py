@@ -74,8 +74,8 @@ from typing import Any
 
 import torch
 
+from repops import composites, hashing, rng, stio
 from repops import data as data_mod
-from repops import hashing, rng, stio
 from repops.errors import CheckpointInvalid, DatasetInvalid, FieldError, RepopsError, SpecInvalid
 from repops.lowering import graph_json
 from repops.models import MODELS, ParamSpec
@@ -148,6 +148,7 @@ class Program:
     grad_norm_node: int | None = None  # the tape's total gradient norm (clipping only)
     _executors: dict[str, Executor] = field(default_factory=dict)
     initial: dict[str, torch.Tensor] = field(default_factory=dict)  # "weights" init values
+    graph_loss: GraphLoss | None = None  # a graph model's spec-named loss (None: "graph")
 
     @property
     def program_hash(self) -> bytes:
@@ -249,6 +250,64 @@ def validate_spec(spec: Any) -> None:
         raise SpecInvalid(errs)
 
 
+# ---- program.loss of a graph model: the ONE place it is validated (mirrored, minimally,
+# ---- in market/jobspec.py `_graph_loss_problem`) -----------------------------------------
+GRAPH_LOSSES = ("cross_entropy", "mse")
+
+
+@dataclass(frozen=True)
+class GraphLoss:
+    """The loss the program applies to an output graph's result and ``batch.targets``."""
+
+    name: str  # "cross_entropy" | "mse"
+    label_smoothing: float = 0.0
+    ignore_index: int = -100
+
+
+def parse_graph_loss(v: Any, errs: list[FieldError]) -> GraphLoss | None:
+    """``program.loss`` of a graph model: absent or "graph" (the graph returns its loss:
+    None), "cross_entropy", "mse", {"name": "cross_entropy", "label_smoothing": [0, 1),
+    "ignore_index": int}, or {"name": "mse"}.  Whether it fits the graph (a loss graph
+    takes none, an output graph needs one) is checked once the graph is loaded."""
+    p = "program.loss"
+    if v == "graph":
+        return None
+    if isinstance(v, str) and v in GRAPH_LOSSES:
+        return GraphLoss(v)
+    if not isinstance(v, dict) or v.get("name") not in GRAPH_LOSSES:
+        errs.append(FieldError(p, "must be 'graph', 'cross_entropy', 'mse' or {'name': ...}"))
+        return None
+    allowed = (
+        {"name", "label_smoothing", "ignore_index"} if v["name"] == "cross_entropy" else {"name"}
+    )
+    for k in sorted(set(v) - allowed):
+        errs.append(FieldError(f"{p}.{k}", f"unknown field for {v['name']}"))
+    ls = v.get("label_smoothing", 0.0)
+    if isinstance(ls, bool) or not isinstance(ls, int | float) or not 0.0 <= ls < 1.0:
+        errs.append(FieldError(f"{p}.label_smoothing", "must be a number in [0, 1)"))
+        ls = 0.0
+    ii = v.get("ignore_index", -100)
+    if isinstance(ii, bool) or not isinstance(ii, int) or not -(1 << 62) <= ii < 1 << 62:
+        errs.append(FieldError(f"{p}.ignore_index", "must be an integer"))
+        ii = -100
+    return GraphLoss(str(v["name"]), float(ls), ii)
+
+
+def graph_loss_fits(lg: graph_json.LoweredGraph, loss: GraphLoss | None) -> None:
+    """Refuse (SpecInvalid, one line) a spec loss for a loss graph and none for an output."""
+    if lg.returns == "loss" and loss is not None:
+        raise SpecInvalid(
+            [FieldError("program.loss", "this graph returns its loss: 'graph' or absent")]
+        )
+    if lg.returns == "output" and loss is None:
+        raise SpecInvalid(
+            [FieldError("program.loss", "this graph returns logits: name 'cross_entropy' or 'mse'")]
+        )
+
+
+# ---- end of program.loss validation ------------------------------------------------------
+
+
 def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
     if not isinstance(spec, dict):
         errs.append(FieldError("$", "spec must be a JSON object"))
@@ -281,9 +340,9 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
             errs.append(FieldError("program.model.config", "must be an object"))
         else:
             config = mod.Config.from_dict(cfg, "program.model.config", errs)
+    graph_loss: GraphLoss | None = None
     if name == GRAPH_MODEL:
-        if prog.get("loss", "graph") != "graph":
-            errs.append(FieldError("program.loss", "a graph returns its loss: 'graph' or absent"))
+        graph_loss = parse_graph_loss(prog.get("loss", "graph"), errs)
     elif prog and prog.get("loss", "cross_entropy") != "cross_entropy":
         errs.append(FieldError("program.loss", "only 'cross_entropy' is supported"))
     opt = _obj(prog, "optimizer", "program", errs) if prog else {}
@@ -374,6 +433,7 @@ def _parse(spec: Any, errs: list[FieldError]) -> dict[str, Any] | None:
         "checkpoint_interval": kint,
         "seed": seed,
         "module": mod,
+        "graph_loss": graph_loss,
     }
 
 
@@ -396,9 +456,12 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
     initial: dict[str, torch.Tensor] = {}
     if mod is _GraphModel:
         parsed["config"], initial = _load_graph(spec["program"]["model"], parsed, fetch)
+        graph_loss_fits(parsed["config"], parsed["graph_loss"])
     cfg = parsed["config"]
     params: dict[str, ParamSpec] = mod.param_specs(cfg)
     bspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(cfg, parsed["batch_size"])
+    if mod is _GraphModel and parsed["graph_loss"] is not None:
+        bspecs["targets"] = _targets_spec(cfg, parsed["graph_loss"])
     det = {
         k: spec[k]
         for k in ("repops_version", "program", "data", "steps", "checkpoint_interval", "seed")
@@ -418,6 +481,7 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         parsed["steps"],
         parsed["seed"],
         parsed["clip_grad_norm"],
+        parsed["graph_loss"],
     )
     return Program(
         spec=det,
@@ -478,6 +542,15 @@ class _GraphModel:
         return dict(lg.batch)
 
     @staticmethod
+    def apply_loss(g: Graph, out: int, targets: int, loss: GraphLoss) -> int:
+        """The spec-named loss of an output graph (torch's, mean reduction)."""
+        if loss.name == "mse":
+            return composites.mse(g, out, targets)
+        return composites.cross_entropy(
+            g, out, targets, ignore_index=loss.ignore_index, label_smoothing=loss.label_smoothing
+        )
+
+    @staticmethod
     def buffer_specs(lg: graph_json.LoweredGraph) -> dict[str, tuple[tuple[int, ...], str]]:
         return dict(lg.buffers)
 
@@ -491,6 +564,19 @@ class _GraphModel:
         return lg.replay_state(g, leaves)
 
 
+def _targets_spec(lg: graph_json.LoweredGraph, loss: GraphLoss) -> tuple[tuple[int, ...], str]:
+    """``batch.targets`` of an output graph: mse -> the output's shape (float32);
+    cross_entropy -> class indices int64 (B, d...) for an output (B, C, d...)."""
+    out = lg.graph.nodes[lg.loss].shape
+    if loss.name == "mse":
+        return out, "float32"
+    if len(out) < 2:
+        raise SpecInvalid(
+            [FieldError("program.loss", f"cross_entropy needs logits (B, C, ...), got {list(out)}")]
+        )
+    return (out[0], *out[2:]), "int64"
+
+
 def _build_tape(
     mod: Any,
     cfg: Any,
@@ -501,6 +587,7 @@ def _build_tape(
     steps: int,
     seed: int,
     clip: float | None = None,
+    graph_loss: GraphLoss | None = None,
 ) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]], int | None]:
     g = Graph()
     sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -531,6 +618,8 @@ def _build_tape(
         if "rng.seed" in cfg.graph.inputs:
             leaves["rng.seed"] = g.const(seed, "int64")
         loss, new_buffers = mod.forward_state(g, cfg, leaves)
+        if graph_loss is not None:  # an output graph: the spec's loss on it and the targets
+            loss = mod.apply_loss(g, loss, batch["targets"], graph_loss)
         new_buffers = {n: new_buffers.get(n, v) for n, v in bufs.items()}
     else:
         loss = mod.forward(g, cfg, pid, batch)
@@ -676,9 +765,31 @@ def check_dataset(program: Program, ds: data_mod.Dataset) -> None:
         if ds.format == data_mod.TOKENS_FORMAT:
             problems = graph_json.tokens_problems(program.config, ds.tensors["tokens"])
         else:
-            problems = graph_json.dataset_problems(program.config, ds.tensors)
+            tspec = program.batch_specs.get("targets") if program.graph_loss else None
+            problems = graph_json.dataset_problems(program.config, ds.tensors, tspec)
+        problems += _targets_problems(program, ds)
         if problems:
             raise DatasetInvalid("; ".join(problems))
+
+
+def _targets_problems(program: Program, ds: data_mod.Dataset) -> list[str]:
+    """Class targets of a spec-named cross_entropy must be in [0, C) or its ignore_index
+    (torch refuses others; repops would silently ignore them)."""
+    loss, lg = program.graph_loss, program.config
+    t = ds.tensors.get("targets", ds.tensors.get("tokens"))
+    if loss is None or loss.name != "cross_entropy" or t is None or not t.numel():
+        return []
+    if t.dtype.is_floating_point:
+        return []
+    c = lg.graph.nodes[lg.loss].shape[1]
+    bad = (t < 0) | (t >= c)
+    bad &= t != loss.ignore_index
+    if bool(bad.any()):
+        v = int(t[bad].flatten()[0])
+        return [
+            f"targets: value {v} is not a class in [0, {c}) nor ignore_index {loss.ignore_index}"
+        ]
+    return []
 
 
 def batch_hash(batch: Mapping[str, torch.Tensor]) -> bytes:
