@@ -6,7 +6,8 @@ Spec shape (the parts repops reads; other keys are ignored)::
      "program": {"model": {"name": "mlp" | "gpt", "config": {...}}
                         | {"name": "graph", "graph": {"sha256": "<hex>", "cid": "..."},
                            "weights": {"sha256": "<hex>", "cid": "..."}},
-                 "loss": "cross_entropy",
+                 "loss": "cross_entropy",   (a graph model: absent/"graph", or see
+                                             `parse_graph_loss` for one that returns logits)
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
                                "eps": 1e-8, "weight_decay": 0.01}
                             | {"name": "sgd", "lr": 0.1, "momentum": 0.9,
@@ -776,6 +777,13 @@ def _targets_problems(program: Program, ds: data_mod.Dataset) -> list[str]:
     """Class targets of a spec-named cross_entropy must be in [0, C) or its ignore_index
     (torch refuses others; repops would silently ignore them)."""
     loss, lg = program.graph_loss, program.config
+    if loss is not None and ds.format == data_mod.TOKENS_FORMAT:
+        want = ((program.batch_size, program.block), "int64")
+        if loss.name != "cross_entropy" or program.batch_specs.get("targets") != want:
+            return [
+                "a tokens dataset's targets are int64 (B, T): its loss must be cross_entropy "
+                "on logits (B, V, T) (classes on dim 1, as torch's)"
+            ]
     t = ds.tensors.get("targets", ds.tensors.get("tokens"))
     if loss is None or loss.name != "cross_entropy" or t is None or not t.numel():
         return []

@@ -240,3 +240,52 @@ def test_cli_check_says_which_kind_and_train_needs_loss(
     loss_run = [*base[:3], str(loss_pt2), *base[4:], "--loss", "mse"]
     assert main(loss_run) == 1
     assert "returns its loss: drop --loss" in capsys.readouterr().out
+
+
+def test_job_submit_model_passes_the_loss_into_the_spec() -> None:
+    from jobspec.factory import artifact, graph_spec
+    from submitter.model import LoweredModel, ModelProblem, check_job, with_model
+
+    lg = lower(_classifier(), 8)
+    lowered = LoweredModel(lg.to_json(), lg.weights_bytes())
+    base = graph_spec(artifact("0" * 64), artifact("0" * 64), batch_size=8)
+    data = stio.dumps(_data("cls", 40))
+    spec = with_model(base, lowered, "cross_entropy")
+    assert spec["program"]["loss"] == "cross_entropy"
+    check_job(spec, lowered, data)
+    with pytest.raises(ModelProblem, match="returns logits"):
+        check_job(with_model(base, lowered), lowered, data)  # loss "graph": refused
+
+
+class TinyLM(nn.Module):
+    """forward(inputs (B, T)) -> logits (B, V, T) (torch's class axis) or (B, T, V)."""
+
+    def __init__(self, classes_last: bool) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.head = nn.Linear(8, 11)
+        self.classes_last = classes_last
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = self.head(torch.tanh(self.emb(inputs)))  # (B, T, V)
+        return logits if self.classes_last else logits.transpose(1, 2)
+
+
+def test_tokens_stream_trains_a_logits_lm_with_classes_on_dim_1() -> None:
+    tokens = torch.arange(300) * 7 % 11
+    ds = data_mod.Dataset.from_tokens_bytes(stio.dumps({"tokens": tokens}))
+    for classes_last in (False, True):
+        torch.manual_seed(0)
+        ep = _export(TinyLM(classes_last), tokens[:20].reshape(4, 5))
+        lg = lower(ep, 8)
+        spec, fetch = _spec(lg, "cross_entropy")
+        spec["data"]["format"] = "tokens"
+        program = build_program(spec, fetch)
+        if classes_last:  # targets would be (B, V): refused before training
+            with pytest.raises(DatasetInvalid, match=r"logits \(B, V, T\)"):
+                check_dataset(program, ds)
+            continue
+        check_dataset(program, ds)
+        _, losses = train(program, init_state(program), ds, 3)
+        ref = torch_reference_losses(ep, program, ds)
+        assert abs(losses[0] - ref[0]) <= 1e-4 * abs(ref[0])
