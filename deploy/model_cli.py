@@ -244,12 +244,13 @@ def _guess_targets(lg: Any, tensors: Any) -> tuple[tuple[int, ...], str] | None:
     if lg.returns != "output":
         return None
     from repops import program as prog_mod
+    from repops.errors import SpecInvalid
 
     t = tensors.get("targets")
     name = "mse" if t is not None and t.dtype.is_floating_point else "cross_entropy"
     try:
         return prog_mod._targets_spec(lg, prog_mod.GraphLoss(name))
-    except Exception:  # logits of rank 1: report the missing/odd targets as they are
+    except SpecInvalid:  # logits of rank 1: report the dataset's targets against mse's
         return lg.graph.nodes[lg.loss].shape, "float32"
 
 
