@@ -6,12 +6,16 @@
                 [--data-format tensors|tokens] [--weights FILE] [--threads T]
                 [--reference torch] [--lr LR] [--weight-decay WD] [--warmup-steps W]
                 [--checkpoint-interval K] [--out DIR]
+                [--loss cross_entropy|mse [--label-smoothing E]]
 
 MODEL.pt2 is a `torch.export.save` file of a module whose ``forward(inputs, targets)``
-returns the scalar loss.  It is the submitter's own file, opened only by these commands
-on the submitter's machine (``torch.export.load`` may run code from it).  `model lower`
-writes what solvers and referees load instead: ``graph.json`` (the canonical repops
-graph) and ``weights.safetensors``; `train --local` accepts that directory too.
+returns the scalar loss, or whose ``forward(inputs)`` returns logits / predictions: then
+``--loss`` names the loss the program applies to them and the dataset's ``targets``
+(required for such a model, refused for one that returns its loss).  It is the
+submitter's own file, opened only by these commands on the submitter's machine
+(``torch.export.load`` may run code from it).  `model lower` writes what solvers and
+referees load instead: ``graph.json`` (the canonical repops graph) and
+``weights.safetensors``; `train --local` accepts that directory too.
 
 `train --local` trains exactly as a solver would (`repops.program.train`, checkpoints
 every K steps saved in --out) and ends with ``final_loss: X`` and ``state_hash: H``;
@@ -98,6 +102,12 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     tr.add_argument("--min-lr-ratio", type=float, default=0.0, help="cosine: final lr / lr")
     tr.add_argument("--clip-grad-norm", type=float, help="global-norm gradient clipping")
+    tr.add_argument(
+        "--loss",
+        choices=("cross_entropy", "mse"),
+        help="for a model whose forward returns logits/predictions (required for it)",
+    )
+    tr.add_argument("--label-smoothing", type=float, help="cross_entropy label smoothing")
     tr.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
     tr.add_argument("--out", default="assay-train", help="checkpoint directory")
     tr.set_defaults(func=cmd_train)
@@ -186,6 +196,15 @@ def _summary(console: Console, m: Loaded) -> None:
     console.print(f"batch: {batch}")
     inputs = ", ".join(f"{k} {dt}{list(s)}" for k, (s, dt) in sorted(lg.batch.items()))
     console.print(f"inputs: {inputs}")
+    if lg.returns == "loss":
+        console.print("returns: the loss (forward computes it; the spec names no loss)")
+    else:
+        out = lg.graph.nodes[lg.loss]
+        console.print(
+            f"returns: logits/predictions {out.dtype}{list(out.shape)}: the spec must name "
+            "a loss (--loss cross_entropy | mse), applied to them and the data's targets",
+            highlight=False,
+        )
     if lg.buffers:
         bufs = ", ".join(f"{k} {dt}{list(s)}" for k, (s, dt) in sorted(lg.buffers.items()))
         console.print(f"state buffers (updated by forward, not trained): {bufs}")
@@ -207,7 +226,7 @@ def cmd_model_check(args: argparse.Namespace, console: Console) -> int:
         if args.data_format == "tokens":
             problems = tokens_problems(m.graph, ds.tensors["tokens"])
         else:
-            problems = dataset_problems(m.graph, ds.tensors)
+            problems = dataset_problems(m.graph, ds.tensors, _guess_targets(m.graph, ds.tensors))
         if problems:
             console.print(f"[red]error:[/] {args.data} does not fit the model:", highlight=False)
             for p in problems:
@@ -217,6 +236,22 @@ def cmd_model_check(args: argparse.Namespace, console: Console) -> int:
         console.print(f"data: {args.data} fits ({rows} rows)")
     console.print("[green]ok:[/] the model lowers to repops")
     return 0
+
+
+def _guess_targets(lg: Any, tensors: Any) -> tuple[tuple[int, ...], str] | None:
+    """For an output graph: the targets spec that the dataset's targets dtype implies
+    (integers: cross_entropy classes; floats: mse); None for a loss graph."""
+    if lg.returns != "output":
+        return None
+    from repops import program as prog_mod
+    from repops.errors import SpecInvalid
+
+    t = tensors.get("targets")
+    name = "mse" if t is not None and t.dtype.is_floating_point else "cross_entropy"
+    try:
+        return prog_mod._targets_spec(lg, prog_mod.GraphLoss(name))
+    except SpecInvalid:  # logits of rank 1: report the dataset's targets against mse's
+        return lg.graph.nodes[lg.loss].shape, "float32"
 
 
 def cmd_model_lower(args: argparse.Namespace, console: Console) -> int:
@@ -252,6 +287,7 @@ def local_spec(
     optimizer: dict[str, Any] | None = None,
     lr_schedule: dict[str, Any] | None = None,
     clip_grad_norm: float | None = None,
+    loss: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The job spec a solver would receive for this local run (graph model, tensors data):
     AdamW with a linear or constant schedule unless `optimizer` / `lr_schedule` are given
@@ -285,7 +321,24 @@ def local_spec(
     }
     if clip_grad_norm is not None:
         spec["program"]["clip_grad_norm"] = clip_grad_norm
+    if loss is not None:  # a model that returns logits: the loss the program applies
+        spec["program"]["loss"] = loss
     return spec
+
+
+def spec_loss(returns: str, loss: str | None, label_smoothing: float | None) -> Any:
+    """``program.loss`` for --loss / --label-smoothing, refusing what does not fit."""
+    if returns == "loss" and (loss is not None or label_smoothing is not None):
+        raise ModelCliError("this model's forward returns its loss: drop --loss")
+    if returns == "output" and loss is None:
+        raise ModelCliError(
+            "this model's forward returns logits: name the loss with --loss cross_entropy|mse"
+        )
+    if label_smoothing is not None:
+        if loss != "cross_entropy":
+            raise ModelCliError("--label-smoothing applies to --loss cross_entropy only")
+        return {"name": loss, "label_smoothing": label_smoothing}
+    return loss
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -306,6 +359,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     use_weights(m, args.weights)
     if args.reference and m.exported is None:
         raise ModelCliError("--reference torch needs the MODEL.pt2, not a lowered directory")
+    loss = spec_loss(m.graph.returns, args.loss, args.label_smoothing)
     ds = load_data(args.data, args.data_format)
     gj, wj = m.graph.to_json(), m.graph.weights_bytes()
     blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
@@ -334,6 +388,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             )
         ),
         clip_grad_norm=args.clip_grad_norm,
+        loss=loss,
     )
     try:
         program = prog_mod.build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
@@ -413,6 +468,16 @@ def torch_reference_losses(exported: Any, program: Any, ds: Any) -> list[float]:
     for t in range(n):
         b = data_mod.batch(ds, program.data_seed, t, program.batch_size, program.block)
         loss = module(*[b[k] for k in _input_order(exported, names)])
+        spec_named = program.graph_loss
+        if spec_named is not None and spec_named.name == "mse":
+            loss = torch.nn.functional.mse_loss(loss, b["targets"])
+        elif spec_named is not None:
+            loss = torch.nn.functional.cross_entropy(
+                loss,
+                b["targets"],
+                ignore_index=spec_named.ignore_index,
+                label_smoothing=spec_named.label_smoothing,
+            )
         opt.zero_grad()
         loss.backward()
         if program.clip_grad_norm is not None:

@@ -15,7 +15,9 @@ The shape (keys the engine ignores are allowed and kept; a model's config is clo
                         | {"name": "gpt", "config": {"vocab": 128, "block": 16, ...}}
                         | {"name": "graph", "graph": {"sha256": "<hex>", "cid": "..."},
                            "weights": {"sha256": "<hex>", "cid": "..."}},
-                 "loss": "cross_entropy",   ("graph" or absent for a graph model)
+                 "loss": "cross_entropy",   (a graph model: "graph" or absent when it
+                                             returns its loss; else "cross_entropy", "mse"
+                                             or {"name", "label_smoothing", "ignore_index"})
                  "optimizer": {"name": "adamw", "lr": 0.001, ...}
                             | {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0},
                  "lr_schedule": {"name": "constant"} | {"name": "linear", "warmup_steps": 10}
@@ -229,6 +231,15 @@ class CosineSchedule(_Open):
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
+class GraphLoss(_Closed):
+    """``program.loss`` as an object, for a graph model that returns logits (repops turns
+    it into `repops.program.GraphLoss`); mse takes no options."""
+
+    name: Literal["cross_entropy", "mse"]
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    ignore_index: Annotated[int, Field(ge=-(1 << 62), lt=1 << 62)] = -100
+
+
 def _optimizer_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         name = value.get("name", "adamw-default")
@@ -240,7 +251,7 @@ class Program(_Open):
     """What is trained and how."""
 
     model: Annotated[MlpModel | GptModel | GraphModel, Field(discriminator="name")]
-    loss: Literal["cross_entropy", "graph"] = "cross_entropy"
+    loss: Literal["cross_entropy", "graph", "mse"] | GraphLoss = "cross_entropy"
     optimizer: Annotated[
         Annotated[Optimizer, Tag("adamw")]
         | Annotated[AdamwDefault, Tag("adamw-default")]
@@ -300,6 +311,7 @@ _TAGS: Final = {
     "adamw",
     "adamw-default",
     "sgd",
+    "GraphLoss",  # program.loss as an object (the string form's literal stays in the path)
 }
 
 
@@ -309,7 +321,11 @@ def _path(loc: tuple[int | str, ...]) -> str:
     parts = [
         str(p)
         for i, p in enumerate(loc)
-        if not (p in _TAGS and i > 0 and loc[i - 1] in ("model", "lr_schedule", "optimizer"))
+        if not (
+            (p in _TAGS or str(p).startswith("literal["))
+            and i > 0
+            and loc[i - 1] in ("model", "lr_schedule", "optimizer", "loss")
+        )
     ]
     return ".".join(parts) or "$"
 
@@ -337,21 +353,29 @@ def _from_pydantic(exc: ValidationError) -> list[FieldError]:
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path = f"{path}.name"
         out.append(FieldError(path, _reason(error)))
-    return out
+    # A plain union (program.loss: a string or an object) reports one error per branch; an
+    # error inside a field says more than the branch's "wrong type" at the field itself.
+    deeper = {e.path.rsplit(".", 1)[0] for e in out if "." in e.path}
+    return [e for e in out if e.path not in deeper]
 
 
 # ------------------------------------------------------------- the loss rule (one place)
-# Which `program.loss` each model takes.  A graph model returns its loss itself, so only
-# "graph" (or no loss field) is accepted; zoo models end in cross-entropy.  The `loss`
-# field's Literal on `Program` and this function are the only places this rule lives.
+# Which `program.loss` each model takes.  A graph model either returns its loss itself
+# ("graph", or no loss field) or returns logits/predictions, and then the spec names the
+# loss the program applies to its output and ``batch.targets``: "cross_entropy", "mse" or
+# a `GraphLoss` object (whether it fits the graph is checked by repops once the graph is
+# fetched).  Zoo models end in cross-entropy.  The `loss` field on `Program`, `GraphLoss`
+# and this function are the only places this rule lives.
 
 
 def _loss_errors(program: Program) -> list[FieldError]:
+    loss = program.loss
     if isinstance(program.model, GraphModel):
-        if program.loss != "graph" and "loss" in program.model_fields_set:
-            return [FieldError("program.loss", "a graph returns its loss: 'graph' or absent")]
+        if isinstance(loss, GraphLoss) and loss.name == "mse":
+            extra = {"label_smoothing", "ignore_index"} & loss.model_fields_set
+            return [FieldError(f"program.loss.{k}", "unknown field for mse") for k in sorted(extra)]
         return []
-    if program.loss != "cross_entropy":
+    if loss != "cross_entropy":
         return [FieldError("program.loss", "only 'cross_entropy' is supported")]
     return []
 

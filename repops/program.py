@@ -12,7 +12,9 @@ Spec shape (the parts repops reads; other keys are ignored)::
      "program": {"model": {"name": "mlp" | "gpt", "config": {...}}
                         | {"name": "graph", "graph": {"sha256": "<hex>", "cid": "..."},
                            "weights": {"sha256": "<hex>", "cid": "..."}},
-                 "loss": "cross_entropy",
+                 "loss": "cross_entropy",   (a graph model: absent/"graph", or a named
+                                             loss for one that returns logits: see
+                                             `jobspec.schema._loss_errors`)
                  "optimizer": {"name": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
                                "eps": 1e-8, "weight_decay": 0.01}
                             | {"name": "sgd", "lr": 0.1, "momentum": 0.9,
@@ -81,8 +83,8 @@ from typing import Any
 import torch
 
 from jobspec import schema
+from repops import composites, hashing, rng, stio
 from repops import data as data_mod
-from repops import hashing, rng, stio
 from repops.errors import CheckpointInvalid, DatasetInvalid, FieldError, RepopsError, SpecInvalid
 from repops.lowering import graph_json
 from repops.models import MODELS, ParamSpec
@@ -153,6 +155,7 @@ class Program:
     grad_norm_node: int | None = None  # the tape's total gradient norm (clipping only)
     _executors: dict[str, Executor] = field(default_factory=dict)
     initial: dict[str, torch.Tensor] = field(default_factory=dict)  # "weights" init values
+    graph_loss: GraphLoss | None = None  # a graph model's spec-named loss (None: "graph")
 
     @property
     def program_hash(self) -> bytes:
@@ -202,6 +205,44 @@ def validate_spec(spec: Any) -> None:
     errs = spec_errors(spec)
     if errs:
         raise SpecInvalid(errs)
+
+
+# ---- program.loss of a graph model: validated by jobspec.schema (`_loss_errors`); here it
+# ---- becomes the program's GraphLoss and is checked against the loaded graph ------------
+@dataclass(frozen=True)
+class GraphLoss:
+    """The loss the program applies to an output graph's result and ``batch.targets``."""
+
+    name: str  # "cross_entropy" | "mse"
+    label_smoothing: float = 0.0
+    ignore_index: int = -100
+
+
+def graph_loss_of(loss: str | schema.GraphLoss) -> GraphLoss | None:
+    """``program.loss`` of a graph model, as validated by `jobspec.schema` (its loss rule):
+    "graph" or absent (the graph returns its loss: None), "cross_entropy", "mse" or the
+    object form.  Whether it fits the graph (a loss graph takes none, an output graph
+    needs one) is `graph_loss_fits`, once the graph is loaded."""
+    if loss == "graph":
+        return None
+    if isinstance(loss, schema.GraphLoss):
+        return GraphLoss(loss.name, float(loss.label_smoothing), int(loss.ignore_index))
+    return GraphLoss(str(loss))
+
+
+def graph_loss_fits(lg: graph_json.LoweredGraph, loss: GraphLoss | None) -> None:
+    """Refuse (SpecInvalid, one line) a spec loss for a loss graph and none for an output."""
+    if lg.returns == "loss" and loss is not None:
+        raise SpecInvalid(
+            [FieldError("program.loss", "this graph returns its loss: 'graph' or absent")]
+        )
+    if lg.returns == "output" and loss is None:
+        raise SpecInvalid(
+            [FieldError("program.loss", "this graph returns logits: name 'cross_entropy' or 'mse'")]
+        )
+
+
+# ---- end of program.loss ------------------------------------------------------
 
 
 def _zoo_errors(js: schema.JobSpec) -> tuple[Any, list[FieldError]]:
@@ -257,6 +298,12 @@ def _parse(spec: Any) -> dict[str, Any]:
         "checkpoint_interval": js.checkpoint_interval,
         "seed": js.seed,
         "module": _GraphModel if name == GRAPH_MODEL else MODELS[name],
+        # an absent loss is "graph" for a graph model (the schema's default is the zoo's)
+        "graph_loss": (
+            graph_loss_of(prog.loss if "loss" in prog.model_fields_set else "graph")
+            if name == GRAPH_MODEL
+            else None
+        ),
     }
 
 
@@ -276,9 +323,12 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
     initial: dict[str, torch.Tensor] = {}
     if mod is _GraphModel:
         parsed["config"], initial = _load_graph(spec["program"]["model"], parsed, fetch)
+        graph_loss_fits(parsed["config"], parsed["graph_loss"])
     cfg = parsed["config"]
     params: dict[str, ParamSpec] = mod.param_specs(cfg)
     bspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(cfg, parsed["batch_size"])
+    if mod is _GraphModel and parsed["graph_loss"] is not None:
+        bspecs["targets"] = _targets_spec(cfg, parsed["graph_loss"])
     det = {
         k: spec[k]
         for k in ("repops_version", "program", "data", "steps", "checkpoint_interval", "seed")
@@ -298,6 +348,7 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         parsed["steps"],
         parsed["seed"],
         parsed["clip_grad_norm"],
+        parsed["graph_loss"],
     )
     return Program(
         spec=det,
@@ -358,6 +409,15 @@ class _GraphModel:
         return dict(lg.batch)
 
     @staticmethod
+    def apply_loss(g: Graph, out: int, targets: int, loss: GraphLoss) -> int:
+        """The spec-named loss of an output graph (torch's, mean reduction)."""
+        if loss.name == "mse":
+            return composites.mse(g, out, targets)
+        return composites.cross_entropy(
+            g, out, targets, ignore_index=loss.ignore_index, label_smoothing=loss.label_smoothing
+        )
+
+    @staticmethod
     def buffer_specs(lg: graph_json.LoweredGraph) -> dict[str, tuple[tuple[int, ...], str]]:
         return dict(lg.buffers)
 
@@ -371,6 +431,19 @@ class _GraphModel:
         return lg.replay_state(g, leaves)
 
 
+def _targets_spec(lg: graph_json.LoweredGraph, loss: GraphLoss) -> tuple[tuple[int, ...], str]:
+    """``batch.targets`` of an output graph: mse -> the output's shape (float32);
+    cross_entropy -> class indices int64 (B, d...) for an output (B, C, d...)."""
+    out = lg.graph.nodes[lg.loss].shape
+    if loss.name == "mse":
+        return out, "float32"
+    if len(out) < 2:
+        raise SpecInvalid(
+            [FieldError("program.loss", f"cross_entropy needs logits (B, C, ...), got {list(out)}")]
+        )
+    return (out[0], *out[2:]), "int64"
+
+
 def _build_tape(
     mod: Any,
     cfg: Any,
@@ -381,6 +454,7 @@ def _build_tape(
     steps: int,
     seed: int,
     clip: float | None = None,
+    graph_loss: GraphLoss | None = None,
 ) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]], int | None]:
     g = Graph()
     sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -411,6 +485,8 @@ def _build_tape(
         if "rng.seed" in cfg.graph.inputs:
             leaves["rng.seed"] = g.const(seed, "int64")
         loss, new_buffers = mod.forward_state(g, cfg, leaves)
+        if graph_loss is not None:  # an output graph: the spec's loss on it and the targets
+            loss = mod.apply_loss(g, loss, batch["targets"], graph_loss)
         new_buffers = {n: new_buffers.get(n, v) for n, v in bufs.items()}
     else:
         loss = mod.forward(g, cfg, pid, batch)
@@ -556,9 +632,38 @@ def check_dataset(program: Program, ds: data_mod.Dataset) -> None:
         if ds.format == data_mod.TOKENS_FORMAT:
             problems = graph_json.tokens_problems(program.config, ds.tensors["tokens"])
         else:
-            problems = graph_json.dataset_problems(program.config, ds.tensors)
+            tspec = program.batch_specs.get("targets") if program.graph_loss else None
+            problems = graph_json.dataset_problems(program.config, ds.tensors, tspec)
+        problems += _targets_problems(program, ds)
         if problems:
             raise DatasetInvalid("; ".join(problems))
+
+
+def _targets_problems(program: Program, ds: data_mod.Dataset) -> list[str]:
+    """Class targets of a spec-named cross_entropy must be in [0, C) or its ignore_index
+    (torch refuses others; repops would silently ignore them)."""
+    loss, lg = program.graph_loss, program.config
+    if loss is not None and ds.format == data_mod.TOKENS_FORMAT:
+        want = ((program.batch_size, program.block), "int64")
+        if loss.name != "cross_entropy" or program.batch_specs.get("targets") != want:
+            return [
+                "a tokens dataset's targets are int64 (B, T): its loss must be cross_entropy "
+                "on logits (B, V, T) (classes on dim 1, as torch's)"
+            ]
+    t = ds.tensors.get("targets", ds.tensors.get("tokens"))
+    if loss is None or loss.name != "cross_entropy" or t is None or not t.numel():
+        return []
+    if t.dtype.is_floating_point:
+        return []
+    c = lg.graph.nodes[lg.loss].shape[1]
+    bad = (t < 0) | (t >= c)
+    bad &= t != loss.ignore_index
+    if bool(bad.any()):
+        v = int(t[bad].flatten()[0])
+        return [
+            f"targets: value {v} is not a class in [0, {c}) nor ignore_index {loss.ignore_index}"
+        ]
+    return []
 
 
 def batch_hash(batch: Mapping[str, torch.Tensor]) -> bytes:

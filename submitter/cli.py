@@ -156,7 +156,7 @@ def _own_model(
             Path(args.weights) if args.weights else None,
             batch,
         )
-        spec = model_mod.with_model(spec, lowered)
+        spec = model_mod.with_model(spec, lowered, args.loss)
         model_mod.check_job(spec, lowered, dataset)
     except model_mod.ModelProblem as exc:
         raise CliError(str(exc)) from None
@@ -526,6 +526,9 @@ def add_job_commands(sub: Any) -> None:
     own.add_argument("--model", help="your own model: a torch.export program (.pt2)")
     own.add_argument("--model-dir", help="your own model, lowered by `assay model lower`")
     submit.add_argument("--weights", help="initial weights (safetensors): fine-tuning")
+    submit.add_argument(
+        "--loss", choices=("cross_entropy", "mse"), help="for a --model that returns logits"
+    )
     submit.add_argument("--data-format", choices=("tensors", "tokens"), default="tensors")
     submit.add_argument("--steps", type=int, default=100, help="with --model and no spec")
     submit.add_argument("--batch-size", type=int, default=16, help="with --model and no spec")

@@ -92,14 +92,19 @@ def _lower_export(path: Path, batch_size: int) -> Any:
         raise ModelProblem(f"{path} does not lower: {exc}") from None
 
 
-def with_model(spec: dict[str, Any], lowered: LoweredModel) -> dict[str, Any]:
-    """A copy of `spec` whose model is the lowered graph (CIDs to be filled)."""
+def with_model(
+    spec: dict[str, Any], lowered: LoweredModel, loss: str | None = None
+) -> dict[str, Any]:
+    """A copy of `spec` whose model is the lowered graph (CIDs to be filled); `loss`
+    ("cross_entropy" | "mse") is ``program.loss`` for a model that returns logits."""
     program = dict(spec.get("program") or {})
     program["model"] = {
         "name": "graph",
         "graph": {"sha256": lowered.graph_sha256},
         "weights": {"sha256": lowered.weights_sha256},
     }
+    if loss is not None:
+        program["loss"] = loss
     program.setdefault("loss", "graph")
     return {**spec, "program": program}
 

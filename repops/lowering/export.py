@@ -1,14 +1,16 @@
 """Lower a `torch.export.ExportedProgram` to a repops forward graph (bring your own model).
 
 The submitter's module has ``forward(*inputs) -> scalar loss`` (e.g. ``forward(inputs,
-targets)``).  `lower` walks the exported FX graph node by node: parameters become INPUT
-leaves ``param.<state-dict name>``, user inputs become INPUT leaves ``batch.<argument
-name>``, constant tensors and never-mutated buffers become CONST leaves, buffers that
-forward updates (batch-norm running statistics, written in place or returned as
-torch.export BUFFER_MUTATION outputs) become INPUT leaves ``buffer.<name>`` whose new
-values the graph records (`LoweredGraph.updates`), and every aten
-call goes through its rule in `repops.lowering.registry.RULES`.  Every aten op without a
-rule, or whose rule raises `Unsupported`, is collected with its source location and all
+targets)``) or ``forward(*inputs) -> logits`` (e.g. ``forward(inputs)``; the graph then
+records an ``output`` and the job spec names the loss).  `lower` walks the exported FX
+graph node by node: parameters become INPUT leaves ``param.<state-dict name>``, user
+inputs become INPUT leaves ``batch.<argument name>``, constant tensors and never-mutated
+buffers become CONST leaves, buffers that forward updates (batch-norm running
+statistics, written in place or returned as torch.export BUFFER_MUTATION outputs) become
+INPUT leaves ``buffer.<name>`` whose new values the graph records
+(`LoweredGraph.updates`), and every aten call goes through its rule in
+`repops.lowering.registry.RULES`.  Every aten op without a rule, or whose rule raises
+`Unsupported`, is collected with its source location and all
 of them are raised together as one `LoweringFailed`.
 
 If some ops have no rule but torch has a decomposition for them, the program is
@@ -385,13 +387,28 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
             [f"output {other[0].arg.name!r} of kind {other[0].kind.name}: unsupported"]
         )
     if len(outs) != 1:
-        raise LoweringFailed([f"forward must return one scalar loss, not {len(outs)} outputs"])
+        raise LoweringFailed(
+            [f"forward must return one tensor (a scalar loss, or logits), not {len(outs)} outputs"]
+        )
     loss = env.get(outs[0].arg.name)
     if not isinstance(loss, T):
-        raise LoweringFailed(["forward must return a tensor loss"])
-    if g.shape(loss.id) != () or g.dtype(loss.id) != "float32":
+        raise LoweringFailed(["forward must return a tensor (a scalar loss, or logits)"])
+    shape, dt = g.shape(loss.id), g.dtype(loss.id)
+    # A 0-dim result is the loss; a batched one is an output the spec's loss is applied to.
+    returns = "loss" if shape == () else "output"
+    if dt != "float32" or (returns == "output" and shape[0] != batch_size):
         raise LoweringFailed(
-            [f"forward must return a 0-dim float32 loss, got {g.dtype(loss.id)}{g.shape(loss.id)}"]
+            [
+                "forward must return a 0-dim float32 loss or float32 logits/predictions "
+                f"with dim 0 = the batch, got {dt}{list(shape)}"
+            ]
+        )
+    if returns == "output" and "targets" in batch:
+        raise LoweringFailed(
+            [
+                "forward takes 'targets' but returns logits: return the loss from it, or "
+                "drop the targets argument and name the loss in the spec"
+            ]
         )
     updates = _updates(g, sig, env, buffer_leaf, current)
     return LoweredGraph(
@@ -404,6 +421,7 @@ def _lower_once(ep: ExportedProgram, batch_size: int, dynamic: bool) -> LoweredG
         weights=weights,
         buffers=buffers,
         updates=updates,
+        returns=returns,
     )
 
 

@@ -25,6 +25,12 @@ A buffer is state that forward writes (batch-norm running statistics): the INPUT
 job seed) and ``meta.step`` (the step counter): dropout masks depend on them.
 (v2 added ``buffers``, the two scalar inputs and nested ``arg`` lists; v1 had none.)
 
+A graph records exactly one of ``"loss"`` (forward returned the scalar loss: a 0-dim
+float32 node) or ``"output"`` (forward returned logits or predictions: a float32 node of
+rank >= 1 whose dim 0 is the batch; the job spec's ``program.loss`` names the loss the
+program applies to it and ``batch.targets``, so such a graph may not read a batch input
+named ``targets``).  A file with both keys, or neither, is refused.
+
 A node's ``arg`` is null, a bool, an int, a string (INPUT names), a float written
 exactly as ``{"f64": "<float.hex()>"}``, or a list of these; constants are the little-endian
 bytes of the tensor in hex.  The bytes are canonical: sorted keys, no whitespace, ASCII;
@@ -71,10 +77,11 @@ class GraphInvalid(RepopsError):
 
 @dataclass
 class LoweredGraph:
-    """A forward graph whose one output is the scalar loss, with its named leaves."""
+    """A forward graph whose one output is the scalar loss (``returns == "loss"``) or
+    the logits/predictions a spec-named loss is applied to (``returns == "output"``)."""
 
     graph: Graph
-    loss: int
+    loss: int  # the returned node: the loss, or the output when returns == "output"
     params: dict[str, tuple[int, ...]]  # state-dict name -> shape (float32)
     batch: dict[str, tuple[tuple[int, ...], str]]  # input name -> (shape, dtype)
     batch_size: int
@@ -83,6 +90,7 @@ class LoweredGraph:
     # state written by forward: buffer name -> (shape, dtype), and -> node of its new value
     buffers: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
     updates: dict[str, int] = field(default_factory=dict)
+    returns: str = "loss"  # "loss" | "output"
 
     # -- facts ----------------------------------------------------------------------------
     @property
@@ -155,7 +163,7 @@ class LoweredGraph:
             "repops_version": REPOPS_VERSION,
             "batch_size": self.batch_size,
             "dynamic_batch": self.dynamic_batch,
-            "loss": self.loss,
+            self.returns: self.loss,
             "params": [{"name": k, "shape": list(s)} for k, s in sorted(self.params.items())],
             "batch": [
                 {"name": k, "shape": list(s), "dtype": dt}
@@ -279,7 +287,10 @@ def loads(data: bytes) -> LoweredGraph:
         raise GraphInvalid(f"graph file is not JSON: {e.msg} at byte {e.pos}") from None
     if not isinstance(doc, dict):
         raise GraphInvalid("graph file must be a JSON object")
-    want = {"format", "repops_version", "batch_size", "dynamic_batch", "loss"}
+    returned = [k for k in ("loss", "output") if k in doc]
+    if len(returned) != 1:
+        raise GraphInvalid("a graph records exactly one of 'loss' and 'output'")
+    want = {"format", "repops_version", "batch_size", "dynamic_batch", returned[0]}
     want |= {"params", "batch", "buffers", "consts", "nodes"}
     if set(doc) != want:
         extra, missing = sorted(set(doc) - want), sorted(want - set(doc))
@@ -388,14 +399,21 @@ def _build(doc: dict[str, Any]) -> LoweredGraph:
     declared |= {f"buffer.{k}" for k in buffers}
     if set(src.inputs) - set(SCALAR_INPUTS) != declared:
         raise GraphInvalid("the input nodes differ from the declared params, batch and buffers")
-    loss = _int(doc["loss"], "loss", 0, len(nodes) - 1)
-    if src.nodes[loss].shape != () or src.nodes[loss].dtype != "float32":
+    returns = "loss" if "loss" in doc else "output"
+    loss = _int(doc[returns], returns, 0, len(nodes) - 1)
+    out_node = src.nodes[loss]
+    if returns == "loss" and (out_node.shape != () or out_node.dtype != "float32"):
         raise GraphInvalid("loss must be a 0-dim float32 node")
+    if returns == "output":
+        if out_node.dtype != "float32" or not out_node.shape or out_node.shape[0] != batch_size:
+            raise GraphInvalid(f"output must be a float32 node with dim 0 = batch {batch_size}")
+        if "targets" in batch:
+            raise GraphInvalid("a graph with an output may not read batch input 'targets'")
     for k, nid in updates.items():
         if nid >= len(nodes) or (src.nodes[nid].shape, src.nodes[nid].dtype) != buffers[k]:
             raise GraphInvalid(f"buffer {k!r}: update node has another shape or dtype")
     lg = LoweredGraph(
-        src, loss, params, batch, batch_size, doc["dynamic_batch"], {}, buffers, updates
+        src, loss, params, batch, batch_size, doc["dynamic_batch"], {}, buffers, updates, returns
     )
     # Re-derive every node through the Graph methods: shapes and dtypes must agree.
     try:
@@ -495,10 +513,16 @@ def load_weights(lg: LoweredGraph, data: bytes) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def dataset_problems(lg: LoweredGraph, tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """Why a `tensors` dataset does not fit the graph's batch inputs (empty when it fits)."""
+def dataset_problems(
+    lg: LoweredGraph,
+    tensors: Mapping[str, torch.Tensor],
+    targets: tuple[tuple[int, ...], str] | None = None,
+) -> list[str]:
+    """Why a `tensors` dataset does not fit the graph's batch inputs (empty when it fits);
+    `targets`: the (shape, dtype) of ``targets`` an output graph's spec-named loss takes."""
     out: list[str] = []
-    names, want = set(tensors), set(lg.batch)
+    specs = dict(lg.batch) if targets is None else {**lg.batch, "targets": targets}
+    names, want = set(tensors), set(specs)
     for k in sorted(want - names):
         out.append(f"dataset has no tensor {k!r} (the model's inputs: {sorted(want)})")
     for k in sorted(names - want):
@@ -506,7 +530,7 @@ def dataset_problems(lg: LoweredGraph, tensors: Mapping[str, torch.Tensor]) -> l
     bounds = lg.index_bounds()
     for k in sorted(names & want):
         t = tensors[k]
-        shape, dt = lg.batch[k]
+        shape, dt = specs[k]
         if DTYPES[dt] != t.dtype:
             out.append(f"{k}: dtype {str(t.dtype).removeprefix('torch.')}, the model takes {dt}")
             continue
@@ -520,9 +544,13 @@ def dataset_problems(lg: LoweredGraph, tensors: Mapping[str, torch.Tensor]) -> l
 
 
 def token_block(lg: LoweredGraph) -> int:
-    """T for a token model: inputs and targets int64 (B, T); 0 for any other graph."""
-    specs = [lg.batch.get(k) for k in ("inputs", "targets")]
-    if set(lg.batch) != {"inputs", "targets"} or any(
+    """T for a token model: inputs and targets int64 (B, T) (an output graph: inputs only,
+    the program adds targets); 0 for any other graph."""
+    names = ("inputs",) if lg.returns == "output" else ("inputs", "targets")
+    specs = [lg.batch.get(k) for k in names]
+    if specs and lg.returns == "output":
+        specs = specs * 2
+    if set(lg.batch) != set(names) or any(
         s is None or s[1] != "int64" or len(s[0]) != 2 for s in specs
     ):
         return 0

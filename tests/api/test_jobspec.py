@@ -85,6 +85,12 @@ GOOD: list[dict[str, Any]] = [
     GPT,
     GRAPH,
     _graph(_del("program.loss")),
+    # a graph that returns logits: the spec names its loss (fit to the graph: repops)
+    _graph(_set("program.loss", "cross_entropy")),
+    _graph(_set("program.loss", "mse")),
+    _graph(_set("program.loss", {"name": "cross_entropy", "label_smoothing": 0.1})),
+    _graph(_set("program.loss", {"name": "cross_entropy", "ignore_index": 0})),
+    _graph(_set("program.loss", {"name": "mse"})),
     _graph(_set("data.format", "tokens")),
     _graph(_set("data.dataset", "tensors")),
     _graph(_set("program.model.weights", artifact("ef" * 32))),
@@ -157,8 +163,17 @@ BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 GRAPH_BAD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "graph loss cross_entropy": _set("program.loss", "cross_entropy"),
-    "graph loss other": _set("program.loss", "mse"),
+    "graph loss other": _set("program.loss", "hinge"),
+    "graph loss object other": _set("program.loss", {"name": "hinge"}),
+    "graph loss smoothing one": _set(
+        "program.loss", {"name": "cross_entropy", "label_smoothing": 1.0}
+    ),
+    "graph loss smoothing string": _set(
+        "program.loss", {"name": "cross_entropy", "label_smoothing": "0.1"}
+    ),
+    "graph loss ignore float": _set("program.loss", {"name": "cross_entropy", "ignore_index": 1.0}),
+    "graph loss mse option": _set("program.loss", {"name": "mse", "ignore_index": 0}),
+    "graph loss unknown option": _set("program.loss", {"name": "cross_entropy", "weight": 1}),
     "graph config given": _set("program.model.config", {}),
     "graph ref missing": _del("program.model.graph"),
     "graph ref not object": _set("program.model.weights", "ab" * 32),
