@@ -36,19 +36,11 @@ from frontend_api.celery_app import make_celery
 from frontend_api.redis_server import RedisServer
 from frontend_api.settings import Settings
 from frontend_api.tasks import build_worker_app
-from jobspec.factory import mlp_spec
+from jobspec.factory import small_mlp_spec
 from submitter.client import MarketTerms, prepare_spec, sign_submission
 
 ONE = 10**18
-SPEC: dict[str, Any] = mlp_spec(
-    hidden=[16],
-    weight_decay=0.0,
-    batch_size=8,
-    data_seed=1,
-    steps=20,
-    checkpoint_interval=5,
-    seed=0,
-)
+SPEC: dict[str, Any] = small_mlp_spec()
 TERMS = MarketTerms(reward=ONE, solver_stake=ONE, challenger_bond=ONE)
 
 

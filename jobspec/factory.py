@@ -131,6 +131,20 @@ def mlp_spec(
     )
 
 
+def small_mlp_spec() -> dict[str, Any]:
+    """The 20-step digits MLP (hidden 16, batch 8, 4 checkpoints) that API tests and
+    `bench.api` submit: cheap to train, with real checkpoints to dispute."""
+    return mlp_spec(
+        hidden=[16],
+        weight_decay=0.0,
+        batch_size=8,
+        data_seed=1,
+        steps=20,
+        checkpoint_interval=5,
+        seed=0,
+    )
+
+
 def gpt_spec(
     *,
     vocab: int = 128,

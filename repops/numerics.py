@@ -226,6 +226,22 @@ def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _native_grad(name: str, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The native elementwise gradient kernel `repops_<name>(x, g, out, n, threads)`."""
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = getattr(kernels.lib(), f"repops_{name}")(
+        ctypes.c_void_p(xs.data_ptr()),
+        ctypes.c_void_p(gs.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        xs.numel(),
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_{name} failed with code {rc}")
+    return out
+
+
 def exp(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 exp: the float64 sequence above, rounded once."""
     return exp_torch(x) if x.device.type != "cpu" else _native_unary("exp", x)
@@ -351,20 +367,7 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
 
 def gelu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """gelu'(x) * g (native on CPU)."""
-    if x.device.type != "cpu":
-        return gelu_grad_torch(x, g)
-    xs, gs = x.contiguous(), g.contiguous()
-    out = torch.empty_like(xs)
-    rc = kernels.lib().repops_gelu_grad(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
-        xs.numel(),
-        torch.get_num_threads(),
-    )
-    if rc != 0:
-        raise kernels.KernelBuildError(f"repops_gelu_grad failed with code {rc}")
-    return out
+    return gelu_grad_torch(x, g) if x.device.type != "cpu" else _native_grad("gelu_grad", x, g)
 
 
 # ----------------------------------------------------------------------------------------
@@ -663,18 +666,7 @@ def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """g * f32(Phi(x) + x phi(x)) (native on CPU)."""
     if x.device.type != "cpu":
         return gelu_erf_grad_torch(x, g)
-    xs, gs = x.contiguous(), g.contiguous()
-    out = torch.empty_like(xs)
-    rc = kernels.lib().repops_gelu_erf_grad(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
-        xs.numel(),
-        torch.get_num_threads(),
-    )
-    if rc != 0:
-        raise kernels.KernelBuildError(f"repops_gelu_erf_grad failed with code {rc}")
-    return out
+    return _native_grad("gelu_erf_grad", x, g)
 
 
 def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
