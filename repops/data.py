@@ -50,6 +50,13 @@ DIGITS_FORMAT = "repops-digits-v1"
 CHARS_FORMAT = "repops-chars-v1"
 TENSORS_FORMAT = "tensors"
 TOKENS_FORMAT = "tokens"
+DATASETS = {
+    "digits": DIGITS_FORMAT,
+    "stdlib_chars": CHARS_FORMAT,
+    "tensors": TENSORS_FORMAT,
+    "tokens": TOKENS_FORMAT,
+}
+"""Dataset name (the spec's ``data.dataset``) -> the format of its file."""
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _TOKEN_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.int32, torch.int64)
 VOCAB = 128

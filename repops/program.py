@@ -1,4 +1,4 @@
-"""From a job spec to a training program: tape, state, training, checkpoints.
+"""From a job spec to a training program: validation, then the tape of one step.
 
 A spec is validated by the schema the market shares (`jobspec.schema`: types, ranges,
 cross-field rules) and the program is built from the typed `JobSpec` it returns; the
@@ -45,27 +45,11 @@ the weights file, next value = the graph's update node).  A graph's dropout mask
 One step is one execution of the tape: forward, loss, backward, LR schedule, AdamW,
 counter increments, all as repops ops.
 
-AdamW (decoupled decay, only on matrices), one binary32 rounding per operation written,
-as three fused ops per parameter (ADAM_MOMENT twice, ADAMW_PARAM):
-m' = b1*m + (1-b1)*g;  v' = b2*v + (1-b2)*(g*g);  p1' = p1*b1;  p2' = p2*b2;
-mhat = m' / (1 - p1');  vhat = v' / (1 - p2');  u = mhat / (sqrt(vhat) + eps) [+ wd*p];
-p' = p - lr*u.
-
-SGD (torch.optim.SGD with dampening 0 and nesterov false, the only forms accepted; weight
-decay coupled into the gradient, only on matrices like AdamW's), one binary32 rounding per
-operation written: [g = g + wd*p]; with momentum mu > 0: buf' = mu*buf + g, d = buf';
-else d = g; p' = p - lr*d.  (torch starts buf at g: mu*0 + g is g, so starting at zeros
-gives the same values, up to the sign of a zero gradient.)
-
-Gradient clipping ``clip_grad_norm = c`` (torch.nn.utils.clip_grad_norm_, 2-norm): per
-parameter s_p = SUM(reshape(g*g, (-1,))) (fixed halving tree); acc = s_p1, acc = acc +
-s_pk in sorted parameter-name order; total = SQRT(acc); k = MINIMUM(f32(c) / (total +
-f32(1e-6)), 1); every gradient g = g*k (exact when k = 1), before the optimizer.
-
-Schedules (t = float32(step), W = warmup_steps, N = steps, every constant f32 once):
-"constant": lr.  "linear": lr * min((t+1)/W, (N-t)/(N-W)).  "cosine" (min_lr_ratio r):
-up = (t+1)/W; q = (t - W)/(N - W); c = COS(q * f32(pi)); down = f32(r) + f32(1-r) *
-((1 + c) * 0.5); lr * WHERE(t < W, up, down).
+The optimizers (AdamW, SGD), gradient clipping and the learning-rate schedules are
+specified and built in `repops.optim`; states, batches and the training loop live in
+`repops.training`, checkpoint files in `repops.checkpoint`.  This module validates a spec
+and builds its `Program` (the tape of one step); it re-exports the names of those modules
+that callers have always imported from here.
 
 This module must never read the clock, the environment or global random state.
 """
@@ -75,7 +59,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,53 +66,41 @@ from typing import Any
 import torch
 
 from jobspec import schema
-from repops import composites, hashing, rng, stio
+from repops import composites, optim
 from repops import data as data_mod
-from repops.errors import CheckpointInvalid, DatasetInvalid, FieldError, RepopsError, SpecInvalid
+
+# Re-exported (callers import these from here): the checkpoint, optimizer and training
+# modules this one was split into.
+from repops.checkpoint import State as State
+from repops.checkpoint import check_state as check_state
+from repops.checkpoint import load_checkpoint as load_checkpoint
+from repops.checkpoint import save_checkpoint as save_checkpoint
+from repops.data import DATASETS as DATASETS
+from repops.errors import FieldError, RepopsError, SpecInvalid
 from repops.lowering import graph_json
 from repops.models import MODELS, ParamSpec
-from repops.tape import DTYPES, Executor, Graph, Tape, backward
-from repops.version import REPOPS_VERSION
+from repops.optim import CLIP_EPS as CLIP_EPS
+from repops.optim import Optim as Optim
+from repops.optim import Schedule as Schedule
+from repops.optim import Sgd as Sgd
+from repops.tape import Executor, Graph, Tape, backward
+from repops.training import batch_for as batch_for
+from repops.training import batch_hash as batch_hash
+from repops.training import check_dataset as check_dataset
+from repops.training import digits_accuracy as digits_accuracy
+from repops.training import eval_loss as eval_loss
+from repops.training import init_state as init_state
+from repops.training import step_of as step_of
+from repops.training import train as train
+from repops.training import train_checkpoints as train_checkpoints
+from repops.training import train_step as train_step
 
 log = logging.getLogger(__name__)
 
-State = dict[str, torch.Tensor]
-DATASETS = {
-    "digits": data_mod.DIGITS_FORMAT,
-    "stdlib_chars": data_mod.CHARS_FORMAT,
-    "tensors": data_mod.TENSORS_FORMAT,
-    "tokens": data_mod.TOKENS_FORMAT,
-}
 GRAPH_MODEL = "graph"
 # fetch(field path, {"sha256": ..., "cid": ...}) -> the artifact's bytes
 Fetch = Callable[[str, Mapping[str, Any]], bytes]
 MAX_STEPS = schema.MAX_STEPS  # the step counter converts to float32 exactly below 2**24
-
-
-@dataclass(frozen=True)
-class Optim:
-    lr: float
-    beta1: float
-    beta2: float
-    eps: float
-    weight_decay: float
-
-
-@dataclass(frozen=True)
-class Sgd:
-    lr: float
-    momentum: float
-    weight_decay: float
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-
-
-CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
 
 @dataclass(eq=False)
@@ -464,13 +435,7 @@ def _build_tape(
         return g.input(name, shape, dtype)
 
     pid = {n: inp(f"param.{n}", s.shape) for n, s in params.items()}
-    if isinstance(opt, Optim):
-        mid = {n: inp(f"adam.m.{n}", s.shape) for n, s in params.items()}
-        vid = {n: inp(f"adam.v.{n}", s.shape) for n, s in params.items()}
-        p1 = inp("adam.beta1_pow", ())
-        p2 = inp("adam.beta2_pow", ())
-    elif opt.momentum > 0.0:
-        bid = {n: inp(f"sgd.buf.{n}", s.shape) for n, s in params.items()}
+    opt_state = optim.state_leaves(opt, params, inp)
     step = inp("meta.step", (), "int64")
     cursor = inp("meta.data_cursor", (), "int64")
     batch = {k: g.input(f"batch.{k}", shape, dt) for k, (shape, dt) in bspecs.items()}
@@ -500,338 +465,14 @@ def _build_tape(
             grads[n] = gr if gr is not None else g.const(zero)
         return grads[n]
 
-    # Global-norm clipping: partial sums of squares in sorted parameter-name order.
     norm = None
     if clip is not None:
-        acc = None
-        for n in sorted(params):
-            sq = g.mul(grad(n), grad(n))
-            flat = g.reshape(sq, (math.prod(params[n].shape),))
-            part = g.reshape(g.sum(flat, 0), ())
-            acc = part if acc is None else g.add(acc, part)
-        assert acc is not None
-        norm = g.sqrt(acc)
-        k = g.div(g.const(clip), g.add(norm, g.const(CLIP_EPS)))
-        k = g.minimum(k, g.const(1.0))
-        grads = {n: g.mul(grad(n), k) for n in params}
-
-    lr = _schedule_lr(g, opt.lr, sch, steps, step)
-    outputs: dict[str, int] = {}
-    if isinstance(opt, Optim):
-        b1, b2 = g.const(opt.beta1), g.const(opt.beta2)
-        c1, c2 = g.const(1.0 - opt.beta1), g.const(1.0 - opt.beta2)
-        one = g.const(1.0)
-        p1n = g.mul(p1, b1)
-        p2n = g.mul(p2, b2)
-        bc1 = g.sub(one, p1n)
-        bc2 = g.sub(one, p2n)
-        eps = g.const(opt.eps)
-        wd = g.const(opt.weight_decay)
-        for n, spec in params.items():
-            gr = grad(n)
-            m = g.adam_moment(mid[n], gr, b1, c1, square=False)
-            v = g.adam_moment(vid[n], gr, b2, c2, square=True)
-            decay = spec.decay and opt.weight_decay > 0.0
-            outputs[f"param.{n}"] = g.adamw_param(pid[n], m, v, (bc1, bc2, eps, lr, wd), decay)
-            outputs[f"adam.m.{n}"] = m
-            outputs[f"adam.v.{n}"] = v
-        outputs["adam.beta1_pow"] = p1n
-        outputs["adam.beta2_pow"] = p2n
-    else:
-        wd = g.const(opt.weight_decay)
-        mu = g.const(opt.momentum)
-        for n, spec in params.items():
-            gr = grad(n)
-            if spec.decay and opt.weight_decay > 0.0:
-                gr = g.add(gr, g.mul(wd, pid[n]))
-            if opt.momentum > 0.0:
-                gr = g.add(g.mul(mu, bid[n]), gr)
-                outputs[f"sgd.buf.{n}"] = gr
-            outputs[f"param.{n}"] = g.sub(pid[n], g.mul(lr, gr))
+        grads, norm = optim.clip_gradients(g, grad, params, clip)
+    lr = optim.schedule_lr(g, opt.lr, sch, steps, step)
+    outputs = optim.update(g, opt, params, pid, grad, lr, opt_state)
     one_i = g.const(1, "int64")
     outputs["meta.step"] = g.add(step, one_i)
     outputs["meta.data_cursor"] = g.add(cursor, one_i)
     for n, v in new_buffers.items():
         outputs[f"buffer.{n}"] = v
     return Tape.from_graph(g, outputs, loss), sspecs, norm
-
-
-def _schedule_lr(g: Graph, base: float, sch: Schedule, steps: int, step: int) -> int:
-    """The step's learning rate as a 0-dim float32 node (formulas in the module doc)."""
-    lr = g.const(base)
-    if sch.name == "constant":
-        return lr
-    t = g.to_f32(step)
-    if sch.name == "linear":  # node order kept as it was before cosine existed
-        up = g.div(g.add(t, g.const(1.0)), g.const(float(sch.warmup_steps)))
-        down = g.div(g.sub(g.const(float(steps)), t), g.const(float(steps - sch.warmup_steps)))
-        return g.mul(lr, g.minimum(up, down))
-    w = g.const(float(sch.warmup_steps))
-    up = g.div(g.add(t, g.const(1.0)), w)
-    q = g.div(g.sub(t, w), g.const(float(steps - sch.warmup_steps)))
-    c = g.cos(g.mul(q, g.const(math.pi)))
-    half = g.mul(g.add(g.const(1.0), c), g.const(0.5))
-    r = sch.min_lr_ratio
-    down = g.add(g.const(r), g.mul(g.const(1.0 - r), half))
-    return g.mul(lr, g.where(g.compare(t, w, "lt"), up, down))
-
-
-# ----------------------------------------------------------------------------------------
-# State, batches, training
-# ----------------------------------------------------------------------------------------
-
-
-def init_state(program: Program, device: torch.device | str = "cpu") -> State:
-    """The step-0 state from the spec's seed (counter-based RNG, computed on CPU)."""
-    dev = torch.device(device)
-    cpu = torch.device("cpu")
-    state: State = {}
-    for n, spec in program.params.items():
-        numel = math.prod(spec.shape)
-        if spec.init == "weights":
-            t = program.initial[n].to(torch.float32).reshape(-1)
-        elif spec.init == "uniform":
-            u = rng.uniform_sym(program.seed, rng.stream_id(f"init.{n}"), numel, cpu)
-            t = u * torch.tensor(spec.scale, dtype=torch.float32)
-        elif spec.init == "ones":
-            t = torch.ones(numel, dtype=torch.float32)
-        else:
-            t = torch.zeros(numel, dtype=torch.float32)
-        state[f"param.{n}"] = t.reshape(spec.shape)
-    for name, (shape, _dt) in program.state_specs.items():
-        if name.startswith(("adam.m.", "adam.v.", "sgd.buf.")):
-            state[name] = torch.zeros(shape, dtype=torch.float32)
-        elif name in ("adam.beta1_pow", "adam.beta2_pow"):
-            state[name] = torch.tensor(1.0, dtype=torch.float32)
-    state["meta.step"] = torch.tensor(0, dtype=torch.int64)
-    state["meta.data_cursor"] = torch.tensor(0, dtype=torch.int64)
-    for name, (shape, dt) in program.state_specs.items():
-        if name.startswith("buffer."):  # graph buffers (running statistics): from weights
-            t = program.initial[name[len("buffer.") :]]
-            state[name] = t.to(DTYPES[dt]).reshape(shape).clone()
-    return {k: v.to(dev) for k, v in state.items()}
-
-
-def step_of(state: Mapping[str, torch.Tensor]) -> int:
-    return int(state["meta.step"].item())
-
-
-def batch_for(program: Program, ds: data_mod.Dataset, cursor: int) -> State:
-    """The batch consumed at data cursor `cursor`, named "batch.x"/"batch.y" (CPU)."""
-    if ds.format != DATASETS[program.dataset]:
-        raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
-    b = data_mod.batch(ds, program.data_seed, cursor, program.batch_size, program.block)
-    return {f"batch.{k}": v for k, v in b.items()}
-
-
-def check_dataset(program: Program, ds: data_mod.Dataset) -> None:
-    """Raise DatasetInvalid (one line) unless `ds` fits the program's batch inputs."""
-    if ds.format != DATASETS[program.dataset]:
-        raise SpecInvalid([FieldError("data.dataset", f"dataset file is {ds.format}")])
-    if isinstance(program.config, graph_json.LoweredGraph):
-        if ds.format == data_mod.TOKENS_FORMAT:
-            problems = graph_json.tokens_problems(program.config, ds.tensors["tokens"])
-        else:
-            tspec = program.batch_specs.get("targets") if program.graph_loss else None
-            problems = graph_json.dataset_problems(program.config, ds.tensors, tspec)
-        problems += _targets_problems(program, ds)
-        if problems:
-            raise DatasetInvalid("; ".join(problems))
-
-
-def _targets_problems(program: Program, ds: data_mod.Dataset) -> list[str]:
-    """Class targets of a spec-named cross_entropy must be in [0, C) or its ignore_index
-    (torch refuses others; repops would silently ignore them)."""
-    loss, lg = program.graph_loss, program.config
-    if loss is not None and ds.format == data_mod.TOKENS_FORMAT:
-        want = ((program.batch_size, program.block), "int64")
-        if loss.name != "cross_entropy" or program.batch_specs.get("targets") != want:
-            return [
-                "a tokens dataset's targets are int64 (B, T): its loss must be cross_entropy "
-                "on logits (B, V, T) (classes on dim 1, as torch's)"
-            ]
-    t = ds.tensors.get("targets", ds.tensors.get("tokens"))
-    if loss is None or loss.name != "cross_entropy" or t is None or not t.numel():
-        return []
-    if t.dtype.is_floating_point:
-        return []
-    c = lg.graph.nodes[lg.loss].shape[1]
-    bad = (t < 0) | (t >= c)
-    bad &= t != loss.ignore_index
-    if bool(bad.any()):
-        v = int(t[bad].flatten()[0])
-        return [
-            f"targets: value {v} is not a class in [0, {c}) nor ignore_index {loss.ignore_index}"
-        ]
-    return []
-
-
-def batch_hash(batch: Mapping[str, torch.Tensor]) -> bytes:
-    """batchHash: the stateHash construction over the batch tensors."""
-    return hashing.state_hash(batch)
-
-
-def check_state(program: Program, state: Mapping[str, torch.Tensor]) -> None:
-    """Raise CheckpointInvalid unless `state` has exactly the program's names/shapes/dtypes."""
-    names = set(state)
-    want = set(program.state_specs)
-    if names != want:
-        missing = sorted(want - names)[:3]
-        extra = sorted(names - want)[:3]
-        raise CheckpointInvalid(f"state names differ: missing {missing}, unexpected {extra}")
-    for n, (shape, dt) in program.state_specs.items():
-        t = state[n]
-        if tuple(t.shape) != shape or t.dtype != DTYPES[dt]:
-            raise CheckpointInvalid(
-                f"{n}: expected {dt}{list(shape)}, got {t.dtype}{list(t.shape)}"
-            )
-
-
-def train_step(
-    program: Program,
-    state: Mapping[str, torch.Tensor],
-    ds: data_mod.Dataset,
-    device: torch.device | str = "cpu",
-) -> tuple[State, float]:
-    """One step: returns (new state, loss)."""
-    dev = torch.device(device)
-    cursor = int(state["meta.data_cursor"].item())
-    feeds = {k: v.to(dev) for k, v in state.items()}
-    feeds.update({k: v.to(dev) for k, v in batch_for(program, ds, cursor).items()})
-    vals = program.executor(dev).run(feeds)
-    tape = program.tape
-    new: State = {}
-    for name, nid in tape.outputs.items():
-        v = vals[nid]
-        assert v is not None
-        new[name] = v
-    loss = vals[tape.loss]
-    assert loss is not None
-    return new, float(loss.item())
-
-
-def train(
-    program: Program,
-    state: Mapping[str, torch.Tensor],
-    ds: data_mod.Dataset,
-    steps: int,
-    device: torch.device | str = "cpu",
-    on_step: Callable[[int, float], None] | None = None,
-) -> tuple[State, list[float]]:
-    """Run `steps` steps from `state`; returns the new state and the losses."""
-    cur: State = dict(state)
-    losses: list[float] = []
-    for _ in range(steps):
-        cur, loss = train_step(program, cur, ds, device)
-        losses.append(loss)
-        if on_step is not None:
-            on_step(step_of(cur), loss)
-    return cur, losses
-
-
-def train_checkpoints(
-    program: Program,
-    ds: data_mod.Dataset,
-    device: torch.device | str = "cpu",
-    state: Mapping[str, torch.Tensor] | None = None,
-    on_checkpoint: Callable[[int, State], None] | None = None,
-) -> list[bytes]:
-    """Train the whole job from `state` (default: init); returns stateHash_0..stateHash_m.
-
-    `on_checkpoint(i, state)` is called for each checkpoint i (e.g. to save it).
-    """
-    check_dataset(program, ds)
-    cur: State = dict(state) if state is not None else init_state(program, device)
-    k = program.checkpoint_interval
-    first = step_of(cur)
-    if first % k:
-        raise CheckpointInvalid(f"start step {first} is not a checkpoint boundary")
-    hashes = [hashing.state_hash(cur)]
-    if on_checkpoint is not None:
-        on_checkpoint(first // k, cur)
-    while step_of(cur) < program.steps:
-        cur, losses = train(program, cur, ds, k, device)
-        hashes.append(hashing.state_hash(cur))
-        log.info("step %d loss %.4f", step_of(cur), losses[-1])
-        if on_checkpoint is not None:
-            on_checkpoint(step_of(cur) // k, cur)
-    return hashes
-
-
-# ----------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------
-
-
-def save_checkpoint(program: Program, state: Mapping[str, torch.Tensor]) -> bytes:
-    """Canonical safetensors bytes of `state`; metadata binds version and program hash."""
-    check_state(program, state)
-    meta = {
-        "repops_version": REPOPS_VERSION,
-        "program_hash": program.program_hash.hex(),
-        "state_hash": hashing.state_hash(state).hex(),
-    }
-    return stio.dumps(state, meta)
-
-
-def load_checkpoint(program: Program, data: bytes, device: torch.device | str = "cpu") -> State:
-    """Load and check a checkpoint; its stateHash equals the saved one exactly."""
-    tensors, meta = stio.loads(data)
-    if meta.get("repops_version") != REPOPS_VERSION:
-        raise CheckpointInvalid(f"checkpoint version {meta.get('repops_version')!r}")
-    if meta.get("program_hash") != program.program_hash.hex():
-        raise CheckpointInvalid("checkpoint belongs to another program")
-    check_state(program, tensors)
-    if hashing.state_hash(tensors).hex() != meta.get("state_hash"):
-        raise CheckpointInvalid("checkpoint tensors do not match its recorded state_hash")
-    dev = torch.device(device)
-    return {k: v.to(dev) for k, v in tensors.items()}
-
-
-def eval_loss(
-    program: Program,
-    state: Mapping[str, torch.Tensor],
-    batches: list[State],
-    device: torch.device | str = "cpu",
-) -> float:
-    """Mean loss of the current parameters over fixed batches (runs the forward only)."""
-    dev = torch.device(device)
-    tape = program.tape
-    ex = program.executor(dev)
-    total = 0.0
-    for b in batches:
-        feeds = {k: v.to(dev) for k, v in state.items()}
-        feeds.update(
-            {f"batch.{k}" if not k.startswith("batch.") else k: v.to(dev) for k, v in b.items()}
-        )
-        vals = ex.run(feeds, stop_after=tape.loss)
-        loss = vals[tape.loss]
-        assert loss is not None
-        total += float(loss.item())
-    return total / max(len(batches), 1)
-
-
-def digits_accuracy(
-    program: Program,
-    state: Mapping[str, torch.Tensor],
-    ds: data_mod.Dataset,
-    device: torch.device | str = "cpu",
-) -> float:
-    """Test-set accuracy of an MLP state on the digits test split (repops forward)."""
-    if program.model_name != "mlp":
-        raise SpecInvalid([FieldError("program.model.name", "accuracy is defined for mlp")])
-    mod = MODELS["mlp"]
-    x = data_mod.digits_features(ds.tensors["test_x"])
-    y = ds.tensors["test_y"].to(torch.int64)
-    g = Graph()
-    pid = {n: g.input(f"param.{n}", s.shape) for n, s in program.params.items()}
-    xi = g.input("x", tuple(x.shape))
-    out = mod.logits(g, program.config, pid, xi)
-    tape = Tape.from_graph(g, {"logits": out}, out)
-    dev = torch.device(device)
-    feeds = {f"param.{n}": state[f"param.{n}"].to(dev) for n in program.params}
-    feeds["x"] = x.to(dev)
-    logits = Executor(tape, dev).run(feeds)[out]
-    assert logits is not None
-    pred = logits.argmax(dim=1).cpu()
-    return float((pred == y).to(torch.float64).mean())

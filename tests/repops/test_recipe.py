@@ -12,9 +12,9 @@ import torch
 from jobspec.factory import mlp_spec, schedule, sgd
 from repops import data
 from repops.hashing import state_hash
+from repops.optim import schedule_lr
 from repops.program import (
     Program,
-    _schedule_lr,
     batch_for,
     build_program,
     init_state,
@@ -151,7 +151,7 @@ def test_recipe_schedule_lr_on_the_tape_matches_the_binary64_formula(
     prog = build_program(_spec(lr_schedule=sch))
     g = Graph()
     step = g.input("meta.step", (), "int64")
-    out = _schedule_lr(g, lr, prog.schedule, prog.steps, step)
+    out = schedule_lr(g, lr, prog.schedule, prog.steps, step)
     ex = Executor(Tape.from_graph(g, {"lr": out}, out), torch.device("cpu"))
     factor = lr_factor(prog)
     got = []
