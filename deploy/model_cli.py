@@ -172,9 +172,7 @@ def load_data(path: str, fmt: str = "tensors") -> Any:
     from repops.errors import DatasetInvalid
 
     try:
-        if fmt == "tokens":
-            return data_mod.Dataset.from_tokens_bytes(_read(path))
-        return data_mod.Dataset.from_tensors_bytes(_read(path))
+        return data_mod.Dataset.of_format(fmt, _read(path))
     except DatasetInvalid as e:
         raise ModelCliError(f"{path}: {e}") from None
 

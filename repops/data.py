@@ -212,6 +212,16 @@ class Dataset:
         return Dataset(TOKENS_FORMAT, {"tokens": t}, hashlib.sha256(data).hexdigest())
 
     @staticmethod
+    def of_format(fmt: str, data: bytes) -> Dataset:
+        """A dataset file read as the format a spec names: ``tensors``, ``tokens``, or a
+        built-in format (`from_bytes`, which checks the file's own format tag)."""
+        if fmt == TENSORS_FORMAT:
+            return Dataset.from_tensors_bytes(data)
+        if fmt == TOKENS_FORMAT:
+            return Dataset.from_tokens_bytes(data)
+        return Dataset.from_bytes(data)
+
+    @staticmethod
     def from_bytes(data: bytes) -> Dataset:
         try:
             tensors, meta = stio.loads(data)

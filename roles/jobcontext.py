@@ -91,13 +91,7 @@ def build_job_program(store: ArtifactStore, spec: Mapping[str, Any]) -> Program:
 def parse_dataset(program: Program, raw: bytes, check_fit: bool = True) -> data_mod.Dataset:
     """The dataset file in the format the spec names, checked against the program's inputs
     unless `check_fit` is False (raises RepopsError)."""
-    fmt = DATASETS[program.dataset]
-    if fmt == data_mod.TENSORS_FORMAT:
-        ds = data_mod.Dataset.from_tensors_bytes(raw)
-    elif fmt == data_mod.TOKENS_FORMAT:
-        ds = data_mod.Dataset.from_tokens_bytes(raw)
-    else:
-        ds = data_mod.Dataset.from_bytes(raw)
+    ds = data_mod.Dataset.of_format(DATASETS[program.dataset], raw)
     if check_fit:
         check_dataset(program, ds)
     return ds

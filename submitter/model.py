@@ -120,12 +120,9 @@ def check_job(spec: dict[str, Any], lowered: LoweredModel, dataset: bytes) -> No
     try:
         program = build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
         fmt = DATASETS[program.dataset]
-        if fmt == data_mod.TOKENS_FORMAT:
-            ds = data_mod.Dataset.from_tokens_bytes(dataset)
-        elif fmt == data_mod.TENSORS_FORMAT:
-            ds = data_mod.Dataset.from_tensors_bytes(dataset)
-        else:
+        if fmt not in (data_mod.TOKENS_FORMAT, data_mod.TENSORS_FORMAT):
             raise ModelProblem(f"data.format: a graph model trains on tensors or tokens, not {fmt}")
+        ds = data_mod.Dataset.of_format(fmt, dataset)
         check_dataset(program, ds)
     except RepopsError as exc:
         raise ModelProblem(f"the job does not build: {exc}") from None

@@ -169,10 +169,7 @@ def dataset_tensors(name: str, n: int = 256) -> dict[str, torch.Tensor]:
 
 def dataset(name: str) -> data_mod.Dataset:
     """The example's dataset as Assay reads a user's file (safetensors bytes)."""
-    blob = stio.dumps(dataset_tensors(name))
-    if EXAMPLES[name].data_format == "tokens":
-        return data_mod.Dataset.from_tokens_bytes(blob)
-    return data_mod.Dataset.from_tensors_bytes(blob)
+    return data_mod.Dataset.of_format(EXAMPLES[name].data_format, stio.dumps(dataset_tensors(name)))
 
 
 def export(name: str, seed: int = 0) -> torch.export.ExportedProgram:
