@@ -42,7 +42,14 @@ import torch
 
 from jobspec.factory import gpt_spec, mlp_spec
 from repops import data, kernels, numerics
-from repops.program import Program, batch_for, build_program, init_state, train_step
+from repops.program import (
+    Program,
+    batch_for,
+    build_program,
+    init_state,
+    local_artifacts,
+    train_step,
+)
 from repops.torch_reference import TorchTwin, make_optimizer, torch_step
 
 _RUN: dict[str, Any] = {
@@ -131,7 +138,6 @@ BYOM = {f"byom_{k}": k for k in ("cnn", "encoder", "rope", "dropout")}
 
 def _setup_example(name: str) -> tuple[Program, data.Dataset, Any]:
     """A bring-your-own-model example: exported, lowered, built as a local job would be."""
-    import hashlib
 
     from deploy.model_cli import local_spec
     from repops.lowering import examples
@@ -140,11 +146,9 @@ def _setup_example(name: str) -> tuple[Program, data.Dataset, Any]:
     ex = examples.EXAMPLES[name]
     ep = examples.export(name)
     lg = lower(ep, ex.batch_size)
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    g_sha, w_sha = hashlib.sha256(gj).hexdigest(), hashlib.sha256(wj).hexdigest()
-    blobs = {g_sha: gj, w_sha: wj}
+    g_sha, w_sha, fetch = local_artifacts(lg)
     spec = local_spec(g_sha, w_sha, 1000, ex.batch_size, 1, ex.lr, 0.01, 0, 100, ex.data_format)
-    prog = build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
+    prog = build_program(spec, fetch)
     return prog, examples.dataset(name), ep
 
 

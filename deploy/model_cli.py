@@ -359,12 +359,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         raise ModelCliError("--reference torch needs the MODEL.pt2, not a lowered directory")
     loss = spec_loss(m.graph.returns, args.loss, args.label_smoothing)
     ds = load_data(args.data, args.data_format)
-    gj, wj = m.graph.to_json(), m.graph.weights_bytes()
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
+    g_sha, w_sha, fetch = prog_mod.local_artifacts(m.graph)
     k = args.checkpoint_interval or args.steps
     spec = local_spec(
-        hashlib.sha256(gj).hexdigest(),
-        hashlib.sha256(wj).hexdigest(),
+        g_sha,
+        w_sha,
         args.steps,
         args.batch_size,
         args.seed,
@@ -389,15 +388,15 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         loss=loss,
     )
     try:
-        program = prog_mod.build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
+        program = prog_mod.build_program(spec, fetch)
         prog_mod.check_dataset(program, ds)
     except (SpecInvalid, DatasetInvalid) as e:
         raise ModelCliError(str(e)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_bytes(prog_mod.canonical_json(spec))
-    (out / "graph.json").write_bytes(gj)
-    (out / "weights.safetensors").write_bytes(wj)
+    (out / "graph.json").write_bytes(fetch("graph", {"sha256": g_sha}))
+    (out / "weights.safetensors").write_bytes(fetch("weights", {"sha256": w_sha}))
     state = prog_mod.init_state(program)
     (out / "ckpt-0000.safetensors").write_bytes(prog_mod.save_checkpoint(program, state))
     console.print(

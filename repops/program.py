@@ -103,6 +103,15 @@ Fetch = Callable[[str, Mapping[str, Any]], bytes]
 MAX_STEPS = schema.MAX_STEPS  # the step counter converts to float32 exactly below 2**24
 
 
+def local_artifacts(lg: graph_json.LoweredGraph) -> tuple[str, str, Fetch]:
+    """(graph sha256, weights sha256, a `fetch` serving both by sha256): a lowered graph
+    trained without a store (local runs, benches, tests)."""
+    gj, wj = lg.to_json(), lg.weights_bytes()
+    g_sha, w_sha = hashlib.sha256(gj).hexdigest(), hashlib.sha256(wj).hexdigest()
+    blobs = {g_sha: gj, w_sha: wj}
+    return g_sha, w_sha, lambda _path, ref: blobs[ref["sha256"]]
+
+
 @dataclass(eq=False)
 class Program:
     """A validated job spec with its tape (build with `build_program`)."""

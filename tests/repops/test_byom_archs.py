@@ -9,7 +9,6 @@ MLP with dropout (masks from the job seed and step).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from typing import Any
 
@@ -28,6 +27,7 @@ from repops.program import (
     eval_loss,
     init_state,
     load_checkpoint,
+    local_artifacts,
     save_checkpoint,
     train,
 )
@@ -38,10 +38,11 @@ STEPS = 30
 
 def _program(lg: graph_json.LoweredGraph, name: str, seed: int = 3, steps: int = STEPS) -> Program:
     ex = examples.EXAMPLES[name]
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
-    spec = local_spec(*blobs, steps, ex.batch_size, seed, ex.lr, 0.01, 0, steps, ex.data_format)
-    return build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
+    g_sha, w_sha, fetch = local_artifacts(lg)
+    spec = local_spec(
+        g_sha, w_sha, steps, ex.batch_size, seed, ex.lr, 0.01, 0, steps, ex.data_format
+    )
+    return build_program(spec, fetch)
 
 
 _LOWERED: dict[str, tuple[torch.export.ExportedProgram, graph_json.LoweredGraph]] = {}

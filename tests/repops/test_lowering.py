@@ -28,7 +28,7 @@ from repops.errors import DatasetInvalid, SpecInvalid
 from repops.lowering import graph_json
 from repops.lowering.export import LoweringFailed, inspect_batch, lower
 from repops.lowering.registry import RULES
-from repops.program import build_program, check_dataset, init_state, train
+from repops.program import build_program, check_dataset, init_state, local_artifacts, train
 from tests.repops.conftest import threads
 
 STEPS = 30
@@ -109,11 +109,10 @@ def _export(kind: str, dynamic: bool = True) -> torch.export.ExportedProgram:
 
 
 def _program(lg: graph_json.LoweredGraph, steps: int = STEPS, lr: float = 0.01) -> Any:
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
+    g_sha, w_sha, fetch = local_artifacts(lg)
     spec = local_spec(
-        hashlib.sha256(gj).hexdigest(),
-        hashlib.sha256(wj).hexdigest(),
+        g_sha,
+        w_sha,
         steps,
         lg.batch_size,
         seed=3,
@@ -122,7 +121,7 @@ def _program(lg: graph_json.LoweredGraph, steps: int = STEPS, lr: float = 0.01) 
         warmup_steps=0,
         checkpoint_interval=steps,
     )
-    return build_program(spec, lambda _path, ref: blobs[ref["sha256"]])
+    return build_program(spec, fetch)
 
 
 @pytest.mark.parametrize(
@@ -434,10 +433,9 @@ def test_tokens_stream_trains_a_decoder_in_windows_like_torch() -> None:
     assert graph_json.token_block(lg) == 8
     stream = (torch.arange(600) * 7 % 24).to(torch.uint16)  # a learnable periodic text
     ds = data_mod.Dataset.from_tokens_bytes(stio.dumps({"tokens": stream}))
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    blobs = {hashlib.sha256(x).hexdigest(): x for x in (gj, wj)}
-    spec = local_spec(*blobs, 20, 8, 3, 0.02, 0.0, 0, 20, "tokens")
-    program = build_program(spec, lambda _p, ref: blobs[ref["sha256"]])
+    g_sha, w_sha, fetch = local_artifacts(lg)
+    spec = local_spec(g_sha, w_sha, 20, 8, 3, 0.02, 0.0, 0, 20, "tokens")
+    program = build_program(spec, fetch)
     check_dataset(program, ds)
     w = data_mod.batch(ds, 3, 0, 8, 8)
     assert torch.equal(w["inputs"][:, 1:], w["targets"][:, :-1])

@@ -20,7 +20,7 @@ from deploy.model_cli import local_spec
 from repops import data as data_mod
 from repops import hashing, stio
 from repops.lowering.export import lower
-from repops.program import build_program, init_state, train
+from repops.program import build_program, init_state, local_artifacts, train
 from tests.repops.conftest import threads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,11 +152,10 @@ def test_train_local_matches_the_solver_program_and_prints_the_reference(
     # the same job, built and trained in-process as a solver builds it (2 threads)
     ep = torch.export.load(str(files["wide"]))
     lg = lower(ep, 8)
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    assert (out / "graph.json").read_bytes() == gj
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
-    spec = local_spec(*blobs, 12, 8, 4, 0.01, 0.0, 0, 4)
-    program = build_program(spec, lambda _p, ref_: blobs[ref_["sha256"]])
+    assert (out / "graph.json").read_bytes() == lg.to_json()
+    g_sha, w_sha, fetch = local_artifacts(lg)
+    spec = local_spec(g_sha, w_sha, 12, 8, 4, 0.01, 0.0, 0, 4)
+    program = build_program(spec, fetch)
     ds = data_mod.Dataset.from_tensors_bytes(files["data"].read_bytes())
     with threads(2):
         state, losses = train(program, init_state(program), ds, 12)

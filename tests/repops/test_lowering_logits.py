@@ -6,7 +6,6 @@ The graph records an ``output`` node instead of a ``loss``; the program applies
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -22,7 +21,14 @@ from repops import hashing, stio
 from repops.errors import DatasetInvalid, SpecInvalid
 from repops.lowering import graph_json
 from repops.lowering.export import LoweringFailed, lower
-from repops.program import build_program, check_dataset, init_state, spec_errors, train
+from repops.program import (
+    build_program,
+    check_dataset,
+    init_state,
+    local_artifacts,
+    spec_errors,
+    train,
+)
 from tests.repops.conftest import threads
 
 STEPS = 30
@@ -93,11 +99,10 @@ def _classifier() -> torch.export.ExportedProgram:
 
 
 def _spec(lg: graph_json.LoweredGraph, loss: Any) -> tuple[dict[str, Any], Any]:
-    gj, wj = lg.to_json(), lg.weights_bytes()
-    blobs = {hashlib.sha256(b).hexdigest(): b for b in (gj, wj)}
+    g_sha, w_sha, fetch = local_artifacts(lg)
     spec = local_spec(
-        hashlib.sha256(gj).hexdigest(),
-        hashlib.sha256(wj).hexdigest(),
+        g_sha,
+        w_sha,
         STEPS,
         lg.batch_size,
         seed=3,
@@ -107,7 +112,7 @@ def _spec(lg: graph_json.LoweredGraph, loss: Any) -> tuple[dict[str, Any], Any]:
         checkpoint_interval=STEPS,
         loss=loss,
     )
-    return spec, (lambda _path, ref: blobs[ref["sha256"]])
+    return spec, fetch
 
 
 @pytest.mark.parametrize(
