@@ -24,7 +24,7 @@ The shape (keys the engine ignores are allowed and kept; a model's config is clo
                               | {"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1},
                  "clip_grad_norm": 1.0},   (optional)
      "data": {"dataset": "digits", "format": "repops-digits-v1", "batch_size": 32, "seed": 1,
-              "cid": "bafk..."},
+              "cid": "bafk...", "micro_batches": 1},   (optional, default 1: divides batch_size)
      "steps": 100, "checkpoint_interval": 10, "seed": 0}
 
 Either ``data.dataset`` or ``data.format`` names the dataset.  This module checks that a
@@ -55,6 +55,7 @@ REPOPS_VERSION: Final = "repops-2"
 """The operator-set version accepted (equal to repops.version.REPOPS_VERSION)."""
 
 MAX_STEPS: Final = 1 << 24
+MAX_MICRO_BATCHES: Final = 1 << 10  # data.micro_batches: at most this many per step
 """Bound on step counts (repops keeps the step counter exact in float32 below it)."""
 
 DATASET_FORMATS: Final[dict[str, str]] = {
@@ -272,6 +273,10 @@ class Data(_Open):
     batch_size: Annotated[int, Field(ge=1, le=1 << 16)]
     seed: Annotated[int, Field(ge=0, le=U63)]
     cid: str | None = None
+    # M: each step's batch is M micro-batches of batch_size / M rows whose gradients the
+    # program combines by a fixed tree (repops.program; docs/protocol.md section 8): a job
+    # trains on any number of workers W that divides M with the same bits.
+    micro_batches: Annotated[int, Field(ge=1, le=MAX_MICRO_BATCHES)] = 1
 
     @property
     def name(self) -> str | None:
@@ -411,6 +416,13 @@ def _cross_field(spec: JobSpec) -> list[FieldError]:
             )
         )
     errs.extend(_loss_errors(spec.program))
+    if spec.data.batch_size % spec.data.micro_batches:
+        errs.append(
+            FieldError(
+                "data.micro_batches",
+                f"{spec.data.micro_batches} does not divide batch_size {spec.data.batch_size}",
+            )
+        )
     dataset = spec.data.name
     if dataset is None:
         errs.append(FieldError("data.dataset", "required field is missing"))

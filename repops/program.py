@@ -59,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +136,7 @@ class Program:
     _executors: dict[str, Executor] = field(default_factory=dict)
     initial: dict[str, torch.Tensor] = field(default_factory=dict)  # "weights" init values
     graph_loss: GraphLoss | None = None  # a graph model's spec-named loss (None: "graph")
+    micro_batches: int = 1  # data.micro_batches: M micro-batches of batch_size / M rows
 
     @property
     def program_hash(self) -> bytes:
@@ -274,6 +275,7 @@ def _parse(spec: Any) -> dict[str, Any]:
         "dataset": js.data.name,
         "batch_size": js.data.batch_size,
         "data_seed": js.data.seed,
+        "micro_batches": js.data.micro_batches,
         "steps": js.steps,
         "checkpoint_interval": js.checkpoint_interval,
         "seed": js.seed,
@@ -306,15 +308,22 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         graph_loss_fits(parsed["config"], parsed["graph_loss"])
     cfg = parsed["config"]
     params: dict[str, ParamSpec] = mod.param_specs(cfg)
-    bspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(cfg, parsed["batch_size"])
+    micro = parsed["micro_batches"]
+    # the batch of one micro-batch (batch_size / M rows), then the step's whole batch
+    mspecs: dict[str, tuple[tuple[int, ...], str]] = mod.batch_specs(
+        cfg, parsed["batch_size"] // micro
+    )
     if mod is _GraphModel and parsed["graph_loss"] is not None:
-        bspecs["targets"] = _targets_spec(cfg, parsed["graph_loss"])
+        mspecs["targets"] = _targets_spec(cfg, parsed["graph_loss"])
+    bspecs = _whole_batch(mspecs, micro)
     det = {
         k: spec[k]
         for k in ("repops_version", "program", "data", "steps", "checkpoint_interval", "seed")
     }
     det = json.loads(canonical_json(det))
     det["data"].pop("cid", None)  # where the file lives does not change the bits
+    if det["data"].get("micro_batches") == 1:  # the default, spelled out: the same program
+        del det["data"]["micro_batches"]
     if mod is _GraphModel:
         det["program"]["model"]["graph"].pop("cid", None)
         det["program"]["model"]["weights"].pop("cid", None)
@@ -322,13 +331,14 @@ def build_program(spec: Mapping[str, Any], fetch: Fetch | None = None) -> Progra
         mod,
         cfg,
         params,
-        bspecs,
+        mspecs,
         parsed["optim"],
         parsed["schedule"],
         parsed["steps"],
         parsed["seed"],
         parsed["clip_grad_norm"],
         parsed["graph_loss"],
+        micro,
     )
     return Program(
         spec=det,
@@ -363,13 +373,33 @@ def _load_graph(
         weights = graph_json.load_weights(lg, blobs["weights"])
     except graph_json.GraphInvalid as e:
         raise SpecInvalid([FieldError("program.model", str(e))]) from None
-    b = parsed["batch_size"]
-    if b != lg.batch_size:
+    b, micro = parsed["batch_size"], parsed["micro_batches"]
+    if b != lg.batch_size * micro:
         how = "lower it again at this size" if lg.dynamic_batch else "its export is static"
+        per = f" = micro-batch size {b // micro} x micro_batches {micro}" if micro > 1 else ""
         raise SpecInvalid(
-            [FieldError("data.batch_size", f"the graph is lowered at batch {lg.batch_size}: {how}")]
+            [
+                FieldError(
+                    "data.batch_size",
+                    f"the graph is lowered at batch {lg.batch_size}, not {b // micro}{per}: {how}",
+                )
+            ]
         )
     return lg, weights
+
+
+def _whole_batch(
+    mspecs: Mapping[str, tuple[tuple[int, ...], str]], micro: int
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The step's batch inputs: M micro-batches stacked on axis 0 of every tensor."""
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    for k, (shape, dt) in mspecs.items():
+        if micro > 1 and not shape:
+            raise SpecInvalid(
+                [FieldError("data.micro_batches", f"batch input {k} has no batch axis")]
+            )
+        out[k] = ((shape[0] * micro, *shape[1:]) if micro > 1 else shape, dt)
+    return out
 
 
 class _GraphModel:
@@ -428,14 +458,25 @@ def _build_tape(
     mod: Any,
     cfg: Any,
     params: Mapping[str, ParamSpec],
-    bspecs: Mapping[str, tuple[tuple[int, ...], str]],
+    mspecs: Mapping[str, tuple[tuple[int, ...], str]],
     opt: Optim | Sgd,
     sch: Schedule,
     steps: int,
     seed: int,
     clip: float | None = None,
     graph_loss: GraphLoss | None = None,
+    micro: int = 1,
 ) -> tuple[Tape, dict[str, tuple[tuple[int, ...], str]], int | None]:
+    """The tape of one step (node order is part of the program).
+
+    With ``micro`` = M > 1 (``data.micro_batches``) the step is M micro-batches: for
+    i = 0..M-1 in order, slices of rows [i*b, (i+1)*b) of every batch tensor (b = batch_size
+    / M), the forward and loss of that micro-batch and its backward, each micro-batch's
+    nodes a contiguous range (`Tape.micro_ranges`); then the step's loss and each
+    parameter's gradient are `micro_mean` of the M per-micro-batch values, emitted where the
+    optimizer first needs them; a graph's buffers take micro-batch 0's new values.  With
+    M = 1 the tape is exactly the single-batch one (no slice, no combine).
+    """
     g = Graph()
     sspecs: dict[str, tuple[tuple[int, ...], str]] = {}
 
@@ -447,31 +488,58 @@ def _build_tape(
     opt_state = optim.state_leaves(opt, params, inp)
     step = inp("meta.step", (), "int64")
     cursor = inp("meta.data_cursor", (), "int64")
+    bspecs = _whole_batch(mspecs, micro)
     batch = {k: g.input(f"batch.{k}", shape, dt) for k, (shape, dt) in bspecs.items()}
-
-    new_buffers: dict[str, int] = {}
+    bufs: dict[str, int] = {}
     if mod is _GraphModel:
         bufs = {n: inp(f"buffer.{n}", s, dt) for n, (s, dt) in mod.buffer_specs(cfg).items()}
+
+    def forward(mb: Mapping[str, int]) -> tuple[int, dict[str, int]]:
+        """(loss, {buffer: new value}) of one (micro-)batch."""
+        if mod is not _GraphModel:
+            return mod.forward(g, cfg, pid, mb), {}
         leaves = {f"param.{k}": v for k, v in pid.items()}
-        leaves.update({f"batch.{k}": v for k, v in batch.items()})
+        leaves.update({f"batch.{k}": v for k, v in mb.items()})
         leaves.update({f"buffer.{k}": v for k, v in bufs.items()})
         leaves["meta.step"] = step
         if "rng.seed" in cfg.graph.inputs:
             leaves["rng.seed"] = g.const(seed, "int64")
-        loss, new_buffers = mod.forward_state(g, cfg, leaves)
+        out, written = mod.forward_state(g, cfg, leaves)
         if graph_loss is not None:  # an output graph: the spec's loss on it and the targets
-            loss = mod.apply_loss(g, loss, batch["targets"], graph_loss)
-        new_buffers = {n: new_buffers.get(n, v) for n, v in bufs.items()}
+            out = mod.apply_loss(g, out, mb["targets"], graph_loss)
+        return out, {n: written.get(n, v) for n, v in bufs.items()}
+
+    ranges: list[tuple[int, int]] = []
+    if micro == 1:
+        loss, new_buffers = forward(batch)
+        backs = [backward(g, loss, list(pid.values()))]
     else:
-        loss = mod.forward(g, cfg, pid, batch)
-    back = backward(g, loss, list(pid.values()))
+        losses: list[int] = []
+        backs = []
+        new_buffers = {}
+        for i in range(micro):
+            first = len(g.nodes)
+            mb = {}
+            for k, v in batch.items():
+                rows = mspecs[k][0][0]
+                mb[k] = g.slice(v, 0, i * rows, (i + 1) * rows)
+            loss_i, written = forward(mb)
+            backs.append(backward(g, loss_i, list(pid.values())))
+            ranges.append((first, len(g.nodes)))
+            losses.append(loss_i)
+            if i == 0:
+                new_buffers = written
+        loss = micro_mean(g, losses)
     grads: dict[str, int] = {}
 
     def grad(n: str) -> int:  # lazily, so that an AdamW tape keeps its node order
         if n not in grads:
-            gr = back.get(pid[n])
-            zero = torch.zeros(params[n].shape, dtype=torch.float32)
-            grads[n] = gr if gr is not None else g.const(zero)
+            parts = [b.get(pid[n]) for b in backs]
+            if parts[0] is None:
+                grads[n] = g.const(torch.zeros(params[n].shape, dtype=torch.float32))
+            else:
+                got = [p for p in parts if p is not None]
+                grads[n] = got[0] if micro == 1 else micro_mean(g, got)
         return grads[n]
 
     norm = None
@@ -484,4 +552,21 @@ def _build_tape(
     outputs["meta.data_cursor"] = g.add(cursor, one_i)
     for n, v in new_buffers.items():
         outputs[f"buffer.{n}"] = v
-    return Tape.from_graph(g, outputs, loss), sspecs, norm
+    return Tape.from_graph(g, outputs, loss, ranges), sspecs, norm
+
+
+def micro_sum(g: Graph, xs: Sequence[int]) -> int:
+    """S(x_0..x_{n-1}), the fixed tree over micro-batches: S(x) = x for one value, else
+    S(x_0..x_{h-1}) + S(x_h..x_{n-1}) with h = ceil(n/2); nodes emitted left subtree,
+    right subtree, then the ADD."""
+    if len(xs) == 1:
+        return xs[0]
+    h = (len(xs) + 1) // 2
+    left = micro_sum(g, xs[:h])
+    return g.add(left, micro_sum(g, xs[h:]))
+
+
+def micro_mean(g: Graph, xs: Sequence[int]) -> int:
+    """DIV(S(x_0..x_{M-1}), f32(M)): a loss or gradient of the step from its M
+    per-micro-batch values (one binary32 rounding per ADD and one for the DIV)."""
+    return g.div(micro_sum(g, xs), g.const(float(len(xs))))

@@ -629,9 +629,17 @@ class Tape:
     loss: int
     chain: tuple[int, ...]  # chain[j - 1] = node id of op j
     last_use: tuple[int, ...]
+    # [start, stop) node ids of each micro-batch's forward and backward (data.micro_batches
+    # M > 1; empty when M = 1): what a data-parallel worker runs (`repops.parallel`)
+    micro_ranges: tuple[tuple[int, int], ...] = ()
 
     @staticmethod
-    def from_graph(g: Graph, outputs: Mapping[str, int], loss: int) -> Tape:
+    def from_graph(
+        g: Graph,
+        outputs: Mapping[str, int],
+        loss: int,
+        micro_ranges: Sequence[tuple[int, int]] = (),
+    ) -> Tape:
         chain = tuple(i for i, n in enumerate(g.nodes) if not n.op.is_leaf)
         keep = set(outputs.values()) | {loss}
         last = list(range(len(g.nodes)))
@@ -648,6 +656,7 @@ class Tape:
             loss=loss,
             chain=chain,
             last_use=tuple(last),
+            micro_ranges=tuple((int(a), int(b)) for a, b in micro_ranges),
         )
 
     @property
