@@ -109,6 +109,19 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     tr.add_argument("--label-smoothing", type=float, help="cross_entropy label smoothing")
     tr.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
+    tr.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="M: each step is M micro-batches of batch-size/M rows (the model is lowered "
+        "at batch-size/M); gradients combine by a fixed tree",
+    )
+    tr.add_argument(
+        "--world-size",
+        type=int,
+        help="train on W local worker processes (torch.distributed, gloo; W divides M): the "
+        "same state hash as one process; resumes from --out's last checkpoint",
+    )
     tr.add_argument("--out", default="assay-train", help="checkpoint directory")
     tr.set_defaults(func=cmd_train)
 
@@ -286,6 +299,7 @@ def local_spec(
     lr_schedule: dict[str, Any] | None = None,
     clip_grad_norm: float | None = None,
     loss: str | dict[str, Any] | None = None,
+    micro_batches: int = 1,
 ) -> dict[str, Any]:
     """The job spec a solver would receive for this local run (graph model, tensors data):
     AdamW with a linear or constant schedule unless `optimizer` / `lr_schedule` are given
@@ -321,6 +335,8 @@ def local_spec(
         spec["program"]["clip_grad_norm"] = clip_grad_norm
     if loss is not None:  # a model that returns logits: the loss the program applies
         spec["program"]["loss"] = loss
+    if micro_batches != 1:
+        spec["data"]["micro_batches"] = micro_batches
     return spec
 
 
@@ -353,7 +369,12 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         if args.threads < 1:
             raise ModelCliError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
-    m = load_model(args.model, args.batch_size)
+    micro = args.micro_batches
+    if micro < 1 or args.batch_size % micro:
+        raise ModelCliError(f"--micro-batches {micro} must divide --batch-size {args.batch_size}")
+    if args.world_size is not None and (args.world_size < 1 or micro % args.world_size):
+        raise ModelCliError(f"--world-size {args.world_size} must divide --micro-batches {micro}")
+    m = load_model(args.model, args.batch_size // micro)
     use_weights(m, args.weights)
     if args.reference and m.exported is None:
         raise ModelCliError("--reference torch needs the MODEL.pt2, not a lowered directory")
@@ -386,6 +407,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         ),
         clip_grad_norm=args.clip_grad_norm,
         loss=loss,
+        micro_batches=micro,
     )
     try:
         program = prog_mod.build_program(spec, fetch)
@@ -397,6 +419,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     (out / "spec.json").write_bytes(prog_mod.canonical_json(spec))
     (out / "graph.json").write_bytes(fetch("graph", {"sha256": g_sha}))
     (out / "weights.safetensors").write_bytes(fetch("weights", {"sha256": w_sha}))
+    if args.world_size is not None:
+        return _train_parallel(args, console, program, spec, fetch, (g_sha, w_sha))
     state = prog_mod.init_state(program)
     (out / "ckpt-0000.safetensors").write_bytes(prog_mod.save_checkpoint(program, state))
     console.print(
@@ -431,6 +455,60 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         ref = torch_reference_losses(m.exported, program, ds)
         console.print(f"reference (plain torch fp32) final_loss: {ref[-1]!r}", highlight=False)
     console.print(f"final_loss: {losses[-1]!r}", highlight=False)
+    console.print(f"state_hash: {hashing.state_hash(state).hex()}", highlight=False)
+    return 0
+
+
+def _train_parallel(
+    args: argparse.Namespace,
+    console: Console,
+    program: Any,
+    spec: dict[str, Any],
+    fetch: Any,
+    shas: tuple[str, str],
+) -> int:
+    """`train --local --world-size W`: W local workers (`roles.dataparallel.launch`)."""
+    from repops import hashing
+    from repops import program as prog_mod
+    from roles import dataparallel as dp
+
+    out = Path(args.out)
+    arts = {sha: fetch("artifact", {"sha256": sha}) for sha in shas}
+    try:
+        dp.prepare_run(out, spec, _read(args.data), arts)
+    except dp.RunInvalid as e:
+        raise ModelCliError(str(e)) from None
+    w = args.world_size
+    console.print(
+        f"training {args.steps} steps, batch {args.batch_size} = {program.micro_batches} "
+        f"micro-batches, on {w} workers (gloo); checkpoints in {out}, logs in {out / 'logs'}"
+    )
+    progress = Progress(
+        TextColumn("repops x{task.fields[w]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[ranks]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("train", total=args.steps, loss="-", ranks="", w=w)
+
+        def on_status(st: dp.Status) -> None:
+            progress.update(task, completed=st.step, loss=f"{st.loss:.4f}", ranks=st.line())
+
+        def on_event(ev: dp.Event) -> None:
+            progress.console.print(f"[yellow]{ev.text}[/yellow]")
+
+        try:
+            res = dp.launch(out, w, threads=args.threads, on_status=on_status, on_event=on_event)
+        except (dp.RunInvalid, dp.LaunchFailed) as e:
+            raise ModelCliError(str(e)) from None
+    state = prog_mod.load_checkpoint(program, res.state)
+    if res.losses:
+        console.print(f"final_loss: {res.losses[-1]!r}", highlight=False)
     console.print(f"state_hash: {hashing.state_hash(state).hex()}", highlight=False)
     return 0
 
