@@ -474,7 +474,10 @@ def _build_tape(
     / M), the forward and loss of that micro-batch and its backward, each micro-batch's
     nodes a contiguous range (`Tape.micro_ranges`); then the step's loss and each
     parameter's gradient are `micro_mean` of the M per-micro-batch values, emitted where the
-    optimizer first needs them; a graph's buffers take micro-batch 0's new values.  With
+    optimizer first needs them; a graph's buffers take micro-batch 0's new values, and
+    micro-batch i > 0 of a graph that reads ``meta.step`` (its dropout masks' counter)
+    reads ADD(meta.step, i * 2**24) instead (steps are < 2**24: one counter per step and
+    micro-batch).  With
     M = 1 the tape is exactly the single-batch one (no slice, no combine).
     """
     g = Graph()
@@ -494,14 +497,16 @@ def _build_tape(
     if mod is _GraphModel:
         bufs = {n: inp(f"buffer.{n}", s, dt) for n, (s, dt) in mod.buffer_specs(cfg).items()}
 
-    def forward(mb: Mapping[str, int]) -> tuple[int, dict[str, int]]:
-        """(loss, {buffer: new value}) of one (micro-)batch."""
+    def forward(mb: Mapping[str, int], i: int = 0) -> tuple[int, dict[str, int]]:
+        """(loss, {buffer: new value}) of (micro-)batch i."""
         if mod is not _GraphModel:
             return mod.forward(g, cfg, pid, mb), {}
         leaves = {f"param.{k}": v for k, v in pid.items()}
         leaves.update({f"batch.{k}": v for k, v in mb.items()})
         leaves.update({f"buffer.{k}": v for k, v in bufs.items()})
         leaves["meta.step"] = step
+        if i and "meta.step" in cfg.graph.inputs:  # dropout counters: one per micro-batch
+            leaves["meta.step"] = g.add(step, g.const(i * MAX_STEPS, "int64"))
         if "rng.seed" in cfg.graph.inputs:
             leaves["rng.seed"] = g.const(seed, "int64")
         out, written = mod.forward_state(g, cfg, leaves)
@@ -523,7 +528,7 @@ def _build_tape(
             for k, v in batch.items():
                 rows = mspecs[k][0][0]
                 mb[k] = g.slice(v, 0, i * rows, (i + 1) * rows)
-            loss_i, written = forward(mb)
+            loss_i, written = forward(mb, i)
             backs.append(backward(g, loss_i, list(pid.values())))
             ranges.append((first, len(g.nodes)))
             losses.append(loss_i)
