@@ -8,6 +8,7 @@
     assay dispute show GAME
     assay model check|lower MODEL.pt2 ...            your own torch.export model (model_cli)
     assay train --local --model MODEL.pt2 --data FILE --steps N --batch-size B --seed S
+                [--micro-batches M [--world-size W | --prepare-only]]
     assay deploy --rpc https://rpc.example --key deployer.key --chain-id 11155111 \
                  --out var/deployment.json [--arbiter 0x...] [--yes]
 

@@ -7,6 +7,7 @@
                 [--reference torch] [--lr LR] [--weight-decay WD] [--warmup-steps W]
                 [--checkpoint-interval K] [--out DIR]
                 [--loss cross_entropy|mse [--label-smoothing E]]
+                [--micro-batches M [--world-size W | --prepare-only]]
 
 MODEL.pt2 is a `torch.export.save` file of a module whose ``forward(inputs, targets)``
 returns the scalar loss, or whose ``forward(inputs)`` returns logits / predictions: then
@@ -22,6 +23,11 @@ every K steps saved in --out) and ends with ``final_loss: X`` and ``state_hash: 
 ``--reference torch`` also trains the exported module with plain torch fp32 AdamW on the
 same batches and prints ``reference (plain torch fp32) final_loss: X`` just before them
 (never a hash: it is not reproducible).
+``--micro-batches M`` sets the spec's ``data.micro_batches`` (the model is lowered at
+batch-size / M); ``--world-size W`` trains on W local worker processes
+(`roles.dataparallel.launch`: same ``state_hash``, resumes from --out's last checkpoint,
+restarts lost workers); ``--prepare-only`` writes --out as a run directory for
+``torchrun ... -m roles.dataparallel worker DIR`` on several machines.
 Every user error is one line and exit status 1.
 """
 
@@ -121,6 +127,11 @@ def add_model_commands(sub: Any, flags: argparse.ArgumentParser) -> None:
         type=int,
         help="train on W local worker processes (torch.distributed, gloo; W divides M): the "
         "same state hash as one process; resumes from --out's last checkpoint",
+    )
+    tr.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only write the run directory --out for torchrun workers (several machines)",
     )
     tr.add_argument("--out", default="assay-train", help="checkpoint directory")
     tr.set_defaults(func=cmd_train)
@@ -419,7 +430,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     (out / "spec.json").write_bytes(prog_mod.canonical_json(spec))
     (out / "graph.json").write_bytes(fetch("graph", {"sha256": g_sha}))
     (out / "weights.safetensors").write_bytes(fetch("weights", {"sha256": w_sha}))
-    if args.world_size is not None:
+    if args.world_size is not None or args.prepare_only:
         return _train_parallel(args, console, program, spec, fetch, (g_sha, w_sha))
     state = prog_mod.init_state(program)
     (out / "ckpt-0000.safetensors").write_bytes(prog_mod.save_checkpoint(program, state))
@@ -478,6 +489,14 @@ def _train_parallel(
         dp.prepare_run(out, spec, _read(args.data), arts)
     except dp.RunInvalid as e:
         raise ModelCliError(str(e)) from None
+    if args.prepare_only:
+        console.print(f"prepared {out}: start the workers (one per process) on every machine with")
+        console.print(
+            "  torchrun --nnodes N --node-rank I --nproc-per-node P --master-addr HOST0 "
+            f"--master-port 29500 -m roles.dataparallel worker {out}",
+            highlight=False,
+        )
+        return 0
     w = args.world_size
     console.print(
         f"training {args.steps} steps, batch {args.batch_size} = {program.micro_batches} "

@@ -138,25 +138,38 @@ def test_assay_train_local_ends_with_one_state_hash_for_every_world_size(
     assert "--world-size 3 must divide --micro-batches 4" in err
 
 
-def test_the_documented_torchrun_launch_gives_the_same_state_hash(tmp_path: Path) -> None:
+def test_the_documented_two_machine_torchrun_launch_gives_the_same_state_hash(
+    tmp_path: Path,
+) -> None:
+    """README's two-machine commands, both machines on loopback: machine 1 is given a
+    run directory that does not exist (rank 0 sends it everything)."""
     spec = _spec(steps=4)
     _program, want = _single(spec)
-    dp.prepare_run(tmp_path, spec, DIGITS_BYTES)
+    run = tmp_path / "run"
+    dp.prepare_run(run, spec, DIGITS_BYTES)
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
-        [
-            *(str(torchrun), "--standalone", "--nproc-per-node", "2"),
-            *("-m", "roles.dataparallel", "worker", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"state_hash: {want[-1].hex()}" in r.stdout.splitlines()
+    port = str(dp.free_port())
+    procs = [
+        subprocess.Popen(
+            [
+                *(str(torchrun), "--nnodes", "2", "--node-rank", str(node)),
+                *("--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port),
+                *("-m", "roles.dataparallel", "worker", str(where)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for node, where in ((0, run), (1, tmp_path / "not-here"))
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert f"state_hash: {want[-1].hex()}" in outs[0].splitlines()
+    assert not (tmp_path / "not-here").exists()
+    assert _ckpt_hashes(_program, run) == want
 
 
 def test_a_killed_worker_is_reported_and_the_run_resumes_bit_identically(tmp_path: Path) -> None:
