@@ -116,11 +116,20 @@ def _market(args: argparse.Namespace, api: ApiClient, account: LocalAccount) -> 
 
 def _model_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The spec of an own-model job: the given JSON, or one from the training flags."""
+    spec: dict[str, Any]
     if args.spec:
-        spec = _read_json(Path(args.spec))
-        if not isinstance(spec, dict):
+        raw = _read_json(Path(args.spec))
+        if not isinstance(raw, dict):
             raise CliError(f"{args.spec}: a spec is a JSON object")
-        return spec
+        spec = raw
+    else:
+        spec = _flags_spec(args)
+    if args.micro_batches is not None and isinstance(spec.get("data"), dict):
+        spec["data"]["micro_batches"] = args.micro_batches
+    return spec
+
+
+def _flags_spec(args: argparse.Namespace) -> dict[str, Any]:
     return graph_spec(
         artifact("0" * 64),
         artifact("0" * 64),
@@ -149,12 +158,15 @@ def _own_model(
     batch = data.get("batch_size") if isinstance(data, dict) else None
     if not isinstance(batch, int):
         raise CliError("spec.data.batch_size: required to lower the model")
+    micro = data.get("micro_batches", 1) if isinstance(data, dict) else 1
+    if not isinstance(micro, int) or micro < 1 or batch % micro:
+        raise CliError(f"spec.data.micro_batches: {micro} must divide batch_size {batch}")
     try:
         lowered = model_mod.lower_model(
             Path(args.model) if args.model else None,
             Path(args.model_dir) if args.model_dir else None,
             Path(args.weights) if args.weights else None,
-            batch,
+            batch // micro,  # the graph computes one micro-batch
         )
         spec = model_mod.with_model(spec, lowered, args.loss)
         model_mod.check_job(spec, lowered, dataset)
@@ -533,6 +545,11 @@ def add_job_commands(sub: Any) -> None:
     submit.add_argument("--steps", type=int, default=100, help="with --model and no spec")
     submit.add_argument("--batch-size", type=int, default=16, help="with --model and no spec")
     submit.add_argument("--checkpoint-interval", type=int, help="K (default: steps)")
+    submit.add_argument(
+        "--micro-batches",
+        type=int,
+        help="M (data.micro_batches): solvers may train the job on any W workers dividing M",
+    )
     submit.add_argument("--seed", type=int, default=0, help="data-order seed")
     submit.add_argument("--lr", type=float, default=1e-3)
     submit.add_argument("--weight-decay", type=float, default=0.0)

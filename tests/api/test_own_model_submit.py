@@ -87,6 +87,26 @@ def test_cli_submits_an_exported_model_with_its_weights_as_a_job(
         assert json.loads(graph)["batch_size"] == 8
 
 
+def test_cli_submits_a_micro_batched_job_lowered_at_the_micro_batch_size(
+    stack: ApiStack, api_server: ServedApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pt2, _, data = _files(tmp_path)
+    args = ("--model", str(pt2), "--data", str(data))
+    assert _submit(stack, api_server, tmp_path, *args, "--micro-batches", "3") == 2
+    assert "spec.data.micro_batches: 3 must divide batch_size 8" in capsys.readouterr().out
+    assert _submit(stack, api_server, tmp_path, *args, "--micro-batches", "4") == 0
+    out = capsys.readouterr().out
+    job_id = JobId(int(out.split("posted job ")[1].split()[0]))
+    with open_store(stack.settings.store) as store:
+        spec = load_spec(store, stack.market.get_job(job_id))
+        assert spec["data"]["micro_batches"] == 4 and spec["data"]["batch_size"] == 8
+        program = build_job_program(store, spec)
+        assert program.micro_batches == 4 and len(program.tape.micro_ranges) == 4
+        assert (
+            json.loads(store.get_bytes(spec["program"]["model"]["graph"]["cid"]))["batch_size"] == 2
+        )
+
+
 def test_cli_refuses_a_dataset_that_does_not_fit_before_anything_is_sent(
     stack: ApiStack, api_server: ServedApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
