@@ -101,6 +101,7 @@ GRAPH_MODEL = "graph"
 # fetch(field path, {"sha256": ..., "cid": ...}) -> the artifact's bytes
 Fetch = Callable[[str, Mapping[str, Any]], bytes]
 MAX_STEPS = schema.MAX_STEPS  # the step counter converts to float32 exactly below 2**24
+MAX_TAPE_NODES = 1 << 19  # a micro-batched step's tape (every micro-batch's copy) at most
 
 
 def local_artifacts(lg: graph_json.LoweredGraph) -> tuple[str, str, Fetch]:
@@ -529,8 +530,18 @@ def _build_tape(
                 rows = mspecs[k][0][0]
                 mb[k] = g.slice(v, 0, i * rows, (i + 1) * rows)
             loss_i, written = forward(mb, i)
-            backs.append(backward(g, loss_i, list(pid.values())))
+            backs.append(backward(g, loss_i, list(pid.values()), first))
             ranges.append((first, len(g.nodes)))
+            if i == 0 and first + micro * (len(g.nodes) - first) > MAX_TAPE_NODES:
+                raise SpecInvalid(
+                    [
+                        FieldError(
+                            "data.micro_batches",
+                            f"{micro} micro-batches of {len(g.nodes) - first} nodes exceed the "
+                            f"{MAX_TAPE_NODES} nodes a step's tape may have",
+                        )
+                    ]
+                )
             losses.append(loss_i)
             if i == 0:
                 new_buffers = written

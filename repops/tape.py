@@ -468,19 +468,28 @@ def _take_transpose(g: Graph, gi: int, x_shape: Shape, idx_node: int, lead: int)
     return g.reshape(gx, x_shape)
 
 
-def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
+def backward(g: Graph, loss: int, wrt: Sequence[int], start: int = 0) -> dict[int, int]:
     """Append the backward pass of scalar `loss`; returns {node: gradient node} for `wrt`.
 
     Gradients of a node used several times are summed in reverse tape order, a fixed
     order, so the backward tape is as deterministic as the forward one.
+
+    `start` (a micro-batch's first node): the nodes from `start` to `loss` read no
+    operator below `start`, only leaves (checked: TapeError otherwise), so the pass looks
+    at that range only; the nodes it appends are the same as with ``start = 0``.
     """
     if g.shape(loss) != ():
         raise TapeError("loss must be a scalar")
     n = loss + 1
     targets = set(wrt)
     needs = [False] * n
-    for i in range(n):
+    for i in range(start):
+        needs[i] = i in targets and g.nodes[i].op.is_leaf
+    for i in range(start, n):
         node = g.nodes[i]
+        for j in node.inputs:
+            if j < start and not g.nodes[j].op.is_leaf:
+                raise TapeError(f"backward from node {start}: node {i} reads operator {j}")
         needs[i] = i in targets or (node.op not in _NO_GRAD and any(needs[j] for j in node.inputs))
     grads: dict[int, int] = {loss: g.const(1.0)}
 
@@ -490,7 +499,7 @@ def backward(g: Graph, loss: int, wrt: Sequence[int]) -> dict[int, int]:
         prev = grads.get(v)
         grads[v] = gv if prev is None else g.add(prev, gv)
 
-    for i in range(loss, -1, -1):
+    for i in range(loss, start - 1, -1):
         gi = grads.get(i)
         node = g.nodes[i]
         if gi is None or node.op in _NO_GRAD:

@@ -158,6 +158,14 @@ def test_micro_batch_count_must_divide_the_batch_and_fit_the_graph() -> None:
         build_program(spec, fetch)
 
 
+def test_a_step_whose_micro_batches_would_make_a_huge_tape_is_refused_early() -> None:
+    """A job is built by every solver that looks at it: M copies of a big model must not
+    cost them minutes. The refusal comes after building one micro-batch."""
+    spec = _micro(gpt_spec(batch_size=1024, n_layer=4, n_embd=32, block=64), 1024)
+    with pytest.raises(SpecInvalid, match=r"1024 micro-batches of \d+ nodes exceed"):
+        build_program(spec)
+
+
 def test_each_micro_batch_draws_its_own_dropout_masks() -> None:
     """Micro-batch i > 0 reads the counter meta.step + i * 2**24: other masks than
     micro-batch 0's, at every step."""
