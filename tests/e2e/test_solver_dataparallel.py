@@ -11,8 +11,9 @@ process on one CPU.
   first matmul of micro-batch 1, at one step) defends the checkpoints its workers wrote
   with the same lie replayed in one process; the whistleblower catches it, the game
   bisects to that op, the committee re-executes it on one CPU: Slashed.
-- A W=2 training interrupted after a checkpoint resumes from the journal's checkpoint
-  with the same bits.
+- A W=2 training interrupted after a checkpoint (the solver dies) resumes from the
+  journal's checkpoint; a worker lost on the way shows in the progress display and is
+  restarted from the last checkpoint; the bits are the same throughout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +43,7 @@ from tests.e2e.ledger import Ledger, market_events
 from tests.e2e.support import digits_bytes, post_spec, referee, run_market, solver_node
 from tests.e2e.support import whistleblower as make_whistleblower
 from tests.fixtures.dispute import REWARD, STAKE, DisputeEnv
-from tests.support.dp_liar import OneNodeLiar, lie_node, worker_cmd
+from tests.support.dp_liar import OneNodeLiar, dying_worker_cmd, lie_node, worker_cmd
 
 STEPS = 6
 K = 2
@@ -49,7 +51,7 @@ LIE_STEP = 3  # in segment 1 (steps 2..4): leaf 2 is the first wrong one
 WORLD = 2
 
 
-def _spec(store: ArtifactStore) -> dict[str, object]:
+def _spec(store: ArtifactStore) -> dict[str, Any]:
     spec = copy.deepcopy(mlp_spec(hidden=(16,), steps=STEPS, checkpoint_interval=K))
     spec["data"]["micro_batches"] = 2
     spec["data"]["cid"] = str(store.add_bytes(digits_bytes()))
@@ -203,7 +205,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_world_size_2_training_interrupted_resumes_from_the_journal_bit_identically(
+def test_world_size_2_training_interrupted_and_a_worker_lost_resumes_bit_identically(
     dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
 ) -> None:
     env = dispute_env
@@ -227,11 +229,22 @@ def test_world_size_2_training_interrupted_resumes_from_the_journal_bit_identica
     run_dir = node.trainer.run_dir(job_id)
     stopped = node.journal.load(job_id)
     assert stopped is not None and len(stopped.checkpoints) == 2
-    # a new solver process: a new trainer, the journal as the crash left it
+    # a new solver process: a new trainer, the journal as the crash left it; its rank 1
+    # is lost about to run step 2K (after checkpoint 2 is written)
     shown = Recorder()
-    again = Trainer(node.journal, ipfs_store, node.trainer.device, progress=shown, world_size=WORLD)
+    again = Trainer(
+        node.journal,
+        ipfs_store,
+        node.trainer.device,
+        progress=shown,
+        world_size=WORLD,
+        worker_cmd=dying_worker_cmd(2 * K, rank=1),
+    )
     resumed = again.train(ctx, stopped)
     assert shown.steps and min(shown.steps) > K  # from checkpoint 1, not from scratch
+    assert shown.events[0].startswith("worker lost: rank 1 exit status 9"), shown.events
+    assert shown.events[1] == f"restarting {WORLD} workers from step {2 * K}", shown.events
+    assert any("LOST" in line for line in shown.lines), shown.lines
     states, losses = _single_process(ctx.program, ctx.dataset)
     assert [c.state_hash for c in resumed.checkpoints] == [
         hashing.state_hash(s).hex() for s in states
@@ -239,3 +252,33 @@ def test_world_size_2_training_interrupted_resumes_from_the_journal_bit_identica
     assert resumed.losses == losses
     workers = json.loads((run_dir / "workers.json").read_text())
     assert len(workers["pids"]) == WORLD
+
+
+def test_job_whose_micro_batches_world_size_does_not_divide_trains_in_one_process(
+    dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
+) -> None:
+    env = dispute_env
+    spec = _spec(ipfs_store)
+    del spec["data"]["micro_batches"]  # M = 1
+    job_id = post_spec(env, ipfs_store, spec)
+    node = solver_node(env, ipfs_store, tmp_path, world_size=WORLD)
+    said: list[str] = []
+    node.report = lambda e: said.append(e.what)
+    for _ in range(5):
+        node.tick()
+        entry = node.journal.load(job_id)
+        if entry is not None and entry.phase == Phase.SUBMITTED:
+            break
+    assert entry is not None and entry.phase == Phase.SUBMITTED
+    assert (
+        f"training in one process: --world-size {WORLD} does not divide data.micro_batches 1"
+        in said
+    )
+    assert f"training {STEPS} steps on cpu" in said
+    assert not node.trainer.run_dir(job_id).exists()
+    ctx = load_job(env.market, ipfs_store, job_id)
+    states, losses = _single_process(ctx.program, ctx.dataset)
+    assert [c.state_hash for c in entry.checkpoints] == [
+        hashing.state_hash(s).hex() for s in states
+    ]
+    assert entry.losses == losses

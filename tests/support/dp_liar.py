@@ -1,19 +1,24 @@
-"""A data-parallel solver that lies in one op of its own micro-batch (NOT shipped).
+"""A data-parallel solver that lies in one op of its own micro-batch, or a worker that
+dies once (NOT shipped).
 
     python -m tests.support.dp_liar --node N --step T [--rank R] RUN_DIR [worker flags]
+    python -m tests.support.dp_liar --die-at T [--rank R] RUN_DIR [worker flags]
 
 is `roles.dataparallel`'s worker with `LyingExecutor`: at step T, rank R (default 1)
 puts node N's output one ulp up (every element) before anything reads it, so every
 later op of that rank, the boundary it sends and hence every rank's next state are
 computed from the lie.  `OneNodeLiar` is the same lie told by one process (the solver's
 in-process replay of the step for its dispute), so a cheater trained with W workers
-defends exactly the checkpoints its workers wrote.
+defends exactly the checkpoints its workers wrote.  With --die-at, rank R exits hard
+(status 9) when it is about to run step T, the first time only (a marker file in the
+run directory), as a worker whose machine is lost would.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -140,10 +145,24 @@ def worker_cmd(node: int, step: int, rank: int = 1) -> tuple[str, ...]:
     )
 
 
+def dying_worker_cmd(step: int, rank: int = 1) -> tuple[str, ...]:
+    """The `worker_cmd` whose rank `rank` dies once, about to run step `step`."""
+    return (
+        sys.executable,
+        "-m",
+        "tests.support.dp_liar",
+        "--die-at",
+        str(step),
+        "--rank",
+        str(rank),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.support.dp_liar")
-    ap.add_argument("--node", type=int, required=True)
-    ap.add_argument("--step", type=int, required=True)
+    ap.add_argument("--node", type=int, default=-1)
+    ap.add_argument("--step", type=int, default=-1)
+    ap.add_argument("--die-at", type=int, default=-1)
     ap.add_argument("--rank", type=int, default=1)
     ap.add_argument("run_dir")
     ap.add_argument("--device", default="cpu")
@@ -152,8 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     LyingExecutor.LIE_NODE, LyingExecutor.LIE_STEP = args.node, args.step
     LyingExecutor.LIE_RANK = args.rank
+    marker = Path(args.run_dir) / "dp_liar-died"
+
+    def on_step(rank: int, step: int) -> None:
+        if rank == args.rank and step == args.die_at and not marker.exists():
+            marker.write_text(f"rank {rank} died at step {step}\n")
+            sys.stderr.write(f"dp_liar: rank {rank} dies at step {step}\n")
+            sys.stderr.flush()
+            os._exit(9)
+
     return dataparallel.worker_main(
-        Path(args.run_dir), args.device, args.timeout, executor=LyingExecutor
+        Path(args.run_dir), args.device, args.timeout, on_step=on_step, executor=LyingExecutor
     )
 
 
