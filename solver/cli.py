@@ -8,7 +8,7 @@ ASSAY_API_URL set, `run` also reports its training progress to that API, signed.
 its state under --state-dir; killed at any point and restarted, it resumes from its last
 checkpoint with identical bits and never submits a result twice.  With --world-size W it
 trains each job whose data.micro_batches W divides on W local data-parallel workers, with
-the same bits as one process (README: "Training a job on several workers").
+the same bits as one process (README: "A solver with several workers").
 """
 
 from __future__ import annotations
