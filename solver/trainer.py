@@ -173,9 +173,16 @@ class Trainer:
     def world_for(self, ctx: JobContext) -> tuple[int, str | None]:
         """(workers that train this job, why fewer than ``world_size`` or None)."""
         w, micro = self.world_size, ctx.program.micro_batches
-        if w == 1 or micro % w == 0:
-            return w, None
-        return 1, f"--world-size {w} does not divide data.micro_batches {micro}"
+        if w == 1:
+            return 1, None
+        if micro % w:
+            return 1, f"--world-size {w} does not divide data.micro_batches {micro}"
+        if self.device.type == "cuda" and torch.cuda.device_count() < w:
+            return (
+                1,
+                f"--world-size {w} needs {w} GPUs, this machine has {torch.cuda.device_count()}",
+            )
+        return w, None
 
     def calibrate(self, ctx: JobContext) -> float:
         """Seconds per step of this job on this device: a short run of the job's own first
