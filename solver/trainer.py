@@ -429,16 +429,22 @@ def _stop_stale_workers(run_dir: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     for pid in pids:
+        if not _runs_in(pid, run_dir):
+            continue  # gone, a zombie, another process (or no /proc to check against)
+        log.warning("stopping worker %d left running in %s", pid, run_dir)
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            os.kill(pid, signal.SIGTERM)
         except OSError:
-            continue  # gone (or no /proc: nothing to check it against)
-        if str(run_dir).encode() in cmdline:
-            log.warning("stopping worker %d left running in %s", pid, run_dir)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                continue
-            deadline = time.monotonic() + STALE_WORKER_WAIT_S
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            continue
+        deadline = time.monotonic() + STALE_WORKER_WAIT_S
+        while _runs_in(pid, run_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _runs_in(pid: int, run_dir: Path) -> bool:
+    """Whether process `pid` is alive with `run_dir` among its arguments."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(run_dir).encode() in cmdline

@@ -13,13 +13,17 @@ process on one CPU.
   bisects to that op, the committee re-executes it on one CPU: Slashed.
 - A W=2 training interrupted after a checkpoint (the solver dies) resumes from the
   journal's checkpoint; a worker lost on the way shows in the progress display and is
-  restarted from the last checkpoint; the bits are the same throughout.
+  restarted from the last checkpoint; the bits are the same throughout.  (Slow: the
+  real `solver run --world-size 2` CLI, SIGKILLed mid-training, stops the workers it
+  left behind when restarted, resumes and is paid once.)
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +31,22 @@ import pytest
 
 from arbiter.referee import decide
 from arbiter.repops_oracle import RepopsOracle
-from chain.generated import GameStatus, JobStatus, Level, SolverSlashed
+from chain.generated import GameStatus, JobStatus, Level, ResultSubmitted, SolverSlashed
 from chain.types import JobId
 from jobspec.factory import mlp_spec
+from market.ipfsd import IpfsDaemon
 from market.store import ArtifactStore
 from repops import hashing
 from repops.ops import Op
 from repops.program import Program, State, init_state, save_checkpoint, step_of, train
-from repops.trace import OperandBundle
+from repops.trace import OperandBundle, trace_root
 from roles.jobcontext import load_job
 from solver.journal import Phase
 from solver.node import SolverNode
 from solver.trainer import Trainer
 from tests.e2e.ledger import Ledger, market_events
-from tests.e2e.support import digits_bytes, post_spec, referee, run_market, solver_node
+from tests.e2e.procs import RoleFiles, role, wait_for
+from tests.e2e.support import WINDOW_S, digits_bytes, post_spec, referee, run_market, solver_node
 from tests.e2e.support import whistleblower as make_whistleblower
 from tests.fixtures.dispute import REWARD, STAKE, DisputeEnv
 from tests.support.dp_liar import OneNodeLiar, dying_worker_cmd, lie_node, worker_cmd
@@ -282,3 +288,100 @@ def test_job_whose_micro_batches_world_size_does_not_divide_trains_in_one_proces
         hashing.state_hash(s).hex() for s in states
     ]
     assert entry.losses == losses
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody reaped)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
+CLI_STEPS = 24
+CLI_K = 4
+
+
+@pytest.mark.slow  # ~30 s: the in-process interruption test above covers the resume
+def test_solver_cli_world_size_2_sigkilled_mid_training_resumes_and_submits_once(
+    dispute_env: DisputeEnv,
+    ipfs_daemon: IpfsDaemon,
+    ipfs_store: ArtifactStore,
+    ledger: Ledger,
+    tmp_path: Path,
+) -> None:
+    env = dispute_env
+    solver = env.solver(0)
+    spec = _spec(ipfs_store)
+    spec.update(steps=CLI_STEPS, checkpoint_interval=CLI_K)
+    spec["program"]["model"]["config"]["hidden"] = [64, 64]
+    job_id = post_spec(env, ipfs_store, spec)
+    files = RoleFiles.write(env, tmp_path)
+    key = files.key("solver", solver)
+    state_dir = tmp_path / "state"
+    job_dir = state_dir / solver.address / "jobs" / str(job_id)
+    argv = [
+        "solver",
+        *files.common(env, key, ipfs_daemon.api_url),
+        "--state-dir",
+        str(state_dir),
+        "-v",
+        "run",
+        "--device",
+        "cpu",
+        "--world-size",
+        str(WORLD),
+        "--max-jobs",
+        "1",
+    ]
+
+    def journal() -> dict[str, Any] | None:
+        try:
+            doc = json.loads((job_dir / "journal.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        assert isinstance(doc, dict)
+        return doc
+
+    def mid_training() -> bool:
+        doc = journal()
+        return doc is not None and doc["phase"] == "training" and len(doc["checkpoints"]) >= 2
+
+    orphans: list[int] = []
+    try:
+        with role("solver-1", argv, tmp_path / "run1") as first:
+            wait_for(mid_training, 120, "a checkpoint past 0", alive=first)
+            first.kill()  # SIGKILL: its workers are orphaned (they may still be training)
+        orphans = json.loads((job_dir / "dataparallel" / "workers.json").read_text())["pids"]
+        killed = journal()
+        assert killed is not None and killed["phase"] == "training"
+        resumed_at = (len(killed["checkpoints"]) - 1) * CLI_K
+        with role("solver-2", argv, tmp_path / "run2") as second:
+            wait_for(
+                lambda: env.market.get_job(job_id).status == JobStatus.Submitted,
+                180,
+                "the result to be submitted",
+                interval=0.2,
+                alive=second,
+            )
+            assert not any(_alive(p) for p in orphans)  # stopped before it trained again
+            env.devnet.increase_time(WINDOW_S + 1)
+            assert second.wait(180) == 0, second.output()
+        out = second.stdout
+        assert f"job {job_id}: training {CLI_STEPS} steps on {WORLD} workers (cpu)" in out
+        assert f"job {job_id}: resuming at step {resumed_at}" in second.stderr, second.output()
+        assert f"job {job_id}: settled: finalized" in out, second.output()
+    finally:
+        for pid in orphans:  # whatever happened above, no worker outlives the test
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    ctx = load_job(env.market, ipfs_store, job_id)
+    state = init_state(ctx.program)
+    leaves = [hashing.state_hash(state)]
+    while step_of(state) < CLI_STEPS:
+        state, _ = train(ctx.program, state, ctx.dataset, CLI_K)
+        leaves.append(hashing.state_hash(state))
+    (submitted,) = market_events(env, ResultSubmitted, lambda e: e.job_id == job_id)
+    assert submitted.trace_root == trace_root(leaves)
+    assert env.market.get_job(job_id).status == JobStatus.Finalized
+    assert ledger.delta(solver.address) == REWARD
