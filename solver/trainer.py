@@ -148,7 +148,11 @@ def rate_unit(ctx: JobContext) -> str:
 
 
 class Trainer:
-    """Trains one job from wherever its journal says it got to."""
+    """Trains one job from wherever its journal says it got to.
+
+    `stepper` calibrates, trains in this process and replays steps for disputes; with
+    `world_size` > 1 the workers that `worker_cmd` starts train instead.
+    """
 
     def __init__(
         self,
@@ -244,6 +248,7 @@ class Trainer:
                 return self._train_parallel(ctx, entry, world, on_checkpoint)
             except dataparallel.LaunchFailed as exc:
                 log.warning("job %d: %s; training on in one process", entry.job_id, exc)
+                self.progress.event(f"{exc}; training on in one process")
                 state = self.load_checkpoint(ctx, entry, len(entry.checkpoints) - 1)
         losses = entry.losses[: step_of(state)]
         tokens = tokens_per_step(ctx)

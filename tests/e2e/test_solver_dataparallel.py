@@ -24,6 +24,7 @@ import copy
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,36 @@ def test_solver_cli_world_size_2_sigkilled_mid_training_resumes_and_submits_once
     assert submitted.trace_root == trace_root(leaves)
     assert env.market.get_job(job_id).status == JobStatus.Finalized
     assert ledger.delta(solver.address) == REWARD
+
+
+def test_workers_that_keep_failing_leave_the_job_to_one_process_with_the_same_bits(
+    dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
+) -> None:
+    env = dispute_env
+    job_id = post_spec(env, ipfs_store, _spec(ipfs_store))
+    node = solver_node(env, ipfs_store, tmp_path, world_size=WORLD)
+    for _ in range(3):  # scan, calibrate and claim
+        node._scan()
+        node._maybe_claim()
+        if node.journal.load(job_id) is not None:
+            break
+    entry = node.journal.load(job_id)
+    assert entry is not None
+    ctx = node._context(job_id)
+    shown = Recorder()
+    broken = (sys.executable, "-c", "raise SystemExit(3)")  # every worker exits at once
+    trainer = Trainer(
+        node.journal,
+        ipfs_store,
+        node.trainer.device,
+        progress=shown,
+        world_size=WORLD,
+        worker_cmd=broken,
+    )
+    done = trainer.train(ctx, entry)
+    lost = [e for e in shown.events if e.startswith("worker lost: rank ")]
+    assert len(lost) == 3, shown.events  # the first attempt and two restarts
+    assert shown.events[-1].endswith("; training on in one process"), shown.events
+    states, losses = _single_process(ctx.program, ctx.dataset)
+    assert [c.state_hash for c in done.checkpoints] == [hashing.state_hash(s).hex() for s in states]
+    assert done.losses == losses
