@@ -471,7 +471,11 @@ def launch(
             logf.close()
         info = {"attempt": attempt, "port": port, "pids": [p.pid for p in procs]}
         write_atomic(run_dir / "workers.json", json.dumps(info).encode())
-        failed = _watch(run_dir, procs, attempt, stall_s, poll_s, on_status, tell)
+        try:
+            failed = _watch(run_dir, procs, attempt, stall_s, poll_s, on_status, tell)
+        except BaseException:  # a callback failed or the caller was interrupted: no orphans
+            _stop(procs)
+            raise
         if not failed:
             break
         desc = ", ".join(f"rank {r} {_describe_exit(rc)}" for r, rc in failed)

@@ -6,7 +6,9 @@
 Settings come from ASSAY_* environment variables, overridden by flags.  With
 ASSAY_API_URL set, `run` also reports its training progress to that API, signed.  The solver keeps
 its state under --state-dir; killed at any point and restarted, it resumes from its last
-checkpoint with identical bits and never submits a result twice.
+checkpoint with identical bits and never submits a result twice.  With --world-size W it
+trains each job whose data.micro_batches W divides on W local data-parallel workers, with
+the same bits as one process (README: "A solver with several workers").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -56,25 +59,34 @@ log = logging.getLogger("solver")
 
 
 class RichProgress:
-    """Step, loss, rate (in the job's units) and ETA of the job being trained."""
+    """Step, loss, rate (in the job's units) and ETA of the job being trained; with
+    `world` > 1 also each data-parallel worker's step time and flag (STRAGGLER, LOST)."""
 
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
+    def __init__(self, console: Console, world: int = 1) -> None:
+        columns = [
             TextColumn("[bold]job {task.fields[job]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TextColumn("{task.fields[rate]} {task.fields[unit]}"),
             TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        ]
+        if world > 1:
+            columns.append(TextColumn("{task.fields[workers]}"))
+        self.progress = Progress(*columns, console=console, transient=False)
         self.task: TaskID | None = None
 
     def start(self, job_id: JobId, total_steps: int, done: int, unit: str = "samples/s") -> None:
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=total_steps, completed=done, job=job_id, loss="-", rate="-", unit=unit
+            "train",
+            total=total_steps,
+            completed=done,
+            job=job_id,
+            loss="-",
+            rate="-",
+            unit=unit,
+            workers="",
         )
 
     def advance(self, step: int, loss: float, tokens_per_s: float) -> None:
@@ -82,6 +94,13 @@ class RichProgress:
             self.progress.update(
                 self.task, completed=step, loss=f"{loss:.4f}", rate=f"{tokens_per_s:,.0f}"
             )
+
+    def workers(self, line: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, workers=line)
+
+    def event(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]workers:[/] {text}")
 
     def finish(self) -> None:
         self.progress.stop()
@@ -145,6 +164,12 @@ class ApiProgress:
         except Exception as exc:  # the live view is best effort; training goes on
             log.debug("progress report for job %d not sent: %s", job_id, exc)
 
+    def workers(self, line: str) -> None:
+        self.inner.workers(line)
+
+    def event(self, text: str) -> None:
+        self.inner.event(text)
+
     def finish(self) -> None:
         if self._pending is not None:
             self._pending.join(timeout=5)
@@ -152,7 +177,7 @@ class ApiProgress:
 
 
 def settings_from_args(args: argparse.Namespace) -> SolverSettings:
-    return SolverSettings(**overrides(args, "state_dir", "device", "max_jobs"))
+    return SolverSettings(**overrides(args, "state_dir", "device", "max_jobs", "world_size"))
 
 
 def cmd_run(settings: SolverSettings, console: Console) -> int:
@@ -163,7 +188,7 @@ def cmd_run(settings: SolverSettings, console: Console) -> int:
         prefix = f"job {event.job_id}: " if event.job_id else ""
         console.print(f"[cyan]solver {account.address[:10]}[/] {prefix}{event.what}")
 
-    rich_progress = RichProgress(console)
+    rich_progress = RichProgress(console, settings.world_size)
     api_url = os.environ.get("ASSAY_API_URL")
     progress = ApiProgress(rich_progress, api_url, account) if api_url else rich_progress
     node = SolverNode(
@@ -235,8 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="work the market until stopped")
     run.add_argument("--device", help="auto, cpu or cuda (ASSAY_DEVICE)")
     run.add_argument("--max-jobs", type=int, help="exit after settling this many jobs")
+    run.add_argument(
+        "--world-size",
+        type=int,
+        metavar="W",
+        help="train each job on W local data-parallel worker processes (gloo on CPU, one GPU "
+        "each with --device cuda), the same bits as one process; a job whose "
+        "data.micro_batches W does not divide trains in one process (ASSAY_WORLD_SIZE, "
+        "default 1)",
+    )
     sub.add_parser("status", help="jobs, stakes and earnings of this solver")
     args = parser.parse_args(argv)
+    if getattr(args, "world_size", None) is not None and args.world_size < 1:
+        parser.error("--world-size must be at least 1")
     console = Console()
     setup_logging(args.verbose)
     if args.command == "run" and (refused := conformance.refusal()) is not None:  # conformance gate
@@ -244,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = settings_from_args(args)
+    except ValidationError as exc:  # e.g. ASSAY_WORLD_SIZE=0
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        console.print(f"[red]solver:[/] setting {where}: {first['msg']}")
+        return 2
+    try:
         with web3_errors(settings.rpc_url, transport=False):
             if args.command == "status":
                 return cmd_status(settings, console)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -30,6 +30,7 @@ from market.store import ArtifactStore, StoreError
 from repops.merkle import merkle_root
 from repops.trace import trace_root
 from repops.version import REPOPS_VERSION
+from roles import dataparallel
 from roles.jobcontext import JobContext, JobUnusable, StoreTrouble, fetch, load_job
 from roles.realtrace import RealTrace, Stepper
 from solver.journal import Checkpoint, JobJournal, Journal, Phase, checkpoint_cids
@@ -70,6 +71,7 @@ class SolverNode:
         stepper: Stepper | None = None,
         progress: ProgressSink | None = None,
         report: Callable[[Event], None] | None = None,
+        worker_cmd: Sequence[str] = dataparallel.WORKER_CMD,
     ) -> None:
         self.client = client
         self.account: LocalAccount = _account(client)
@@ -81,7 +83,13 @@ class SolverNode:
         self.settings = settings
         self.journal = Journal(settings.state_dir / self.account.address)
         self.trainer = Trainer(
-            self.journal, store, pick_device(settings.device), stepper=stepper, progress=progress
+            self.journal,
+            store,
+            pick_device(settings.device),
+            stepper=stepper,
+            progress=progress,
+            world_size=settings.world_size,
+            worker_cmd=worker_cmd,
         )
         self.report = report or (lambda e: log.info("job %d: %s", e.job_id, e.what))
         self.actor = GameActor(
@@ -257,9 +265,13 @@ class SolverNode:
             return
         try:
             ctx = self._context(job_id)
-            self.report(
-                Event(job_id, f"training {ctx.program.steps} steps on {self.trainer.device}")
-            )
+            world, why = self.trainer.world_for(ctx)
+            where = str(self.trainer.device)
+            if world > 1:
+                where = f"{world} workers ({where})"
+            if why is not None:
+                self.report(Event(job_id, f"training in one process: {why}"))
+            self.report(Event(job_id, f"training {ctx.program.steps} steps on {where}"))
             self.trainer.train(ctx, entry, on_checkpoint=self._defend)
         except (StoreTrouble, StoreError, ChainError) as exc:
             # Not the job's fault: the journal keeps it, the next tick tries again.

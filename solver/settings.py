@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from roles.startup import RoleSettings
 
 
@@ -20,3 +22,6 @@ class SolverSettings(RoleSettings):
     """Skip jobs whose training state is estimated not to fit in this much memory."""
     max_jobs: int = 0
     """Stop after this many jobs are settled (0: run until stopped)."""
+    world_size: int = Field(default=1, ge=1)
+    """Train each job on this many local data-parallel workers (`roles.dataparallel`);
+    a job whose data.micro_batches it does not divide is trained in one process."""

@@ -81,10 +81,14 @@ def solver_node(
     state_dir: Path,
     index: int = 0,
     stepper: Stepper | None = None,
+    world_size: int = 1,
+    **options: Any,
 ) -> SolverNode:
     client = env.client.with_account(env.solver(index))
-    settings = SolverSettings(state_dir=state_dir, device="cpu", poll_interval=0.0)
-    return SolverNode(client, env.deployment, store, settings, stepper=stepper)
+    settings = SolverSettings(
+        state_dir=state_dir, device="cpu", poll_interval=0.0, world_size=world_size
+    )
+    return SolverNode(client, env.deployment, store, settings, stepper=stepper, **options)
 
 
 def whistleblower(
