@@ -134,12 +134,8 @@ def _worker(args: argparse.Namespace) -> None:
     prog = build_program(spec_for(args.model, args.quick))
     ds = data.Dataset.from_bytes(DATASETS[prog.dataset]())
     ex = parallel.ShardedExecutor(prog.tape, dev, world, rank)
-    exchange = parallel.torch_exchange()
+    comm = parallel.torch_comm()
     tape, plan = prog.tape, ex.plan
-    bufs = [
-        torch.zeros(plan.boundary_bytes(tape, r), dtype=torch.uint8, device=dev)
-        for r in range(world)
-    ]
     flat = torch.zeros(gradient_bytes(prog) // 4, dtype=torch.float32, device=dev)
     cur = {"w1": training.init_state(prog, dev), "wn": training.init_state(prog, dev)}
 
@@ -148,11 +144,10 @@ def _worker(args: argparse.Namespace) -> None:
             cur["w1"], _ = training.train_step(prog, cur["w1"], ds, dev)
 
     def stepn() -> None:
-        cur["wn"], _ = parallel.train_step(prog, cur["wn"], ds, ex, exchange)
+        cur["wn"], _ = parallel.train_step(prog, cur["wn"], ds, ex, comm)
 
     def ours() -> None:
-        for src in range(world):
-            exchange(src, bufs[src])
+        ex.probe(comm)
 
     def allreduce() -> None:
         dist.all_reduce(flat)

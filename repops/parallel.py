@@ -15,16 +15,27 @@ splitting the tape's nodes between them:
   inputs are COMMON or owned by the one worker r -- r (e.g. the tree's subtree over r's
   own micro-batches); else SHARED.  A node of micro-batch i may read only leaves, COMMON
   nodes and nodes of micro-batch i (checked by `plan`);
+* the REDUCE nodes: SHARED float32 ADD nodes of two same-shape values and DIV nodes of one
+  by a 0-dim constant, each of whose non-leaf inputs is owned by a worker or is itself a
+  REDUCE node (the combine trees above the workers' own subtrees, and `micro_mean`'s
+  DIV).  They are element-wise, so worker r computes them on chunk r only: of a value of
+  n elements, the elements [r*n//W, (r+1)*n//W) of its row-major flattening;
 * one step on worker r: (1) COMMON nodes, then the nodes r owns, in tape order; (2) the
-  exchange: for src = 0..W-1 in order, worker src's boundary -- the nodes it owns that a
-  SHARED node reads or that are outputs or the loss, in tape order -- is broadcast as one
-  byte buffer (each value's bytes, row-major, concatenated); (3) the SHARED nodes in tape
+  full exchange: for src = 0..W-1 in order, worker src broadcasts its full boundary -- the
+  nodes it owns that a SHARED non-REDUCE node reads or that are outputs or the loss, in
+  tape order -- as one byte buffer (each value's bytes, row-major, concatenated); (3) the
+  scatter: every worker sends worker d chunk d of each of its nodes a REDUCE node reads
+  (tape order, concatenated bytes); (4) the REDUCE nodes on chunk r, in tape order; (5) the
+  gather: for src = 0..W-1 in order, worker src broadcasts chunk src of each REDUCE node
+  that a non-REDUCE node reads or that is an output or the loss; every worker puts the W
+  chunks of each such node together in rank order; (6) the other SHARED nodes in tape
   order.  Every worker ends with every output, so each holds the whole next state.
 
-Communication per step and worker: the bytes of the other workers' boundaries.  When each
-worker's block is a subtree of the combine tree (W a power of two dividing M a power of
-two, or M/W = ceil-half splits) a boundary is one partial gradient per parameter, so each
-worker receives (W-1) x the gradient bytes; DDP's ring all-reduce moves 2(W-1)/W x them.
+Communication per step and worker: (2) the others' full boundaries, (3) and (5) about
+(W-1)/W of the partial gradients a worker sends and of the combined gradients -- the
+volume of DDP's ring all-reduce, 2(W-1)/W x the gradient bytes, when each worker sends
+one partial per parameter (its block of micro-batches is a subtree of the combine tree:
+M/W = 1, or W a power of two and M = W * 2**k); more when a block is several subtrees.
 
 Checkpoints, traces and operand bundles do not change: the tape is the same, and the
 trace of a step is the single-process replay of that tape (`repops.trace`).
@@ -33,9 +44,9 @@ trace of a step is the single-process replay of that tape (`repops.trace`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -61,20 +72,45 @@ class Plan:
 
     world: int
     owner: tuple[int, ...]  # per node: LEAF, COMMON, SHARED or the owning rank
-    boundary: tuple[tuple[int, ...], ...]  # per rank: node ids it broadcasts, tape order
+    boundary: tuple[tuple[int, ...], ...]  # per rank: nodes it broadcasts whole, tape order
+    scatter: tuple[tuple[int, ...], ...]  # per rank: its nodes a REDUCE node reads
+    reduce: tuple[int, ...]  # the REDUCE nodes, tape order
+    gather: tuple[int, ...]  # REDUCE nodes needed whole (read outside REDUCE, outputs, loss)
+
+    def chunk(self, tape: Tape, i: int, rank: int) -> tuple[int, int]:
+        """[start, stop) elements of node i's row-major flattening that `rank` reduces."""
+        n = math.prod(tape.nodes[i].shape)
+        return rank * n // self.world, (rank + 1) * n // self.world
+
+    def chunk_bytes(self, tape: Tape, ids: Sequence[int], rank: int) -> int:
+        size = 0
+        for i in ids:
+            a, b = self.chunk(tape, i, rank)
+            size += (b - a) * _itemsize(tape, i)
+        return size
 
     def boundary_bytes(self, tape: Tape, rank: int) -> int:
-        """Bytes of rank's boundary buffer."""
+        """Bytes of rank's full-boundary broadcast."""
         return sum(_nbytes(tape, i) for i in self.boundary[rank])
 
     def received_bytes(self, tape: Tape, rank: int) -> int:
-        """Bytes rank receives per step (every other rank's boundary)."""
-        return sum(self.boundary_bytes(tape, r) for r in range(self.world) if r != rank)
+        """Bytes `rank` receives per step: the others' full boundaries, chunk `rank` of
+        their scattered nodes and their chunks of the gathered REDUCE nodes."""
+        total = 0
+        for r in range(self.world):
+            if r != rank:
+                total += self.boundary_bytes(tape, r)
+                total += self.chunk_bytes(tape, self.scatter[r], rank)
+                total += self.chunk_bytes(tape, self.gather, r)
+        return total
+
+
+def _itemsize(tape: Tape, i: int) -> int:
+    return 8 if tape.nodes[i].dtype == "int64" else 4
 
 
 def _nbytes(tape: Tape, i: int) -> int:
-    n = tape.nodes[i]
-    return math.prod(n.shape) * (8 if n.dtype == "int64" else 4)
+    return math.prod(tape.nodes[i].shape) * _itemsize(tape, i)
 
 
 def plan(tape: Tape, world: int) -> Plan:
@@ -84,12 +120,13 @@ def plan(tape: Tape, world: int) -> Plan:
         raise TapeError(f"world size {world} does not divide the tape's {micro} micro-batches")
     per = micro // world
     n = len(tape.nodes)
+    nodes = tape.nodes
     seg = [-1] * n
     for k, (a, b) in enumerate(tape.micro_ranges):
         for i in range(a, b):
             seg[i] = k
     owner = [LEAF] * n
-    for i, node in enumerate(tape.nodes):
+    for i, node in enumerate(nodes):
         if node.op.is_leaf:
             continue
         ins = [owner[k] for k in node.inputs]
@@ -106,22 +143,57 @@ def plan(tape: Tape, world: int) -> Plan:
             owner[i] = ranks.pop()
         else:
             owner[i] = SHARED
-    wanted = set(tape.outputs.values()) | {tape.loss}
-    for i, node in enumerate(tape.nodes):
-        if owner[i] == SHARED:
-            wanted.update(node.inputs)
+    red: set[int] = set()
+    if world > 1:
+        for i, node in enumerate(nodes):
+            if owner[i] != SHARED or node.dtype != "float32":
+                continue
+            x = node.inputs
+            if node.op is Op.ADD:
+                parts = x
+            elif node.op is Op.DIV and nodes[x[1]].op is Op.CONST and nodes[x[1]].shape == ():
+                parts = x[:1]
+            else:
+                continue
+            if all((owner[k] >= 0 or k in red) and nodes[k].shape == node.shape for k in parts):
+                red.add(i)
+    ends = set(tape.outputs.values()) | {tape.loss}
+    whole = set(ends)  # values needed whole by some non-REDUCE SHARED node (or kept)
+    reads: set[int] = set()  # values a REDUCE node reads
+    for i, node in enumerate(nodes):
+        if i in red:
+            reads.update(node.inputs)
+        elif owner[i] == SHARED:
+            whole.update(node.inputs)
     boundary = tuple(
-        tuple(i for i in range(n) if owner[i] == r and i in wanted) for r in range(world)
+        tuple(i for i in range(n) if owner[i] == r and i in whole) for r in range(world)
     )
-    return Plan(world, tuple(owner), boundary)
+    scatter = tuple(
+        tuple(i for i in range(n) if owner[i] == r and i in reads) for r in range(world)
+    )
+    reduce_ids = tuple(sorted(red))
+    gather = tuple(i for i in reduce_ids if i in whole)
+    return Plan(world, tuple(owner), boundary, scatter, reduce_ids, gather)
 
 
-# pack(values) -> bytes buffer; the exchange broadcasts rank src's buffer to all ranks
-Exchange = Callable[[int, torch.Tensor], torch.Tensor]  # (src, my buffer or empty) -> src's
+class Comm(Protocol):
+    """The collectives one step uses (`torch_comm`: torch.distributed; `simulate`: memory)."""
+
+    def broadcast(self, src: int, buf: torch.Tensor) -> torch.Tensor:
+        """Rank src's byte buffer on every rank (`buf`: src's own, else one to fill)."""
+        ...
+
+    def alltoall(self, sends: Sequence[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
+        """sends[d] goes to rank d; returns what each rank s sent here (sizes[s] bytes)."""
+        ...
+
+
+def _bytes(v: torch.Tensor) -> torch.Tensor:
+    return v.contiguous().reshape(-1).view(torch.uint8)
 
 
 class ShardedExecutor:
-    """Runs rank's share of a tape on one device; `exchange` moves the boundaries."""
+    """Runs rank's share of a tape on one device; a `Comm` moves the values between."""
 
     def __init__(self, tape: Tape, device: torch.device, world: int, rank: int) -> None:
         if not 0 <= rank < world:
@@ -136,12 +208,13 @@ class ShardedExecutor:
             i for i, o in enumerate(own) if o == rank
         ]
         self.local = tuple(local)
-        self.shared = tuple(i for i, o in enumerate(own) if o == SHARED)
+        red = set(self.plan.reduce)
+        self.shared = tuple(i for i, o in enumerate(own) if o == SHARED and i not in red)
         order = [i for i, o in enumerate(own) if o == LEAF] + local + list(self.shared)
         # free a value after its last read in this worker's order (outputs, the loss and
-        # boundaries are kept until the step ends)
+        # whatever is sent are kept until the step ends)
         keep = set(tape.outputs.values()) | {tape.loss}
-        for b in self.plan.boundary:
+        for b in (*self.plan.boundary, *self.plan.scatter):
             keep.update(b)
         pos = {i: p for p, i in enumerate(order)}
         last: dict[int, int] = {}
@@ -162,6 +235,7 @@ class ShardedExecutor:
             for k in self._frees.get(i, ()):
                 vals[k] = None
 
+    # -- (1) ---------------------------------------------------------------------------
     def run_local(self, feeds: Mapping[str, torch.Tensor]) -> list[torch.Tensor | None]:
         """Phase 1: leaves, COMMON nodes and this rank's nodes."""
         numerics.fp_guard()
@@ -174,85 +248,222 @@ class ShardedExecutor:
         self._run(self.local, vals)
         return vals
 
-    def pack(self, vals: Sequence[torch.Tensor | None], rank: int | None = None) -> torch.Tensor:
-        """The boundary buffer of `rank` (default: this one) as uint8 bytes."""
-        ids = self.plan.boundary[self.rank if rank is None else rank]
+    # -- (2) the full boundaries -----------------------------------------------------------
+    def pack(self, vals: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """This rank's full-boundary buffer (uint8 bytes)."""
         parts = []
-        for i in ids:
+        for i in self.plan.boundary[self.rank]:
             v = vals[i]
             assert v is not None
-            parts.append(v.contiguous().reshape(-1).view(torch.uint8))
+            parts.append(_bytes(v))
+        return self._cat(parts)
+
+    def _cat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         if not parts:
             return torch.empty(0, dtype=torch.uint8, device=self.device)
         return torch.cat(parts)
 
-    def unpack(self, src: int, buf: torch.Tensor, vals: list[torch.Tensor | None]) -> None:
-        """Store rank src's boundary values from its buffer."""
-        off = 0
-        for i in self.plan.boundary[src]:
-            n = self.tape.nodes[i]
-            nb = _nbytes(self.tape, i)
-            piece = buf[off : off + nb].clone()  # its own storage: aligned for the dtype
-            vals[i] = piece.view(DTYPES[n.dtype]).reshape(n.shape)
+    def _split(self, buf: torch.Tensor, sizes: Sequence[int], what: str) -> list[torch.Tensor]:
+        if buf.numel() != sum(sizes):
+            raise TapeError(f"{what}: {buf.numel()} bytes, expected {sum(sizes)}")
+        out, off = [], 0
+        for nb in sizes:
+            out.append(buf[off : off + nb].clone())  # its own storage: aligned for the dtype
             off += nb
-        if off != buf.numel():
-            raise TapeError(f"boundary of rank {src}: {buf.numel()} bytes, expected {off}")
+        return out
+
+    def unpack(self, src: int, buf: torch.Tensor, vals: list[torch.Tensor | None]) -> None:
+        """Store rank src's full-boundary values from its buffer."""
+        ids = self.plan.boundary[src]
+        pieces = self._split(buf, [_nbytes(self.tape, i) for i in ids], f"boundary of {src}")
+        for i, piece in zip(ids, pieces, strict=True):
+            n = self.tape.nodes[i]
+            vals[i] = piece.view(DTYPES[n.dtype]).reshape(n.shape)
+
+    # -- (3) the scatter, (4) the REDUCE nodes on this rank's chunk ------------------------
+    def scatter_sends(self, vals: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        """Per destination d: chunk d of each of this rank's scattered nodes (bytes)."""
+        sends = []
+        for d in range(self.plan.world):
+            parts = []
+            for i in self.plan.scatter[self.rank]:
+                v = vals[i]
+                assert v is not None
+                a, b = self.plan.chunk(self.tape, i, d)
+                parts.append(_bytes(v.reshape(-1)[a:b]))
+            sends.append(self._cat(parts))
+        return sends
+
+    def scatter_sizes(self) -> list[int]:
+        """Bytes this rank receives from each source in the scatter."""
+        return [
+            self.plan.chunk_bytes(self.tape, self.plan.scatter[s], self.rank)
+            for s in range(self.plan.world)
+        ]
+
+    def run_reduce(self, got: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Phase 4 from the scatter's buffers (got[s] from rank s): chunk `rank` of every
+        REDUCE node, by node id."""
+        numerics.fp_guard()
+        part: dict[int, torch.Tensor] = {}
+        for s, buf in enumerate(got):
+            ids = self.plan.scatter[s]
+            sizes = [self.plan.chunk_bytes(self.tape, (i,), self.rank) for i in ids]
+            for i, piece in zip(ids, self._split(buf, sizes, f"scatter of {s}"), strict=True):
+                part[i] = piece.view(DTYPES[self.tape.nodes[i].dtype])
+        nodes = self.tape.nodes
+        for i in self.plan.reduce:
+            n = nodes[i]
+            ins = [
+                self.consts[nodes[k].arg] if nodes[k].op is Op.CONST else part[k] for k in n.inputs
+            ]
+            part[i] = KERNELS[n.op](n.arg, ins)
+        return part
+
+    # -- (5) the gather, (6) the other SHARED nodes ----------------------------------------
+    def gather_pack(self, part: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        return self._cat([_bytes(part[i]) for i in self.plan.gather])
+
+    def gather_sizes(self, src: int) -> list[int]:
+        return [self.plan.chunk_bytes(self.tape, (i,), src) for i in self.plan.gather]
+
+    def gather_unpack(self, bufs: Sequence[torch.Tensor], vals: list[torch.Tensor | None]) -> None:
+        """Put each gathered node together from the W ranks' chunks (rank order)."""
+        chunks = [
+            self._split(buf, self.gather_sizes(s), f"gather of {s}") for s, buf in enumerate(bufs)
+        ]
+        for k, i in enumerate(self.plan.gather):
+            n = self.tape.nodes[i]
+            whole = torch.cat([c[k] for c in chunks]).view(DTYPES[n.dtype])
+            vals[i] = whole.reshape(n.shape)
 
     def run_shared(self, vals: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
-        """Phase 3 (after every boundary is in `vals`): the SHARED nodes."""
+        """Phase 6 (every gathered value in `vals`): the other SHARED nodes."""
         numerics.fp_guard()
         self._run(self.shared, vals)
         return vals
 
-    def run(
-        self, feeds: Mapping[str, torch.Tensor], exchange: Exchange
-    ) -> list[torch.Tensor | None]:
-        """One step: phase 1, the exchange in rank order, phase 3."""
+    def run(self, feeds: Mapping[str, torch.Tensor], comm: Comm) -> list[torch.Tensor | None]:
+        """One step: the six phases of the module doc."""
         vals = self.run_local(feeds)
         if self.plan.world == 1:
             return self.run_shared(vals)
+        self.communicate(vals, comm)
+        return self.run_shared(vals)
+
+    def communicate(self, vals: list[torch.Tensor | None], comm: Comm) -> None:
+        """Phases 2-5: after them `vals` holds every value phase 6 reads."""
+        world, tape = self.plan.world, self.tape
         mine = self.pack(vals)
-        for src in range(self.plan.world):
-            size = self.plan.boundary_bytes(self.tape, src)
-            buf = (
-                mine
-                if src == self.rank
-                else torch.empty(size, dtype=torch.uint8, device=self.device)
-            )
-            got = exchange(src, buf)
+        for src in range(world):
+            size = self.plan.boundary_bytes(tape, src)
+            buf = mine if src == self.rank else self._empty(size)
+            got = comm.broadcast(src, buf)
             if src != self.rank:
                 self.unpack(src, got, vals)
-        return self.run_shared(vals)
+        if not self.plan.reduce:
+            return
+        recv = comm.alltoall(self.scatter_sends(vals), self.scatter_sizes())
+        part = self.run_reduce(recv)
+        out = self.gather_pack(part)
+        bufs = []
+        for src in range(world):
+            size = sum(self.gather_sizes(src))
+            bufs.append(comm.broadcast(src, out if src == self.rank else self._empty(size)))
+        self.gather_unpack(bufs, vals)
+
+    def probe(self, comm: Comm) -> None:
+        """Phases 2, 3 and 5 alone, on zero buffers of the sizes a step sends (a benchmark
+        of the communication)."""
+        world, tape = self.plan.world, self.tape
+        for src in range(world):
+            comm.broadcast(src, self._empty(self.plan.boundary_bytes(tape, src)))
+        if not self.plan.reduce:
+            return
+        sends = [
+            self._empty(self.plan.chunk_bytes(tape, self.plan.scatter[self.rank], d))
+            for d in range(world)
+        ]
+        comm.alltoall(sends, self.scatter_sizes())
+        for src in range(world):
+            comm.broadcast(src, self._empty(sum(self.gather_sizes(src))))
+
+    def _empty(self, size: int) -> torch.Tensor:
+        return torch.empty(size, dtype=torch.uint8, device=self.device)
+
+
+class _MemoryComm:
+    """`simulate`'s collectives: each rank's contributions, posted before they are read."""
+
+    def __init__(self, world: int) -> None:
+        self.world = world
+        self.bcast: dict[tuple[int, int], torch.Tensor] = {}  # (round, src) -> buffer
+        self.a2a: dict[tuple[int, int], torch.Tensor] = {}  # (src, dst) -> buffer
 
 
 def simulate(
     tape: Tape, feeds: Mapping[str, torch.Tensor], world: int, device: torch.device | None = None
 ) -> list[list[torch.Tensor | None]]:
-    """Every rank's values after one step, the W workers run one after the other in this
-    process (the exchange done in memory): the plan's bits without a process group."""
+    """Every rank's values after one step, the W workers run phase by phase in this
+    process (the collectives done in memory): the plan's bits without a process group."""
     dev = device or torch.device("cpu")
     exs = [ShardedExecutor(tape, dev, world, r) for r in range(world)]
     vals = [ex.run_local(feeds) for ex in exs]
-    bufs = [ex.pack(v) for ex, v in zip(exs, vals, strict=True)]
-    for r, ex in enumerate(exs):
-        for src in range(world):
-            if src != r:
-                ex.unpack(src, bufs[src], vals[r])
-        ex.run_shared(vals[r])
+    if world > 1:
+        full = [ex.pack(v) for ex, v in zip(exs, vals, strict=True)]
+        for r, ex in enumerate(exs):
+            for src in range(world):
+                if src != r:
+                    ex.unpack(src, full[src], vals[r])
+        if exs[0].plan.reduce:
+            sends = [ex.scatter_sends(v) for ex, v in zip(exs, vals, strict=True)]
+            parts = [ex.run_reduce([sends[s][r] for s in range(world)]) for r, ex in enumerate(exs)]
+            outs = [ex.gather_pack(p) for ex, p in zip(exs, parts, strict=True)]
+            for ex, v in zip(exs, vals, strict=True):
+                ex.gather_unpack(outs, v)
+    for ex, v in zip(exs, vals, strict=True):
+        ex.run_shared(v)
     return vals
 
 
-def torch_exchange(group: object | None = None) -> Exchange:
-    """The exchange over an initialised `torch.distributed` process group: a broadcast of
-    rank src's buffer (gloo on CPU, NCCL on GPU)."""
-    import torch.distributed as dist
+class TorchComm:
+    """The collectives over an initialised `torch.distributed` process group (gloo on CPU,
+    NCCL on GPU): `broadcast`, and the scatter as one `all_to_all_single`."""
 
-    def exchange(src: int, buf: torch.Tensor) -> torch.Tensor:
+    def __init__(self, group: Any = None) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world = dist.get_world_size(group)
+
+    def broadcast(self, src: int, buf: torch.Tensor) -> torch.Tensor:
         if buf.numel():
-            dist.broadcast(buf, src, group=group)  # type: ignore[arg-type]
+            self.dist.broadcast(buf, src, group=self.group)
         return buf
 
-    return exchange
+    def alltoall(self, sends: Sequence[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
+        dev = sends[self.rank].device
+        out = torch.empty(sum(sizes), dtype=torch.uint8, device=dev)
+        if out.numel() or any(x.numel() for x in sends):
+            self.dist.all_to_all_single(
+                out,
+                torch.cat(list(sends)),
+                output_split_sizes=list(sizes),
+                input_split_sizes=[x.numel() for x in sends],
+                group=self.group,
+            )
+        parts, off = [], 0
+        for n in sizes:
+            parts.append(out[off : off + n])
+            off += n
+        return parts
+
+
+def torch_comm(group: Any = None) -> TorchComm:
+    """`TorchComm` on `group` (default: the default process group)."""
+    return TorchComm(group)
 
 
 def train_step(
@@ -260,7 +471,7 @@ def train_step(
     state: Mapping[str, torch.Tensor],
     ds: data_mod.Dataset,
     ex: ShardedExecutor,
-    exchange: Exchange,
+    comm: Comm,
 ) -> tuple[State, float]:
     """One step of `program` as rank ``ex.rank`` of W: (the whole new state, the loss),
     bit-identical to `repops.training.train_step`."""
@@ -268,7 +479,7 @@ def train_step(
     cursor = int(state["meta.data_cursor"].item())
     feeds = {k: v.to(dev) for k, v in state.items()}
     feeds.update({k: v.to(dev) for k, v in batch_for(program, ds, cursor).items()})
-    vals = ex.run(feeds, exchange)
+    vals = ex.run(feeds, comm)
     new: State = {}
     for name, nid in program.tape.outputs.items():
         v = vals[nid]

@@ -246,25 +246,17 @@ def _train(
     import torch.distributed as dist
 
     rank, world = ex.rank, ex.plan.world
-    bcast = parallel.torch_exchange()
-    waited = [0.0]
-
-    def exchange(src: int, buf: torch.Tensor) -> torch.Tensor:
-        t = time.perf_counter()
-        out = bcast(src, buf)
-        waited[0] += time.perf_counter() - t
-        return out
-
+    comm = _TimedComm(parallel.torch_comm())
     k = program.checkpoint_interval
     checkpoint = step_of(state) // k
     while step_of(state) < program.steps:
         if on_step is not None:
             on_step(rank, step_of(state))
-        waited[0] = 0.0
+        comm.waited = 0.0
         t0 = time.perf_counter()
-        state, loss = parallel.train_step(program, state, ds, ex, exchange)
+        state, loss = parallel.train_step(program, state, ds, ex, comm)
         spent = time.perf_counter() - t0
-        times = torch.tensor([spent - waited[0], waited[0]], dtype=torch.float64)
+        times = torch.tensor([spent - comm.waited, comm.waited], dtype=torch.float64)
         every = [torch.zeros(2, dtype=torch.float64) for _ in range(world)]
         dist.all_gather(every, times)
         step = step_of(state)
@@ -298,6 +290,26 @@ def _train(
         sys.stdout.write(f"final_loss: {losses[-1]!r}\n" if losses else "final_loss: -\n")
         sys.stdout.write(f"state_hash: {hashing.state_hash(state).hex()}\n")
         sys.stdout.flush()
+
+
+class _TimedComm:
+    """A `parallel.Comm` that adds up the seconds spent in its collectives."""
+
+    def __init__(self, inner: parallel.TorchComm) -> None:
+        self.inner = inner
+        self.waited = 0.0
+
+    def broadcast(self, src: int, buf: torch.Tensor) -> torch.Tensor:
+        t = time.perf_counter()
+        out = self.inner.broadcast(src, buf)
+        self.waited += time.perf_counter() - t
+        return out
+
+    def alltoall(self, sends: Sequence[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
+        t = time.perf_counter()
+        out = self.inner.alltoall(sends, sizes)
+        self.waited += time.perf_counter() - t
+        return out
 
 
 # ----------------------------------------------------------------------------------------
