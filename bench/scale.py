@@ -19,7 +19,8 @@ bench starts W worker processes itself (``python -m bench.scale --worker R``, a
   the fp32 gradients, 2(W-1)/W x the gradient bytes;
 * ``comm_s_<model>_w<W>: ours X allreduce Y ratio Z``: the measured time of our exchange
   alone (`ShardedExecutor.probe`: the full-boundary broadcasts, the scatter and the
-  gather of `repops.parallel`, on buffers of the plan's sizes) against `dist.all_reduce` of one flat fp32 buffer of the gradient size, in
+  gather of `repops.parallel`, on buffers of the plan's sizes) against `dist.all_reduce`
+  of one flat fp32 buffer of the gradient size, in
   the same processes, interleaved (slowest rank per rep; medians; ratio = median of the
   per-rep ratios);
 * ``bits_equal_<model>_w<W>: True`` when every rank's state after the 1 + reps parallel
