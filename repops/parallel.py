@@ -437,6 +437,8 @@ class TorchComm:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world = dist.get_world_size(group)
+        # gloo has no all_to_all for CUDA tensors: stage them through host memory
+        self.stage = "nccl" not in str(dist.get_backend(group))
 
     def broadcast(self, src: int, buf: torch.Tensor) -> torch.Tensor:
         if buf.numel():
@@ -445,6 +447,9 @@ class TorchComm:
 
     def alltoall(self, sends: Sequence[torch.Tensor], sizes: Sequence[int]) -> list[torch.Tensor]:
         dev = sends[self.rank].device
+        if self.stage and dev.type != "cpu":
+            back = self.alltoall([x.cpu() for x in sends], sizes)
+            return [x.to(dev) for x in back]
         out = torch.empty(sum(sizes), dtype=torch.uint8, device=dev)
         if out.numel() or any(x.numel() for x in sends):
             self.dist.all_to_all_single(
