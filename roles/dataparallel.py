@@ -205,6 +205,7 @@ def worker_main(
     """
     import torch.distributed as dist
 
+    die_with_launcher()
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -410,6 +411,21 @@ def free_port() -> int:
 WORKER_CMD = (sys.executable, "-m", "roles.dataparallel", "worker")
 
 
+def die_with_launcher() -> None:
+    """A worker that `launch` started (``ASSAY_LAUNCHER_PID`` set) asks to be killed when
+    its launcher dies (Linux prctl PR_SET_PDEATHSIG), so that no orphan trains on in a
+    run directory a new launch resumes; one whose launcher is already gone exits.  Under
+    torchrun, or elsewhere, a no-op."""
+    want = os.environ.get("ASSAY_LAUNCHER_PID")
+    if want is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(want):
+        raise SystemExit(1)
+
+
 def _describe_exit(rc: int) -> str:
     if rc < 0:
         try:
@@ -476,6 +492,7 @@ def launch(
                 MASTER_ADDR="127.0.0.1",
                 MASTER_PORT=str(port),
                 OMP_NUM_THREADS=str(per_worker),
+                ASSAY_LAUNCHER_PID=str(os.getpid()),
             )
             logf = open(run_dir / "logs" / f"rank-{r}.log", "ab")  # noqa: SIM115
             cmd = [*worker_cmd, str(run_dir), "--device", device, "--timeout", str(timeout_s)]

@@ -10,7 +10,6 @@ caught at the next checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -229,10 +228,18 @@ def test_a_worker_that_computes_other_bits_is_caught_at_the_checkpoint(tmp_path:
     assert not (tmp_path / "ckpt-0001.safetensors").exists()  # nothing diverged is written
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 @pytest.mark.slow
 def test_a_run_directory_restarted_after_the_launcher_died_resumes(tmp_path: Path) -> None:
-    """The launcher itself killed (SIGKILL, workers orphaned then stopped): launching
-    again on the same directory resumes from its last checkpoint."""
+    """The launcher itself killed (SIGKILL): its workers die with it, and launching again
+    on the same directory resumes from its last checkpoint."""
     spec = _spec(steps=12, k=2)
     program, want = _single(spec)
     dp.prepare_run(tmp_path, spec, DIGITS_BYTES)
@@ -252,9 +259,10 @@ def test_a_run_directory_restarted_after_the_launcher_died_resumes(tmp_path: Pat
     proc.kill()
     proc.wait()
     pids = json.loads((tmp_path / "workers.json").read_text())["pids"]
-    for pid in pids:  # what a supervisor does with the orphans
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30  # the workers die with their launcher
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
     done = dp.read_status(tmp_path)
     assert done is not None and 5 <= done.step < program.steps
     seen: list[int] = []
