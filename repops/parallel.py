@@ -15,7 +15,8 @@ splitting the tape's nodes between them:
   inputs are COMMON or owned by the one worker r -- r (e.g. the tree's subtree over r's
   own micro-batches); else SHARED.  A node of micro-batch i may read only leaves, COMMON
   nodes and nodes of micro-batch i (checked by `plan`);
-* the REDUCE nodes: SHARED float32 ADD nodes of two same-shape values and DIV nodes of one
+* the REDUCE nodes (W > 2 only; at W = 2 whole broadcasts move as many bytes with fewer
+  collectives): SHARED float32 ADD nodes of two same-shape values and DIV nodes of one
   by a 0-dim constant, each of whose non-leaf inputs is owned by a worker or is itself a
   REDUCE node (the combine trees above the workers' own subtrees, and `micro_mean`'s
   DIV).  They are element-wise, so worker r computes them on chunk r only: of a value of
@@ -144,7 +145,7 @@ def plan(tape: Tape, world: int) -> Plan:
         else:
             owner[i] = SHARED
     red: set[int] = set()
-    if world > 1:
+    if world > 2:  # at W = 2 whole broadcasts move the same bytes in fewer collectives
         for i, node in enumerate(nodes):
             if owner[i] != SHARED or node.dtype != "float32":
                 continue

@@ -239,25 +239,30 @@ def test_a_sharded_step_replays_as_one_trace_on_one_process() -> None:
 
 
 def test_workers_move_what_a_ddp_ring_all_reduce_moves() -> None:
-    """Each worker receives (W-1)/W of the partial gradients (the scatter) and (W-1)/W of
-    the combined ones (the gather): 2(W-1)/W x the gradient bytes, DDP's ring volume,
-    plus the partial losses; nothing is broadcast whole (M = 4: W = 2 and W = 4)."""
+    """DDP's ring all-reduce moves 2(W-1)/W x the gradient bytes to each worker.  W = 2
+    (M = 4): each worker broadcasts its one partial gradient per parameter and its
+    partial loss whole.  W = 4: each worker receives chunk r of the others' partials (the
+    scatter) and the rest of the sums (the gather), nothing whole."""
     prog = build_program(_micro(mlp_spec(batch_size=16), 4))
     sizes = [torch.Size(p.shape).numel() for p in prog.params.values()]
-    for world in (2, 4):
-        plan = parallel.plan(prog.tape, world)
-        assert [plan.boundary_bytes(prog.tape, r) for r in range(world)] == [0] * world
-        for r in range(world):
-            chunk = sum(4 * (n * (r + 1) // world - n * r // world) for n in sizes)
-            grads = 4 * sum(sizes)
-            # the 0-dim loss's one element is the last rank's chunk: it gets the partials
-            loss = 4 * (world - 1) if r == world - 1 else 4
-            # scatter: chunk r of each other worker's partials; gather: the rest of the sums
-            want = (world - 1) * chunk + (grads - chunk) + loss
-            assert plan.received_bytes(prog.tape, r) == want, (world, r)
-        # every combine node but the partial subtrees is REDUCE: the tree tops and DIVs
-        assert {prog.tape.nodes[i].op for i in plan.reduce} == {Op.ADD, Op.DIV}
-        assert set(plan.gather) <= set(plan.reduce)
+    grads = 4 * sum(sizes)
+    two = parallel.plan(prog.tape, 2)
+    assert (
+        two.reduce == () and [two.boundary_bytes(prog.tape, r) for r in (0, 1)] == [grads + 4] * 2
+    )
+    assert two.received_bytes(prog.tape, 0) == grads + 4
+    world = 4
+    plan = parallel.plan(prog.tape, world)
+    assert [plan.boundary_bytes(prog.tape, r) for r in range(world)] == [0] * world
+    for r in range(world):
+        chunk = sum(4 * (n * (r + 1) // world - n * r // world) for n in sizes)
+        # the 0-dim loss's one element is the last rank's chunk: it gets the partials
+        loss = 4 * (world - 1) if r == world - 1 else 4
+        want = (world - 1) * chunk + (grads - chunk) + loss
+        assert plan.received_bytes(prog.tape, r) == want, r
+    # the tree tops and micro_mean's DIV are REDUCE; gathered: the DIVs
+    assert {prog.tape.nodes[i].op for i in plan.reduce} == {Op.ADD, Op.DIV}
+    assert {prog.tape.nodes[i].op for i in plan.gather} == {Op.DIV}
 
 
 def test_a_world_size_that_does_not_divide_m_is_refused() -> None:
