@@ -671,7 +671,30 @@ def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
     """out[b..., j...] = flat(x[b...])[idx[j...]] over the `lead` leading axes b; an index
-    of -1 gives +0.  Exact copies."""
+    of -1 gives +0.  Exact copies (native on CPU: bit patterns copied)."""
+    if x.device.type != "cpu" or x.element_size() not in (4, 8) or idx.dtype != torch.int64:
+        return take_torch(x, idx, lead)
+    xs, js = x.contiguous(), idx.contiguous()
+    lead_shape = tuple(x.shape[:lead])
+    b = 1
+    for d in lead_shape:
+        b *= d
+    per = 1
+    for d in x.shape[lead:]:
+        per *= d
+    out = torch.empty((*lead_shape, *idx.shape), dtype=x.dtype)
+    rc = kernels.lib().repops_take(
+        xs.data_ptr(), js.data_ptr(), out.data_ptr(), b, per, js.numel(), x.element_size()
+    )
+    if rc == -3:
+        raise IndexError(f"take: an index is out of range for {per} elements per entry")
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_take failed with code {rc}")
+    return out
+
+
+def take_torch(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
+    """`take` as torch calls (any device)."""
     lead_shape = tuple(x.shape[:lead])
     b = 1
     for d in lead_shape:
@@ -688,7 +711,36 @@ def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
 
 def max_grad(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
     """g (size 1 on `axis`) placed at the first index along `axis` where x attains its
-    maximum (the first NaN, if any); +0 everywhere else.  Exact."""
+    maximum (the first NaN, if any); +0 everywhere else.  Exact (native on CPU)."""
+    axis = axis % x.dim() if x.dim() else 0
+    length = x.shape[axis] if x.dim() else 1
+    outer = 1
+    for d in x.shape[:axis]:
+        outer *= d
+    inner = 1
+    for d in x.shape[axis + 1 :]:
+        inner *= d
+    if (
+        x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or g.dtype != torch.float32
+        or x.dim() == 0
+        or length == 0
+        or tuple(g.shape) != (*x.shape[:axis], 1, *x.shape[axis + 1 :])
+    ):
+        return max_grad_torch(x, g, axis)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    rc = kernels.lib().repops_max_grad(
+        xs.data_ptr(), gs.data_ptr(), out.data_ptr(), outer, length, inner
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_max_grad failed with code {rc}")
+    return out
+
+
+def max_grad_torch(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
+    """`max_grad` as torch calls (any device)."""
     length = x.shape[axis]
     mx = torch.amax(x, dim=axis, keepdim=True)
     hit = (x == mx) | (torch.isnan(x) & torch.isnan(mx))

@@ -946,6 +946,88 @@ API int repops_adamw_param(const float* p, const float* m, const float* v, float
   return 0;
 }
 
+// TAKE: out[bi][j] = flat(x[bi])[idx[j]] (idx < 0: all-zero bits, i.e. +0 / int 0) for
+// b entries of per elements each, n indices; elements of es = 4 or 8 bytes, copied as bit
+// patterns.  Returns 0, -2 for a bad argument, -3 for an index >= per.
+extern "C++" {
+template <class T>
+int take_t(const T* __restrict__ x, const int64_t* __restrict__ idx, T* __restrict__ out,
+           int64_t b, int64_t per, int64_t n) {
+  for (int64_t j = 0; j < n; j++)
+    if (idx[j] >= per) return -3;
+  for (int64_t bi = 0; bi < b; bi++) {
+    const T* src = x + bi * per;
+    T* dst = out + bi * n;
+    for (int64_t j = 0; j < n; j++) {
+      const int64_t k = idx[j];
+      dst[j] = k < 0 ? T(0) : src[k];
+    }
+  }
+  return 0;
+}
+}  // extern "C++"
+
+API int repops_take(const void* x, const int64_t* idx, void* out, int64_t b, int64_t per,
+                    int64_t n, int es) {
+  if (b < 0 || per < 0 || n < 0) return -2;
+  if (es == 4)
+    return take_t(static_cast<const uint32_t*>(x), idx, static_cast<uint32_t*>(out), b, per, n);
+  if (es == 8)
+    return take_t(static_cast<const uint64_t*>(x), idx, static_cast<uint64_t*>(out), b, per, n);
+  return -2;
+}
+
+// MAX_GRAD over x (outer, len, inner) float32, g (outer, 1, inner): out = g at the first
+// index of each line where x is maximal (the first NaN if the line has one), +0 elsewhere.
+// Values are compared, never computed; g is copied as its bit pattern.
+API int repops_max_grad(const float* x, const uint32_t* g, uint32_t* out, int64_t outer,
+                        int64_t len, int64_t inner) {
+  if (outer < 0 || len < 1 || inner < 0) return -2;
+  std::memset(out, 0, sizeof(uint32_t) * outer * len * inner);
+  for (int64_t o = 0; o < outer; o++) {
+    for (int64_t i = 0; i < inner; i++) {
+      const float* xl = x + o * len * inner + i;
+      int64_t best = -1;
+      for (int64_t t = 0; t < len; t++)
+        if (std::isnan(xl[t * inner])) {
+          best = t;
+          break;
+        }
+      if (best < 0) {
+        best = 0;
+        for (int64_t t = 1; t < len; t++)
+          if (xl[t * inner] > xl[best * inner]) best = t;
+      }
+      out[(o * len + best) * inner + i] = g[o * inner + i];
+    }
+  }
+  return 0;
+}
+
+// DROPOUT_MASK element i of n: w = rng.bits32 of counter i under the four round keys
+// k0..k3 (repops/rng.py: key-xor, xor-shift 16, times the round's multiplier, xor-shift
+// 13, times 0x1B873593, xor-shift 16; all mod 2**32); out[i] = scale if (w >> 8) >=
+// threshold else +0.  Exact integer math.
+API int repops_dropout_mask(uint32_t k0, uint32_t k1, uint32_t k2, uint32_t k3,
+                            int64_t threshold, float scale, float* out, int64_t n) {
+  if (n < 0 || n > (int64_t(1) << 32)) return -2;
+  const uint32_t keys[4] = {k0, k1, k2, k3};
+  const uint32_t muls[4] = {0x2C1B3C6Du, 0x297A2D39u, 0x3D6B5A95u, 0x2C1B3C6Du};
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t x = static_cast<uint32_t>(i);
+    for (int r = 0; r < 4; r++) {
+      x ^= keys[r];
+      x ^= x >> 16;
+      x *= muls[r];
+      x ^= x >> 13;
+      x *= 0x1B873593u;
+      x ^= x >> 16;
+    }
+    out[i] = static_cast<int64_t>(x >> 8) >= threshold ? scale : 0.0f;
+  }
+  return 0;
+}
+
 // Clears FTZ/DAZ and sets round-to-nearest on the calling thread and on every thread of
 // the OpenMP pool (torch's pool is the same libgomp runtime); returns how many threads.
 API int repops_sanitize_fp(int nthreads) {
