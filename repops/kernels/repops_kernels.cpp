@@ -33,6 +33,37 @@ struct FpGuard {
   ~FpGuard() { _mm_setcsr(old); }
 };
 
+// Runs f, which holds an orphaned `omp for`, on an OpenMP team of nthreads when par, else on
+// the calling thread alone (no team start: it costs microseconds, and small tapes make many
+// small calls).  Which thread computes an element never changes how.
+template <class F>
+inline void team(bool par, int nthreads, F&& f) {
+  if (par && nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+    f();
+  } else {
+    f();
+  }
+}
+
+// A per-thread scratch buffer that grows and is reused across calls (no allocation, and no
+// fresh pages, per small matmul).  Contents are always written before they are read.
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      const size_t bytes = ((want * sizeof(float) + 63) / 64) * 64 + 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      n = want;
+    }
+    return p;
+  }
+};
+thread_local Scratch tl_pa, tl_pb;
+
 struct Geo {
   const float* a;
   const float* b;
@@ -169,11 +200,14 @@ void gemm(const Geo& g, const Micros& mk, int nthreads) {
   const int amode = (g.sam == 1 && g.sak != 1) ? (g.sak <= kDirectLd ? 2 : 0)
                                                : (g.sak == 1 && g.sam <= kDirectLd &&
                                                   g.n <= 4 * NR ? 1 : 0);
-#pragma omp parallel num_threads(nthreads)
-  {
+  // Scratch sizes: only as much as this call's panels use.
+  const int64_t kcap = std::min(kc, g.k);
+  const int64_t mcap = std::min(mc, ((std::min(ms, g.m) + MR - 1) / MR) * MR);
+  const int64_t ncap = std::min(nc, ((g.n + NR - 1) / NR) * NR);
+  team(tiles > 1, nthreads, [&]() {
     FpGuard guard;
-    float* pa = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * mc * kc + 64));
-    float* pb = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * nc * kc + 64));
+    float* pa = tl_pa.get(static_cast<size_t>(mcap * kcap));
+    float* pb = tl_pb.get(static_cast<size_t>(ncap * kcap));
     alignas(64) float tmp[MR * NR];
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; t++) {
@@ -261,9 +295,7 @@ void gemm(const Geo& g, const Micros& mk, int nthreads) {
         }
       }
     }
-    std::free(pa);
-    std::free(pb);
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -565,24 +597,28 @@ template <float (*F)(float)>
 void unary(const float* x, float* y, int64_t n, int nthreads) {
   const int64_t grain = 1 << 14;
   const int64_t blocks = (n + grain - 1) / grain;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
-  for (int64_t bl = 0; bl < blocks; bl++) {
-    FpGuard guard;
-    const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
-    unary_block<F>(x, y, lo, hi);
-  }
+  team(blocks > 1, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+      FpGuard guard;
+      const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
+      unary_block<F>(x, y, lo, hi);
+    }
+  });
 }
 
 template <void (*B)(const float*, float*, int64_t, int64_t)>
 void blocked(const float* x, float* y, int64_t n, int nthreads) {
   const int64_t grain = 1 << 12;
   const int64_t blocks = (n + grain - 1) / grain;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
-  for (int64_t bl = 0; bl < blocks; bl++) {
-    FpGuard guard;
-    const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
-    B(x, y, lo, hi);
-  }
+  team(blocks > 1, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+      FpGuard guard;
+      const int64_t lo = bl * grain, hi = std::min(n, lo + grain);
+      B(x, y, lo, hi);
+    }
+  });
 }
 
 // The fixed halving tree of repops/numerics.py over an axis of length len, for w columns:
@@ -708,8 +744,7 @@ API int repops_tree_sum(const float* x, float* y, int64_t outer, int64_t len, in
   const int64_t cb = rows ? std::max<int64_t>(1, 8192 / len) : (inner < 256 ? (inner > 0 ? inner : 1) : 256);
   const int64_t nblk = (span + cb - 1) / cb;
   const int64_t tasks = rows ? nblk : outer * nblk;
-#pragma omp parallel num_threads(nthreads) if (tasks > 1 && outer * len * inner > 32768)
-  {
+  team(tasks > 1 && outer * len * inner > 32768, nthreads, [&]() {
     FpGuard guard;
     float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * cb + 64));
 #pragma omp for schedule(static)
@@ -724,7 +759,7 @@ API int repops_tree_sum(const float* x, float* y, int64_t outer, int64_t len, in
       }
     }
     std::free(buf);
-  }
+  });
   return 0;
 }
 
@@ -733,11 +768,13 @@ API int repops_gelu_grad(const float* x, const float* g, float* y, int64_t n, in
   if (n < 0 || nthreads <= 0) return -2;
   const int64_t grain = 1 << 14;
   const int64_t blocks = (n + grain - 1) / grain;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
-  for (int64_t bl = 0; bl < blocks; bl++) {
-    FpGuard guard;
-    gelu_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
-  }
+  team(blocks > 1, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+      FpGuard guard;
+      gelu_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
+    }
+  });
   return 0;
 }
 
@@ -745,11 +782,13 @@ API int repops_gelu_erf_grad(const float* x, const float* g, float* y, int64_t n
   if (n < 0 || nthreads <= 0) return -2;
   const int64_t grain = 1 << 12;
   const int64_t blocks = (n + grain - 1) / grain;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (blocks > 1)
-  for (int64_t bl = 0; bl < blocks; bl++) {
-    FpGuard guard;
-    gelu_erf_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
-  }
+  team(blocks > 1, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+      FpGuard guard;
+      gelu_erf_grad_block(x, g, y, bl * grain, std::min(n, (bl + 1) * grain));
+    }
+  });
   return 0;
 }
 
@@ -792,14 +831,13 @@ CLONES void softmax_rows(const float* __restrict__ x, float* __restrict__ y,
 template <class F>
 void row_blocks(int64_t rows, int64_t len, int64_t scratch, int nthreads, F f) {
   const int64_t blocks = (rows + 15) / 16;
-#pragma omp parallel num_threads(nthreads) if (rows * len > 32768)
-  {
+  team(rows * len > 32768, nthreads, [&]() {
     FpGuard guard;
     float* buf = static_cast<float*>(std::malloc(sizeof(float) * len * scratch + 64));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; b++) f(buf, b * 16, std::min(rows, b * 16 + 16));
     std::free(buf);
-  }
+  });
 }
 
 }  // extern "C++"
@@ -906,23 +944,25 @@ API int repops_layer_norm_grad(const float* x, const float* g, float* out, int64
 API int repops_adam_moment(int square, const float* m, const float* g, float* out, int64_t n,
                            float b, float c, int nthreads) {
   if (n < 0 || nthreads <= 0) return -2;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (n > 65536)
-  for (int64_t lo = 0; lo < n; lo += 16384) {
-    FpGuard guard;
-    const int64_t hi = std::min(n, lo + 16384);
-    if (square) {
-      for (int64_t i = lo; i < hi; i++) {
-        const float gg = g[i] * g[i];
-        const float bm = b * m[i];
-        out[i] = bm + c * gg;
-      }
-    } else {
-      for (int64_t i = lo; i < hi; i++) {
-        const float bm = b * m[i];
-        out[i] = bm + c * g[i];
+  team(n > 65536, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t lo = 0; lo < n; lo += 16384) {
+      FpGuard guard;
+      const int64_t hi = std::min(n, lo + 16384);
+      if (square) {
+        for (int64_t i = lo; i < hi; i++) {
+          const float gg = g[i] * g[i];
+          const float bm = b * m[i];
+          out[i] = bm + c * gg;
+        }
+      } else {
+        for (int64_t i = lo; i < hi; i++) {
+          const float bm = b * m[i];
+          out[i] = bm + c * g[i];
+        }
       }
     }
-  }
+  });
   return 0;
 }
 
@@ -931,18 +971,20 @@ API int repops_adamw_param(const float* p, const float* m, const float* v, float
                            int64_t n, float bc1, float bc2, float eps, float lr, float wd,
                            int decay, int nthreads) {
   if (n < 0 || nthreads <= 0) return -2;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (n > 65536)
-  for (int64_t lo = 0; lo < n; lo += 16384) {
-    FpGuard guard;
-    const int64_t hi = std::min(n, lo + 16384);
-    for (int64_t i = lo; i < hi; i++) {
-      const float mh = m[i] / bc1;
-      const float den = std::sqrt(v[i] / bc2) + eps;
-      float u = mh / den;
-      if (decay) u = u + wd * p[i];
-      out[i] = p[i] - lr * u;
+  team(n > 65536, nthreads, [&]() {
+#pragma omp for schedule(static)
+    for (int64_t lo = 0; lo < n; lo += 16384) {
+      FpGuard guard;
+      const int64_t hi = std::min(n, lo + 16384);
+      for (int64_t i = lo; i < hi; i++) {
+        const float mh = m[i] / bc1;
+        const float den = std::sqrt(v[i] / bc2) + eps;
+        float u = mh / den;
+        if (decay) u = u + wd * p[i];
+        out[i] = p[i] - lr * u;
+      }
     }
-  }
+  });
   return 0;
 }
 
@@ -983,6 +1025,7 @@ API int repops_take(const void* x, const int64_t* idx, void* out, int64_t b, int
 API int repops_max_grad(const float* x, const uint32_t* g, uint32_t* out, int64_t outer,
                         int64_t len, int64_t inner) {
   if (outer < 0 || len < 1 || inner < 0) return -2;
+  FpGuard guard;  // DAZ would make subnormals compare equal to zero
   std::memset(out, 0, sizeof(uint32_t) * outer * len * inner);
   for (int64_t o = 0; o < outer; o++) {
     for (int64_t i = 0; i < inner; i++) {
