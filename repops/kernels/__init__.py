@@ -129,6 +129,10 @@ def lib() -> ctypes.CDLL:
         handle.repops_adam_moment.restype = cint
         handle.repops_adamw_param.argtypes = [ptr, ptr, ptr, ptr, i64, *([f32] * 5), cint, cint]
         handle.repops_adamw_param.restype = cint
+        handle.repops_relu.argtypes = [ptr, ptr, i64]
+        handle.repops_relu.restype = cint
+        handle.repops_relu_grad.argtypes = [ptr, ptr, ptr, i64]
+        handle.repops_relu_grad.restype = cint
         handle.repops_take.argtypes = [ptr, ptr, ptr, i64, i64, i64, cint]
         handle.repops_take.restype = cint
         handle.repops_max_grad.argtypes = [ptr, ptr, ptr, i64, i64, i64]

@@ -988,6 +988,22 @@ API int repops_adamw_param(const float* p, const float* m, const float* v, float
   return 0;
 }
 
+// RELU: y = +0 if x <= 0 else x (NaN stays); RELU_GRAD: y = g if x > 0 else +0.  Compares
+// and copies only (FpGuard: DAZ would make subnormals compare as zero).
+API int repops_relu(const float* x, float* y, int64_t n) {
+  if (n < 0) return -2;
+  FpGuard guard;
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
+  return 0;
+}
+
+API int repops_relu_grad(const float* x, const float* g, float* y, int64_t n) {
+  if (n < 0) return -2;
+  FpGuard guard;
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? g[i] : 0.0f;
+  return 0;
+}
+
 // TAKE: out[bi][j] = flat(x[bi])[idx[j]] (idx < 0: all-zero bits, i.e. +0 / int 0) for
 // b entries of per elements each, n indices; elements of es = 4 or 8 bytes, copied as bit
 // patterns.  Returns 0, -2 for a bad argument, -3 for an index >= per.

@@ -82,3 +82,18 @@ def test_bits32_int_equals_the_tensor_mixer() -> None:
     for seed, stream, c in ((0, 0, 0), (-1, 12345, 2**32 - 1), (2**63 - 1, 2**31, 77)):
         want = int(rng.bits32(seed, stream, torch.tensor([c]))[0])
         assert rng.bits32_int(seed, stream, c) == want
+
+
+def test_relu_and_relu_grad_native_equal_the_definition() -> None:
+    g = gen(3)
+    x = torch.randn(4097, generator=g)
+    x[:6] = torch.tensor([-0.0, 0.0, math.nan, -math.inf, 1e-45, -1e-45])
+    gv = torch.randn(4097, generator=g)
+    zero = torch.zeros(())
+    assert same_bits(KERNELS[Op.RELU](None, [x]), torch.where(x <= 0, zero, x))
+    want = torch.where(x > 0, gv, zero)
+    assert same_bits(KERNELS[Op.RELU_GRAD](None, [x, gv]), want)
+    xt = x[:4096].reshape(64, 64).t()  # non-contiguous operands
+    gt = gv[:4096].reshape(64, 64).t()
+    assert same_bits(KERNELS[Op.RELU_GRAD](None, [xt, gt]), torch.where(xt > 0, gt, zero))
+    assert same_bits(KERNELS[Op.RELU](None, [xt]), torch.where(xt <= 0, zero, xt))
