@@ -45,26 +45,32 @@ def matmul(
     """
     if a.dtype != torch.float32 or b.dtype != torch.float32:
         raise TypeError(f"matmul needs float32 operands, got {a.dtype} and {b.dtype}")
-    if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
+    ad, bd = a.dim(), b.dim()
+    if ad < 2 or bd < 2 or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    if b.dim() == 2 and a.dim() > 2:
-        lead = a.shape[:-1]
-        flat = matmul(a.reshape(-1, a.shape[-1]), b, isa=isa, threads=threads, blocking=blocking)
-        return flat.reshape(*lead, b.shape[1])
-    if a.shape[:-2] != b.shape[:-2]:
+    out_shape: tuple[int, ...] | None = None
+    a_str: tuple[int, ...]
+    b_str: tuple[int, ...]
+    if bd == 2 and ad > 2:  # a's batch dims folded into rows: the same computation
+        out_shape = (*a.shape[:-1], b.shape[1])
+        a = a.reshape(-1, a.shape[-1])
+        ad = 2
+    elif a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"matmul batch dims {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.device.type == "cuda":
+    if a.is_cuda:
         from repops.cuda_kernels import matmul as cuda_matmul
 
-        return cuda_matmul(a, b, KC)
-    if a.dim() == 2:  # the common case: no batch reshapes (per-op overhead matters)
+        c = cuda_matmul(a, b, KC)
+        return c if out_shape is None else c.reshape(out_shape)
+    if ad == 2:  # the common case: no batch reshapes (per-op overhead matters)
         m, k = a.shape
         n = b.shape[1]
         nb = 1
-        a_str = (0, *a.stride())
-        b_str = (0, *b.stride())
+        sa0, sa1 = a.stride()
+        sb0, sb1 = b.stride()
+        a_str = (0, sa0, sa1)
+        b_str = (0, sb0, sb1)
         c = torch.empty((m, n), dtype=torch.float32)
-        out_shape: tuple[int, ...] | None = None
     else:
         out_lead = a.shape[:-2]
         m, k = a.shape[-2], a.shape[-1]

@@ -14,7 +14,6 @@ This module must never call a torch op whose rounding is unspecified: no float32
 
 from __future__ import annotations
 
-import ctypes
 import math
 
 import torch
@@ -71,28 +70,20 @@ def _pow2(e: torch.Tensor) -> torch.Tensor:
 
 
 def tree_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Fixed-tree float32 sum over `dim`, keepdim=True (native kernel on CPU)."""
+    """Fixed-tree float32 sum over `dim`, keepdim=True (native on CPU)."""
     dim = dim % x.dim()
-    length = x.shape[dim]
-    if x.device.type != "cpu" or x.dtype != torch.float32 or length == 0:
+    shape = tuple(x.shape)
+    length = shape[dim]
+    if not x.is_cpu or x.dtype != torch.float32 or length == 0:
         return tree_sum_torch(x, dim)
+    if length == 1:  # the tree of one element is that element: no operation
+        return x.contiguous()
     src = x.contiguous()
-    outer = 1
-    for d in x.shape[:dim]:
-        outer *= d
-    inner = 1
-    for d in x.shape[dim + 1 :]:
-        inner *= d
-    shape = list(x.shape)
-    shape[dim] = 1
-    out = torch.empty(shape, dtype=torch.float32)
+    outer = math.prod(shape[:dim])
+    inner = math.prod(shape[dim + 1 :])
+    out = torch.empty((*shape[:dim], 1, *shape[dim + 1 :]), dtype=torch.float32)
     rc = kernels.lib().repops_tree_sum(
-        ctypes.c_void_p(src.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
-        outer,
-        length,
-        inner,
-        torch.get_num_threads(),
+        src.data_ptr(), out.data_ptr(), outer, length, inner, torch.get_num_threads()
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_tree_sum failed with code {rc}")
@@ -216,8 +207,8 @@ def _native_unary(name: str, x: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(src)
     rc = kernels.lib().repops_unary(
         _UNARY[name],
-        ctypes.c_void_p(src.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        src.data_ptr(),
+        out.data_ptr(),
         src.numel(),
         torch.get_num_threads(),
     )
@@ -231,9 +222,9 @@ def _native_grad(name: str, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     xs, gs = x.contiguous(), g.contiguous()
     out = torch.empty_like(xs)
     rc = getattr(kernels.lib(), f"repops_{name}")(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        xs.data_ptr(),
+        gs.data_ptr(),
+        out.data_ptr(),
         xs.numel(),
         torch.get_num_threads(),
     )
@@ -244,23 +235,23 @@ def _native_grad(name: str, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def exp(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 exp: the float64 sequence above, rounded once."""
-    return exp_torch(x) if x.device.type != "cpu" else _native_unary("exp", x)
+    return exp_torch(x) if not x.is_cpu else _native_unary("exp", x)
 
 
 def log(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 natural log: the float64 sequence above, rounded once."""
-    return log_torch(x) if x.device.type != "cpu" else _native_unary("log", x)
+    return log_torch(x) if not x.is_cpu else _native_unary("log", x)
 
 
 def sqrt(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 correctly rounded IEEE square root (native on CPU: torch's
     vectorised CPU sqrt is not correctly rounded)."""
-    return torch.sqrt(x) if x.device.type != "cpu" else _native_unary("sqrt", x)
+    return torch.sqrt(x) if not x.is_cpu else _native_unary("sqrt", x)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 tanh: the float64 sequence above, rounded once."""
-    return tanh_torch(x) if x.device.type != "cpu" else _native_unary("tanh", x)
+    return tanh_torch(x) if not x.is_cpu else _native_unary("tanh", x)
 
 
 # ----------------------------------------------------------------------------------------
@@ -279,15 +270,15 @@ def adam_moment(
     m: torch.Tensor, g: torch.Tensor, b: torch.Tensor, c: torch.Tensor, square: bool
 ) -> torch.Tensor:
     """b*m + c*g, or b*m + c*(g*g) when `square` (the Adam first/second moments)."""
-    if m.device.type != "cpu":
+    if not m.is_cpu:
         return b * m + c * (g * g if square else g)
     ms, gs = m.contiguous(), g.contiguous()
     out = torch.empty_like(ms)
     rc = kernels.lib().repops_adam_moment(
         int(square),
-        ctypes.c_void_p(ms.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        ms.data_ptr(),
+        gs.data_ptr(),
+        out.data_ptr(),
         ms.numel(),
         _scalar(b),
         _scalar(c),
@@ -303,7 +294,7 @@ def adamw_param(
 ) -> torch.Tensor:
     """p - lr*((m/bc1) / (sqrt(v/bc2) + eps) [+ wd*p]) with scalars (bc1, bc2, eps, lr, wd)."""
     bc1, bc2, eps, lr, wd = scalars
-    if p.device.type != "cpu":
+    if not p.is_cpu:
         u = (m / bc1) / (torch.sqrt(v / bc2) + eps)
         if decay:
             u = u + wd * p
@@ -311,10 +302,10 @@ def adamw_param(
     ps, ms, vs = p.contiguous(), m.contiguous(), v.contiguous()
     out = torch.empty_like(ps)
     rc = kernels.lib().repops_adamw_param(
-        ctypes.c_void_p(ps.data_ptr()),
-        ctypes.c_void_p(ms.data_ptr()),
-        ctypes.c_void_p(vs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        ps.data_ptr(),
+        ms.data_ptr(),
+        vs.data_ptr(),
+        out.data_ptr(),
         ps.numel(),
         *(_scalar(t) for t in (bc1, bc2, eps, lr, wd)),
         int(decay),
@@ -362,12 +353,12 @@ def gelu_grad_torch(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """tanh-GELU (native on CPU)."""
-    return gelu_torch(x) if x.device.type != "cpu" else _native_unary("gelu", x)
+    return gelu_torch(x) if not x.is_cpu else _native_unary("gelu", x)
 
 
 def gelu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """gelu'(x) * g (native on CPU)."""
-    return gelu_grad_torch(x, g) if x.device.type != "cpu" else _native_grad("gelu_grad", x, g)
+    return gelu_grad_torch(x, g) if not x.is_cpu else _native_grad("gelu_grad", x, g)
 
 
 # ----------------------------------------------------------------------------------------
@@ -397,13 +388,13 @@ def _rows(x: torch.Tensor) -> tuple[int, int]:
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis (native on CPU)."""
     rows, length = _rows(x)
-    if x.device.type != "cpu" or length == 0 or rows == 0:
+    if not x.is_cpu or length == 0 or rows == 0:
         return softmax_torch(x)
     xs = x.contiguous()
     out = torch.empty_like(xs)
     rc = kernels.lib().repops_softmax(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        xs.data_ptr(),
+        out.data_ptr(),
         rows,
         length,
         torch.get_num_threads(),
@@ -416,14 +407,14 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 def softmax_grad(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """The softmax backward over the last axis (native on CPU)."""
     rows, length = _rows(y)
-    if y.device.type != "cpu" or length == 0 or rows == 0:
+    if not y.is_cpu or length == 0 or rows == 0:
         return softmax_grad_torch(y, g)
     ys, gs = y.contiguous(), g.contiguous()
     out = torch.empty_like(ys)
     rc = kernels.lib().repops_softmax_grad(
-        ctypes.c_void_p(ys.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        ys.data_ptr(),
+        gs.data_ptr(),
+        out.data_ptr(),
         rows,
         length,
         torch.get_num_threads(),
@@ -472,13 +463,13 @@ def layer_norm_grad_torch(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch
 def layer_norm_core(x: torch.Tensor, eps: float) -> torch.Tensor:
     """(x - mean) / sqrt(var + eps) over the last axis (native on CPU)."""
     rows, length = _rows(x)
-    if x.device.type != "cpu" or length == 0 or rows == 0:
+    if not x.is_cpu or length == 0 or rows == 0:
         return layer_norm_core_torch(x, eps)
     xs = x.contiguous()
     out = torch.empty_like(xs)
     rc = kernels.lib().repops_layer_norm(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        xs.data_ptr(),
+        out.data_ptr(),
         rows,
         length,
         _f32(1.0 / length),
@@ -493,14 +484,14 @@ def layer_norm_core(x: torch.Tensor, eps: float) -> torch.Tensor:
 def layer_norm_grad(x: torch.Tensor, g: torch.Tensor, eps: float) -> torch.Tensor:
     """The layer-norm core's backward (native on CPU)."""
     rows, length = _rows(x)
-    if x.device.type != "cpu" or length == 0 or rows == 0:
+    if not x.is_cpu or length == 0 or rows == 0:
         return layer_norm_grad_torch(x, g, eps)
     xs, gs = x.contiguous(), g.contiguous()
     out = torch.empty_like(xs)
     rc = kernels.lib().repops_layer_norm_grad(
-        ctypes.c_void_p(xs.data_ptr()),
-        ctypes.c_void_p(gs.data_ptr()),
-        ctypes.c_void_p(out.data_ptr()),
+        xs.data_ptr(),
+        gs.data_ptr(),
+        out.data_ptr(),
         rows,
         length,
         _f32(1.0 / length),
@@ -644,34 +635,57 @@ def cos_torch(x: torch.Tensor) -> torch.Tensor:
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 logistic sigmoid (native on CPU)."""
-    return sigmoid_torch(x) if x.device.type != "cpu" else _native_unary("sigmoid", x)
+    return sigmoid_torch(x) if not x.is_cpu else _native_unary("sigmoid", x)
 
 
 def gelu_erf(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 erf GELU (native on CPU)."""
-    return gelu_erf_torch(x) if x.device.type != "cpu" else _native_unary("gelu_erf", x)
+    return gelu_erf_torch(x) if not x.is_cpu else _native_unary("gelu_erf", x)
 
 
 def sin(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 sine (native on CPU)."""
-    return sin_torch(x) if x.device.type != "cpu" else _native_unary("sin", x)
+    return sin_torch(x) if not x.is_cpu else _native_unary("sin", x)
 
 
 def cos(x: torch.Tensor) -> torch.Tensor:
     """float32 -> float32 cosine (native on CPU)."""
-    return cos_torch(x) if x.device.type != "cpu" else _native_unary("cos", x)
+    return cos_torch(x) if not x.is_cpu else _native_unary("cos", x)
 
 
 def gelu_erf_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """g * f32(Phi(x) + x phi(x)) (native on CPU)."""
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         return gelu_erf_grad_torch(x, g)
     return _native_grad("gelu_erf_grad", x, g)
 
 
 def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
     """out[b..., j...] = flat(x[b...])[idx[j...]] over the `lead` leading axes b; an index
-    of -1 gives +0.  Exact copies."""
+    of -1 gives +0.  Exact copies (native on CPU: bit patterns copied)."""
+    if not x.is_cpu or x.element_size() not in (4, 8) or idx.dtype != torch.int64:
+        return take_torch(x, idx, lead)
+    xs, js = x.contiguous(), idx.contiguous()
+    lead_shape = tuple(x.shape[:lead])
+    b = 1
+    for d in lead_shape:
+        b *= d
+    per = 1
+    for d in x.shape[lead:]:
+        per *= d
+    out = torch.empty((*lead_shape, *idx.shape), dtype=x.dtype)
+    rc = kernels.lib().repops_take(
+        xs.data_ptr(), js.data_ptr(), out.data_ptr(), b, per, js.numel(), x.element_size()
+    )
+    if rc == -3:
+        raise IndexError(f"take: an index is out of range for {per} elements per entry")
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_take failed with code {rc}")
+    return out
+
+
+def take_torch(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
+    """`take` as torch calls (any device)."""
     lead_shape = tuple(x.shape[:lead])
     b = 1
     for d in lead_shape:
@@ -688,7 +702,36 @@ def take(x: torch.Tensor, idx: torch.Tensor, lead: int) -> torch.Tensor:
 
 def max_grad(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
     """g (size 1 on `axis`) placed at the first index along `axis` where x attains its
-    maximum (the first NaN, if any); +0 everywhere else.  Exact."""
+    maximum (the first NaN, if any); +0 everywhere else.  Exact (native on CPU)."""
+    axis = axis % x.dim() if x.dim() else 0
+    length = x.shape[axis] if x.dim() else 1
+    outer = 1
+    for d in x.shape[:axis]:
+        outer *= d
+    inner = 1
+    for d in x.shape[axis + 1 :]:
+        inner *= d
+    if (
+        not x.is_cpu
+        or x.dtype != torch.float32
+        or g.dtype != torch.float32
+        or x.dim() == 0
+        or length == 0
+        or tuple(g.shape) != (*x.shape[:axis], 1, *x.shape[axis + 1 :])
+    ):
+        return max_grad_torch(x, g, axis)
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    rc = kernels.lib().repops_max_grad(
+        xs.data_ptr(), gs.data_ptr(), out.data_ptr(), outer, length, inner
+    )
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_max_grad failed with code {rc}")
+    return out
+
+
+def max_grad_torch(x: torch.Tensor, g: torch.Tensor, axis: int) -> torch.Tensor:
+    """`max_grad` as torch calls (any device)."""
     length = x.shape[axis]
     mx = torch.amax(x, dim=axis, keepdim=True)
     hit = (x == mx) | (torch.isnan(x) & torch.isnan(mx))

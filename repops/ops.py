@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from repops import numerics, rng
+from repops import kernels, numerics, rng
 
 Kernel = Callable[..., torch.Tensor]
 
@@ -315,11 +315,25 @@ def _minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _relu(a: torch.Tensor) -> torch.Tensor:
-    return torch.where(a <= 0, torch.zeros((), dtype=a.dtype, device=a.device), a)
+    if not a.is_cpu or a.dtype != torch.float32:
+        return torch.where(a <= 0, torch.zeros((), dtype=a.dtype, device=a.device), a)
+    xs = a.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_relu(xs.data_ptr(), out.data_ptr(), xs.numel())
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_relu failed with code {rc}")
+    return out
 
 
 def _relu_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0, g, torch.zeros((), dtype=g.dtype, device=g.device))
+    if not x.is_cpu or x.shape != g.shape or x.dtype != torch.float32 or g.dtype != x.dtype:
+        return torch.where(x > 0, g, torch.zeros((), dtype=g.dtype, device=g.device))
+    xs, gs = x.contiguous(), g.contiguous()
+    out = torch.empty_like(xs)
+    rc = kernels.lib().repops_relu_grad(xs.data_ptr(), gs.data_ptr(), out.data_ptr(), xs.numel())
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_relu_grad failed with code {rc}")
+    return out
 
 
 def _max(a: torch.Tensor, axis: int) -> torch.Tensor:
@@ -342,6 +356,23 @@ def _where(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _dropout_mask(seed: torch.Tensor, step: torch.Tensor, arg: Any) -> torch.Tensor:
+    if seed.device.type != "cpu":
+        return dropout_mask_torch(seed, step, arg)
+    stream, threshold, scale, shape = arg
+    n = 1
+    for d in shape:
+        n *= int(d)
+    st = rng.bits32_int(int(stream), 0x5EED, int(step.item()))
+    out = torch.empty(tuple(shape), dtype=torch.float32)
+    keys = rng.round_keys(int(seed.item()), st)
+    rc = kernels.lib().repops_dropout_mask(*keys, int(threshold), float(scale), out.data_ptr(), n)
+    if rc != 0:
+        raise kernels.KernelBuildError(f"repops_dropout_mask failed with code {rc}")
+    return out
+
+
+def dropout_mask_torch(seed: torch.Tensor, step: torch.Tensor, arg: Any) -> torch.Tensor:
+    """DROPOUT_MASK as torch integer ops (any device; the reference of the native kernel)."""
     stream, threshold, scale, shape = arg
     n = 1
     for d in shape:

@@ -43,6 +43,28 @@ def bits32(seed: int, stream: int, counter: torch.Tensor) -> torch.Tensor:
     return _round(x, (seed ^ stream ^ 0x9E3779B9) & M32, _MUL[0])
 
 
+def _round_int(x: int, key: int, mul: int) -> int:
+    x ^= key & M32
+    x ^= x >> 16
+    x = (x * mul) & M32
+    x ^= x >> 13
+    x = (x * _MUL[3]) & M32
+    return x ^ (x >> 16)
+
+
+def bits32_int(seed: int, stream: int, counter: int) -> int:
+    """`bits32` of one counter, in Python integers (the same words)."""
+    x = _round_int(counter & M32, seed & M32, _MUL[0])
+    x = _round_int(x, (seed >> 32) & M32, _MUL[1])
+    x = _round_int(x, stream & M32, _MUL[2])
+    return _round_int(x, (seed ^ stream ^ 0x9E3779B9) & M32, _MUL[0])
+
+
+def round_keys(seed: int, stream: int) -> tuple[int, int, int, int]:
+    """The four 32-bit round keys `bits32(seed, stream, .)` xors in, in order."""
+    return seed & M32, (seed >> 32) & M32, stream & M32, (seed ^ stream ^ 0x9E3779B9) & M32
+
+
 def uniform_sym(seed: int, stream: int, n: int, device: torch.device) -> torch.Tensor:
     """n float32 values uniform on (-1, 1): (2u + 1 - 2**24) / 2**24 with u the top 24 bits."""
     c = torch.arange(n, dtype=torch.int64, device=device)

@@ -23,7 +23,7 @@ import torch
 
 from repops import numerics, rng
 from repops.errors import TapeError
-from repops.ops import KERNELS, Op
+from repops.ops import KERNELS, Kernel, Op
 
 Shape = tuple[int, ...]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "int64": torch.int64}
@@ -700,6 +700,22 @@ class Executor:
         self._plan = [
             (i, n.op, KERNELS.get(n.op), n.inputs, n.arg) for i, n in enumerate(tape.nodes)
         ]
+        # The plain run (no hook, no stop): constants prefilled, inputs read up front, then
+        # only the chain ops, each with the inputs whose last use it is (same values, same
+        # order of kernel calls, same freeing as the general loop).
+        last = tape.last_use
+        self._init: list[torch.Tensor | None] = [None] * len(tape.nodes)
+        self._feeds: list[tuple[int, str]] = []
+        self._ops: list[tuple[int, Kernel, tuple[int, ...], Any, tuple[int, ...]]] = []
+        for i, op, kern, ins, arg in self._plan:
+            if op is Op.INPUT:
+                self._feeds.append((i, arg))
+            elif op is Op.CONST:
+                self._init[i] = self.consts[arg]
+            else:
+                assert kern is not None
+                frees = tuple(dict.fromkeys(k for k in ins if last[k] == i))
+                self._ops.append((i, kern, ins, arg, frees))
 
     def run(
         self,
@@ -713,19 +729,28 @@ class Executor:
         `stop_after` ends the run after node id `stop_after`.
         """
         numerics.fp_guard()
-        vals: list[torch.Tensor | None] = [None] * len(self._plan)
-        last = self.tape.last_use
+        if hook is None and stop_after is None:
+            vals = self._init.copy()
+            for i, name in self._feeds:
+                vals[i] = feeds[name]
+            for i, kernel, ins, arg, frees in self._ops:
+                vals[i] = kernel(arg, [vals[k] for k in ins])
+                for k in frees:
+                    vals[k] = None
+            return vals
+        vals = [None] * len(self._plan)
+        last = self.tape.last_use  # the general loop: hooks (replay) and stop_after
         j = 0
-        for i, op, kernel, ins, arg in self._plan:
+        for i, op, kern, ins, arg in self._plan:
             if op is Op.INPUT:
                 vals[i] = feeds[arg]
                 continue
             if op is Op.CONST:
                 vals[i] = self.consts[arg]
                 continue
-            assert kernel is not None
+            assert kern is not None
             args = [vals[k] for k in ins]
-            out = kernel(arg, args)  # type: ignore[arg-type]
+            out = kern(arg, args)  # type: ignore[arg-type]
             vals[i] = out
             j += 1
             if hook is not None:

@@ -129,6 +129,17 @@ def lib() -> ctypes.CDLL:
         handle.repops_adam_moment.restype = cint
         handle.repops_adamw_param.argtypes = [ptr, ptr, ptr, ptr, i64, *([f32] * 5), cint, cint]
         handle.repops_adamw_param.restype = cint
+        handle.repops_relu.argtypes = [ptr, ptr, i64]
+        handle.repops_relu.restype = cint
+        handle.repops_relu_grad.argtypes = [ptr, ptr, ptr, i64]
+        handle.repops_relu_grad.restype = cint
+        handle.repops_take.argtypes = [ptr, ptr, ptr, i64, i64, i64, cint]
+        handle.repops_take.restype = cint
+        handle.repops_max_grad.argtypes = [ptr, ptr, ptr, i64, i64, i64]
+        handle.repops_max_grad.restype = cint
+        u32 = ctypes.c_uint32
+        handle.repops_dropout_mask.argtypes = [u32, u32, u32, u32, i64, f32, ptr, i64]
+        handle.repops_dropout_mask.restype = cint
         handle.repops_isa_supported.argtypes = [cint]
         handle.repops_isa_supported.restype = cint
         handle.repops_sanitize_fp.argtypes = [cint]

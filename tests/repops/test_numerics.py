@@ -139,7 +139,16 @@ def test_matmul_within_chunked_fma_error_bound(case: str) -> None:
     assert bool(((c - ref).abs() <= gamma * 1.01 * den + 2.0**-148 * k).all())
 
 
-SPEC_SHAPES = [(1, 1, 1), (5, 7, 3), (17, 129, 33), (30, 300, 20), (15, 256, 17), (3, 0, 4)]
+SPEC_SHAPES = [
+    (1, 1, 1),
+    (5, 7, 3),
+    (17, 129, 33),
+    (30, 300, 20),
+    (15, 256, 17),
+    (3, 0, 4),
+    (9, 1024, 4),  # narrow outputs (n <= 16: the AVX-512 path's 8 x 16 tile), many chunks
+    (20, 130, 16),
+]
 
 
 @pytest.mark.parametrize("shape", SPEC_SHAPES)
