@@ -2174,6 +2174,27 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.now += seconds
         mine_at(self.session.env.devnet, self.model.now)
 
+    @precondition(lambda self: any(j.status == JobStatus.Claimed for j in self.model.jobs.values()))
+    @rule(pick=st.integers(min_value=0, max_value=9), reopen=st.booleans(), who=actors)
+    def time_out_claim(self, pick: int, reopen: bool, who: int) -> None:
+        """A solver that never submits: just past its submit deadline anyone may expire
+        the claim, and the job reopens while its claim window lasts (`reopen`) or expires
+        after it.  Both outcomes are coverage targets that random jumps reach rarely."""
+        claimed = sorted(i for i, j in self.model.jobs.items() if j.status == JobStatus.Claimed)
+        job_id = claimed[pick % len(claimed)]
+        job = self.model.jobs[job_id]
+        # the call is mined at now + 1
+        target = job.submit_deadline if reopen else max(job.submit_deadline, job.claim_deadline)
+        if target > self.model.now:
+            self.model.now = target
+            mine_at(self.session.env.devnet, target)
+        address = self.addr(who)
+        self.act(
+            "expire",
+            lambda: self.session.markets[who].expire(JobId(job_id)),
+            lambda m, ts: m.expire(ts, address, job_id),
+        )
+
     @rule(
         ref=job_refs,
         which=st.sampled_from(["claim", "submit", "challenge"]),
