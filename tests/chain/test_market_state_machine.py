@@ -2174,17 +2174,32 @@ class MarketMachine(RuleBasedStateMachine):
         self.model.now += seconds
         mine_at(self.session.env.devnet, self.model.now)
 
-    @precondition(lambda self: any(j.status == JobStatus.Claimed for j in self.model.jobs.values()))
-    @rule(pick=st.integers(min_value=0, max_value=9), reopen=st.booleans(), who=actors)
-    def time_out_claim(self, pick: int, reopen: bool, who: int) -> None:
-        """A solver that never submits: just past its submit deadline anyone may expire
-        the claim, and the job reopens while its claim window lasts (`reopen`) or expires
-        after it.  Both outcomes are coverage targets that random jumps reach rarely."""
-        claimed = sorted(i for i, j in self.model.jobs.items() if j.status == JobStatus.Claimed)
-        job_id = claimed[pick % len(claimed)]
+    @precondition(
+        lambda self: any(
+            j.status in (JobStatus.Open, JobStatus.Claimed) for j in self.model.jobs.values()
+        )
+    )
+    @rule(
+        pick=st.integers(min_value=0, max_value=9),
+        how=st.sampled_from(["unclaimed", "reopen", "late"]),
+        who=actors,
+    )
+    def expire_at_deadline(self, pick: int, how: str, who: int) -> None:
+        """Jobs nobody finishes, each just past its deadline (coverage targets that random
+        jumps reach rarely): ``unclaimed``, an Open job past its claim deadline expires;
+        a Claimed job past its submit deadline reopens while its claim window lasts
+        (``reopen``) or expires after it (``late``)."""
+        want = JobStatus.Open if how == "unclaimed" else JobStatus.Claimed
+        ids = sorted(i for i, j in self.model.jobs.items() if j.status == want)
+        if not ids:
+            return
+        job_id = ids[pick % len(ids)]
         job = self.model.jobs[job_id]
-        # the call is mined at now + 1
-        target = job.submit_deadline if reopen else max(job.submit_deadline, job.claim_deadline)
+        target = {  # the call is mined at now + 1
+            "unclaimed": job.claim_deadline,
+            "reopen": job.submit_deadline,
+            "late": max(job.submit_deadline, job.claim_deadline),
+        }[how]
         if target > self.model.now:
             self.model.now = target
             mine_at(self.session.env.devnet, target)
