@@ -22,8 +22,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from deploy.cli import main
 from jobspec.factory import mlp_spec
@@ -31,6 +29,7 @@ from repops import data as data_mod
 from repops import hashing, stio
 from repops.program import Program, build_program, load_checkpoint, train_checkpoints
 from roles import dataparallel as dp
+from tests.repops.test_lowering_cli import Wide
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS_BYTES = data_mod.build_digits()
@@ -77,17 +76,6 @@ def test_a_world_size_that_does_not_divide_the_micro_batches_is_refused(tmp_path
         dp.prepare_run(tmp_path, _spec(micro=2), DIGITS_BYTES)
 
 
-class _Wide(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(6, 20)
-        self.ln = nn.LayerNorm(20)
-        self.b = nn.Linear(20, 3)
-
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.b(torch.tanh(self.ln(self.a(inputs)))), targets)
-
-
 def _assay(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     return subprocess.Popen(
@@ -107,7 +95,7 @@ def test_assay_train_local_ends_with_one_state_hash_for_every_world_size(
     b = torch.export.Dim("batch")
     ex = (torch.randn(4, 6), torch.tensor([0, 1, 2, 0]))
     model = tmp_path / "wide.pt2"
-    torch.export.save(torch.export.export(_Wide(), ex, dynamic_shapes=({0: b}, {0: b})), model)
+    torch.export.save(torch.export.export(Wide(), ex, dynamic_shapes=({0: b}, {0: b})), model)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(128, 6, generator=gen)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()

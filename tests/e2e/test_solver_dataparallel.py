@@ -41,8 +41,8 @@ from repops import hashing
 from repops.ops import Op
 from repops.program import Program, State, init_state, save_checkpoint, step_of, train
 from repops.trace import OperandBundle, trace_root
-from roles.jobcontext import load_job
-from solver.journal import Phase
+from roles.jobcontext import JobContext, load_job
+from solver.journal import JobJournal, Phase
 from solver.node import SolverNode
 from solver.trainer import Trainer
 from tests.e2e.ledger import Ledger, market_events
@@ -208,6 +208,23 @@ def test_one_op_lie_of_a_world_size_2_worker_settles_on_one_cpu(
     assert ledger.delta(env.solver(0).address) == -STAKE
 
 
+def _claimed(
+    env: DisputeEnv, store: ArtifactStore, tmp_path: Path
+) -> tuple[JobId, SolverNode, JobJournal, JobContext]:
+    """A posted job and a world-size-2 solver node that scanned, calibrated and claimed
+    it: (job id, node, its journal entry, its job context)."""
+    job_id = post_spec(env, store, _spec(store))
+    node = solver_node(env, store, tmp_path, world_size=WORLD)
+    for _ in range(3):  # scan, calibrate and claim
+        node._scan()
+        node._maybe_claim()
+        if node.journal.load(job_id) is not None:
+            break
+    entry = node.journal.load(job_id)
+    assert entry is not None
+    return job_id, node, entry, node._context(job_id)
+
+
 class Interrupted(Exception):
     pass
 
@@ -216,16 +233,7 @@ def test_world_size_2_training_interrupted_and_a_worker_lost_resumes_bit_identic
     dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
 ) -> None:
     env = dispute_env
-    job_id = post_spec(env, ipfs_store, _spec(ipfs_store))
-    node = solver_node(env, ipfs_store, tmp_path, world_size=WORLD)
-    for _ in range(3):  # scan, calibrate and claim
-        node._scan()
-        node._maybe_claim()
-        if node.journal.load(job_id) is not None:
-            break
-    entry = node.journal.load(job_id)
-    assert entry is not None
-    ctx = node._context(job_id)
+    job_id, node, entry, ctx = _claimed(env, ipfs_store, tmp_path)
 
     def crash_after_checkpoint_1() -> None:
         if len(entry.checkpoints) >= 2:
@@ -392,16 +400,7 @@ def test_workers_that_keep_failing_leave_the_job_to_one_process_with_the_same_bi
     dispute_env: DisputeEnv, ipfs_store: ArtifactStore, tmp_path: Path
 ) -> None:
     env = dispute_env
-    job_id = post_spec(env, ipfs_store, _spec(ipfs_store))
-    node = solver_node(env, ipfs_store, tmp_path, world_size=WORLD)
-    for _ in range(3):  # scan, calibrate and claim
-        node._scan()
-        node._maybe_claim()
-        if node.journal.load(job_id) is not None:
-            break
-    entry = node.journal.load(job_id)
-    assert entry is not None
-    ctx = node._context(job_id)
+    _job_id, node, entry, ctx = _claimed(env, ipfs_store, tmp_path)
     shown = Recorder()
     broken = (sys.executable, "-c", "raise SystemExit(3)")  # every worker exits at once
     trainer = Trainer(
