@@ -94,6 +94,11 @@ def ckpt_path(run_dir: Path, index: int) -> Path:
     return run_dir / f"ckpt-{index:04d}.safetensors"
 
 
+def ckpt_index(path: Path) -> int:
+    """The checkpoint index of a `ckpt_path` file name (ValueError for another name)."""
+    return int(path.name[len("ckpt-") : -len(".safetensors")])
+
+
 def prepare_run(
     run_dir: Path,
     spec: Mapping[str, Any],
@@ -148,7 +153,7 @@ def last_checkpoint(run_dir: Path, program: Program) -> tuple[int, bytes] | None
     found = sorted(run_dir.glob("ckpt-*.safetensors"), reverse=True)
     for p in found:
         try:
-            index = int(p.name[len("ckpt-") : -len(".safetensors")])
+            index = ckpt_index(p)
             blob = p.read_bytes()
             load_checkpoint(program, blob)
         except (ValueError, OSError, RepopsError):

@@ -403,7 +403,7 @@ class Trainer:
         last = len(entry.checkpoints) - 1
         for path in run_dir.glob("ckpt-*.safetensors"):
             try:
-                newer = int(path.name[len("ckpt-") : -len(".safetensors")]) > last
+                newer = dataparallel.ckpt_index(path) > last
             except ValueError:
                 newer = True
             if newer:
