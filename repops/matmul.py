@@ -35,13 +35,14 @@ def matmul(
     *,
     isa: kernels.Isa | None = None,
     threads: int | None = None,
-    blocking: tuple[int, int] | None = None,
+    blocking: tuple[int, int] | tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """repops-2 matmul of float32 a (..., m, k) and b (..., k, n).
 
     Batch dims of `a` and `b` must be equal, or `b` must be 2-D (then a's batch dims are
     folded into rows, which is the same computation per element).  `isa`, `threads` and
-    `blocking` (rows, columns per output tile) never change a bit; they exist for tests.
+    `blocking` (rows and columns per output tile, optionally the k block in chunks of KC)
+    never change a bit; they exist for tests.
     """
     if a.dtype != torch.float32 or b.dtype != torch.float32:
         raise TypeError(f"matmul needs float32 operands, got {a.dtype} and {b.dtype}")
@@ -85,7 +86,7 @@ def matmul(
         b_str = b3.stride()
         c = torch.empty((nb, m, n), dtype=torch.float32)
         out_shape = (*out_lead, m, n)
-    mc, nc = blocking if blocking is not None else (0, 0)
+    mc, nc, kbc = (*blocking, 0)[:3] if blocking is not None else (0, 0, 0)
     rc = kernels.lib().repops_matmul(
         a.data_ptr(),
         b.data_ptr(),
@@ -101,6 +102,7 @@ def matmul(
         threads if threads is not None else torch.get_num_threads(),
         mc,
         nc,
+        kbc,
     )
     if rc != 0:
         raise kernels.KernelBuildError(f"repops_matmul failed with code {rc}")

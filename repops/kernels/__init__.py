@@ -106,7 +106,7 @@ def lib() -> ctypes.CDLL:
         so = _build()
         handle = ctypes.CDLL(str(so))
         i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        handle.repops_matmul.argtypes = [ptr, ptr, ptr, *([i64] * 11), cint, cint, i64, i64]
+        handle.repops_matmul.argtypes = [ptr, ptr, ptr, *([i64] * 11), cint, cint, i64, i64, i64]
         handle.repops_matmul.restype = cint
         handle.repops_unary.argtypes = [cint, ptr, ptr, i64, cint]
         handle.repops_unary.restype = cint

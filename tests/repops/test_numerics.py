@@ -194,12 +194,17 @@ def test_matmul_equals_spec_reference_on_subnormals_ties_and_nonfinite() -> None
         assert bool(torch.isfinite(got[[0, 1, 2, 4, 6, 7, 8]][:, [0, 1, 2, 3, 5]]).all())
 
 
-def test_matmul_isas_threads_blockings_bit_identical() -> None:
-    a, b = wide((150, 300), 3.0, 20), wide((300, 130), 1.0, 21)
+# n = 130 takes the 8 x 32 AVX-512 tile, n = 192 the 6 x 64 one; k = 300 is three chunks,
+# packed one, two, three or all at once by the third blocking number.
+@pytest.mark.parametrize("n", [130, 192])
+def test_matmul_isas_threads_blockings_bit_identical(n: int) -> None:
+    a, b = wide((150, 300), 3.0, 20), wide((300, n), 1.0, 21)
     ref = numerics.matmul(a, b, isa=kernels.Isa.SCALAR, threads=1)
+    assert same_bits(ref, torch.from_numpy(reference_matmul(a.numpy(), b.numpy())))
+    blockings = (None, (1, 1), (14, 16), (8, 32), (100, 64), (1000, 1000))
     for isa in ISAS:
         for threads in (1, 2, 4):
-            for blocking in (None, (1, 1), (14, 16), (8, 32), (100, 64), (1000, 1000)):
+            for blocking in (*blockings, (8, 32, 1), (14, 16, 2), (100, 64, 3), (1, 1, 1)):
                 got = numerics.matmul(a, b, isa=isa, threads=threads, blocking=blocking)
                 assert same_bits(got, ref), (isa, threads, blocking)
     h1, h2 = under_threads(lambda: tensor_hash(numerics.matmul(a, b)))
