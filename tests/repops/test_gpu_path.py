@@ -271,6 +271,25 @@ INJECTIONS: dict[str, tuple[str, Callable[..., torch.Tensor], Op, str]] = {
         Op.COS,
         "->torch.int64 of",
     ),
+    "tensor over scalar": ("exp_torch", lambda x: x / 3.0, Op.EXP, "tensor / scalar 3.0"),
+    "tensor off the device": (
+        "tanh_torch",
+        lambda x: x * torch.tensor(2.0),
+        Op.TANH,
+        "created without device=",
+    ),
+    "mixed float widths": (
+        "exp_torch",
+        lambda x: x * torch.tensor(2.0, dtype=torch.float64, device=x.device),
+        Op.EXP,
+        "mixed float dtypes",
+    ),
+    "float arange": (
+        "softmax_torch",
+        lambda x: x * torch.arange(0.0, x.shape[-1], 1.0, device=x.device),
+        Op.SOFTMAX,
+        "float arange",
+    ),
     "float64 matmul": (
         "sin_torch",
         lambda x: (_f64(x).reshape(1, -1) @ _f64(x).reshape(-1, 1)).to(torch.float32),

@@ -18,6 +18,7 @@ two kernels, and no allowed function computes a*b + c in one kernel).
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -119,7 +120,7 @@ ALLOWED: dict[str, str] = {
             "torch.zeros_like",
             "torch.ones_like",
             "torch.full_like",
-            "torch.arange",
+            "torch.arange",  # integers only (guard): float arange is start + i*step, one FMA
         ),
         _NEW,
     ),
@@ -141,7 +142,8 @@ ALLOWED: dict[str, str] = {
     ),
     **dict.fromkeys(
         ("torch.div", "Tensor.div", "Tensor.__truediv__"),
-        "one IEEE division per element (no rounding_mode on floats: guard)",
+        "one IEEE division per element (no rounding_mode on floats; a Python-number divisor "
+        "only a power of two, as CUDA multiplies by its reciprocal: guard)",
     ),
     "Tensor.__rdiv__": "s / x is computed by torch as reciprocal(x) * s: one IEEE division "
     "only when s is +-1 (guard)",
@@ -154,11 +156,13 @@ ALLOWED: dict[str, str] = {
     "torch.copysign": "sign copy, exact",
     "torch.signbit": "sign bit, exact",
     "torch.round": "round half to even to an integer value, exact (decimals only 0: guard)",
-    "torch.frexp": "exact mantissa/exponent split",
+    "torch.frexp": "exact mantissa/exponent split of finite values (the exponent of inf/NaN "
+    "is unspecified: log_torch discards those lanes)",
     "torch.remainder": "integers: exact; floats: fmod (exact) then one IEEE add of the "
     "divisor when the signs differ, the same formula in torch's CPU and CUDA kernels",
     "torch.nan_to_num": "exact replacement of NaN/inf by given values",
-    "torch.clamp": "exact selection between x and the bounds (NaN propagates on both)",
+    "torch.clamp": "exact selection between x and nonzero number bounds (guard), NaN "
+    "propagates on both",
     "torch.isnan": "classification, exact",
     "torch.isinf": "classification, exact",
     "torch.isfinite": "classification, exact",
@@ -166,8 +170,6 @@ ALLOWED: dict[str, str] = {
     "torch.amax": "maximum: exact selection, NaN propagates; a zero maximum's sign is "
     "unspecified across devices, so callers add +0.0 or compare with ==",
     "torch.amin": "minimum: exact selection (used on int64 indices)",
-    "torch.maximum": "exact selection, NaN propagates (same caveat on zeros as amax)",
-    "torch.minimum": "exact selection, NaN propagates (same caveat on zeros as amax)",
     "torch.sum": "integers/bool only (guard): two's complement addition is associative, so "
     "any reduction order gives the same integer",
     # comparisons and integer/bit ops
@@ -250,12 +252,39 @@ def _rdiv(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     return f"scalar {s!r} / tensor (torch computes reciprocal(x) * s: two roundings)"
 
 
+def _pow2(s: float) -> bool:
+    """True for +-2**e with 2**-126 <= 2**e <= 2**126 (1/s is then exact in binary32)."""
+    if not math.isfinite(s) or s == 0:
+        return False
+    m, e = math.frexp(abs(s))
+    return m == 0.5 and -125 <= e <= 127
+
+
 def _div(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     mode = kwargs.get("rounding_mode")
-    if mode is None:
-        return None
-    if any(t.dtype.is_floating_point for t in _tensors(args, {})):
+    floats = any(t.dtype.is_floating_point for t in _tensors(args, {}))
+    if mode is not None and floats:
         return f"rounding_mode={mode!r} on floats"
+    d = args[1] if len(args) > 1 else kwargs.get("other")
+    if isinstance(d, (int, float)) and not isinstance(d, bool) and floats and not _pow2(d):
+        # torch's CUDA div_true_kernel: a CPU-scalar divisor is applied as a * (1/b)
+        return f"tensor / scalar {d!r} (CUDA computes x * (1/s): two roundings)"
+    return None
+
+
+def _clamp(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    bounds = [*args[1:3], kwargs.get("min"), kwargs.get("max")]
+    if any(isinstance(b, torch.Tensor) or (b is not None and b == 0) for b in bounds):
+        return "a zero or tensor bound (which zero max/min pick is unspecified)"
+    return None
+
+
+_CREATE = ("torch.tensor", "torch.zeros", "torch.ones", "torch.full", "torch.arange", "torch.empty")
+
+
+def _on_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    if kwargs.get("device") is None:
+        return "created without device= (a CPU tensor on a GPU: a CPU-scalar operand)"
     return None
 
 
@@ -297,7 +326,41 @@ def _cast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     return None
 
 
+def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    dt = kwargs.get("dtype")
+    if (dt is not None and dt.is_floating_point) or any(isinstance(a, float) for a in args):
+        return "float arange (start + i*step: one FMA on CUDA)"
+    return _on_device(args, kwargs)
+
+
+# Arithmetic whose floating tensor operands must share one dtype (no implicit promotion:
+# a float64 0-dim tensor meeting float32 would be rounded by the type-promotion rules).
+ARITHMETIC = frozenset(
+    {
+        "torch.add",
+        "Tensor.add",
+        "Tensor.__radd__",
+        "torch.sub",
+        "Tensor.sub",
+        "Tensor.__rsub__",
+        "torch.rsub",
+        "torch.mul",
+        "Tensor.mul",
+        "Tensor.__rmul__",
+        "torch.div",
+        "Tensor.div",
+        "Tensor.__truediv__",
+        "Tensor.__rdiv__",
+        "Tensor.__rtruediv__",
+        "torch.remainder",
+        "torch.copysign",
+        "torch.clamp",
+    }
+)
+
 GUARDS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
+    **dict.fromkeys(_CREATE, _on_device),
+    "torch.arange": _arange,
     **dict.fromkeys(
         (
             "torch.add",
@@ -314,7 +377,9 @@ GUARDS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     "Tensor.__rtruediv__": _rdiv,
     "torch.div": _div,
     "Tensor.div": _div,
+    "Tensor.__truediv__": _div,
     "torch.round": _round,
+    "torch.clamp": _clamp,
     "torch.sum": _int_only,
     "Tensor.to": _cast,
 }
@@ -428,6 +493,8 @@ class GpuPathMode(TorchFunctionMode):
         odd = sorted({str(t.dtype) for t in ts if t.dtype not in _OK_DTYPES})
         if odd:
             self.violations[(call, f"dtype {', '.join(odd)}")] += 1
+        if name in ARITHMETIC and len({t.dtype for t in ts if t.dtype.is_floating_point}) > 1:
+            self.violations[(call, "mixed float dtypes (implicit promotion)")] += 1
         guard = GUARDS.get(name)
         why = guard(args, kwargs) if guard is not None else None
         if why is not None:
@@ -512,6 +579,7 @@ def summary(mode: GpuPathMode) -> list[str]:
 
 __all__ = [
     "ALLOWED",
+    "ARITHMETIC",
     "CUDA_MATMUL_STANDIN",
     "GUARDS",
     "HOST_IEEE",
