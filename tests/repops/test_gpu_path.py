@@ -278,6 +278,14 @@ INJECTIONS: dict[str, tuple[str, Callable[..., torch.Tensor], Op, str]] = {
         Op.TANH,
         "created without device=",
     ),
+    "shift by a tensor": (
+        "cos_torch",
+        lambda x: torch.bitwise_left_shift(x.view(torch.int32), x.view(torch.int32)).view(
+            torch.float32
+        ),
+        Op.COS,
+        "shift by tensor(",
+    ),
     "mixed float widths": (
         "exp_torch",
         lambda x: x * torch.tensor(2.0, dtype=torch.float64, device=x.device),

@@ -272,6 +272,14 @@ def _div(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     return None
 
 
+def _shift(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    x, k = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    bits = torch.iinfo(x.dtype).bits if isinstance(x, torch.Tensor) else 64
+    if isinstance(k, int) and 0 <= k < bits:
+        return None
+    return f"shift by {k!r} (only a constant in [0, {bits}) is specified alike everywhere)"
+
+
 def _clamp(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     bounds = [*args[1:3], kwargs.get("min"), kwargs.get("max")]
     if any(isinstance(b, torch.Tensor) or (b is not None and b == 0) for b in bounds):
@@ -380,6 +388,8 @@ GUARDS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     "Tensor.__truediv__": _div,
     "torch.round": _round,
     "torch.clamp": _clamp,
+    "torch.bitwise_left_shift": _shift,
+    "torch.bitwise_right_shift": _shift,
     "torch.sum": _int_only,
     "Tensor.to": _cast,
 }
