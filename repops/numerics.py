@@ -10,7 +10,7 @@ call), used on CUDA and as the reference the native kernels are tested against.
 This module must never call a torch op whose rounding is unspecified: no float32/float64
 `sum`/`mean`/`cumsum` on values that matter, no libm transcendentals, no fused ops
 (addcmul, lerp, softmax, layer_norm, gelu, var), no library GEMM.  In the twins, no
-`python number / tensor` (torch computes it as reciprocal(x) * s: two roundings) and no
+`python number / tensor` but +-1 (torch computes it as reciprocal(x) * s) and no
 `tensor / python number` other than a power of two (torch's CUDA division multiplies by
 the reciprocal of a CPU scalar); `tests/support/gpu_path.py` audits every call.
 """
