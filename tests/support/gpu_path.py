@@ -603,3 +603,35 @@ __all__ = [
     "qualified_name",
     "summary",
 ]
+
+
+def main() -> int:
+    """`python -m tests.support.gpu_path`: the conformance cases and two mlp/gpt steps on
+    the GPU path; prints every recorded call, then the problems (exit 1 if any)."""
+    from jobspec.factory import gpt_spec, mlp_spec
+    from repops import conformance, data
+    from repops.hashing import state_hash
+    from repops.program import build_program, init_state, train
+
+    lines: list[str] = []
+    with gpu_path() as mode:
+        bad = [r.line() for r in conformance.report() if not r.ok]
+    for spec, build in ((mlp_spec(), data.build_digits), (gpt_spec(), data.build_stdlib_chars)):
+        prog, ds = build_program(spec), data.Dataset.from_bytes(build())
+        want = state_hash(train(prog, init_state(prog), ds, 2)[0])
+        with gpu_path() as m2:
+            got = state_hash(train(prog, init_state(prog), ds, 2)[0])
+        mode.calls.update(m2.calls)
+        mode.violations.update(m2.violations)
+        mode.native.update(m2.native)
+        if got != want:
+            bad.append(f"{prog.model_name}: state hash after 2 steps differs from the CPU's")
+    lines += summary(mode)
+    found = [*bad, *problems(mode)]
+    lines.append(f"{len(found)} problems" + "".join(f"\n  {p}" for p in found))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
