@@ -9,7 +9,10 @@ call), used on CUDA and as the reference the native kernels are tested against.
 
 This module must never call a torch op whose rounding is unspecified: no float32/float64
 `sum`/`mean`/`cumsum` on values that matter, no libm transcendentals, no fused ops
-(addcmul, lerp, softmax, layer_norm, gelu, var), no library GEMM.
+(addcmul, lerp, softmax, layer_norm, gelu, var), no library GEMM.  In the twins, no
+`python number / tensor` but +-1 (torch computes it as reciprocal(x) * s) and no
+`tensor / python number` other than a power of two (torch's CUDA division multiplies by
+the reciprocal of a CPU scalar); `tests/support/gpu_path.py` audits every call.
 """
 
 from __future__ import annotations
@@ -575,7 +578,9 @@ def _phi_and_density(x64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     erfc_series = 1.0 - (e * TWO_OVER_SQRT_PI) * s
     f = z
     for n in range(ERFC_CF_TERMS, 0, -1):
-        f = z + (n * 0.5) / f
+        # a 0-dim tensor numerator: torch computes `float / tensor` as reciprocal * float
+        # (two roundings), tensor / tensor as one IEEE division
+        f = z + torch.tensor(n * 0.5, dtype=torch.float64, device=z.device) / f
     erfc_cf = (e * INV_SQRT_PI) / f
     erfc = torch.where(z < 2.0, erfc_series, erfc_cf)
     phi = torch.where(x64 < 0, erfc * 0.5, 1.0 - erfc * 0.5)

@@ -356,7 +356,7 @@ def _where(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _dropout_mask(seed: torch.Tensor, step: torch.Tensor, arg: Any) -> torch.Tensor:
-    if seed.device.type != "cpu":
+    if not seed.is_cpu:
         return dropout_mask_torch(seed, step, arg)
     stream, threshold, scale, shape = arg
     n = 1
