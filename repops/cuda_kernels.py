@@ -12,7 +12,8 @@ elementwise kernels perform exactly.
 Verified without a GPU (tests/repops/test_cuda_kernel_source.py): the kernel compiles with
 nvcc 13.0 for sm_90, alone and as the whole extension against torch's headers; its PTX has
 no float arithmetic but `fma.rn.f32` and `add.rn.f32` (no `.ftz`, `approx`, tensor-core
-`mma` or contracted `mad`); and the same core header run as host C++ block by block, thread
+`mma` or contracted `mad`), and its SASS, where `nvdisasm` is at hand, none but `FFMA`
+and `FADD`; and the same core header run as host C++ block by block, thread
 by thread, phase by phase (tests/support/cuda_emu.py) gives the bits of the CPU kernels and
 of the slow reference.  NOT verified: it has never run on a GPU, so the launch, the
 device's IEEE behaviour and this module's build on a GPU machine are unchecked until

@@ -10,7 +10,8 @@
 // compiles with nvcc 13.0 for sm_90 (the kernel alone in seconds with
 // -DREPOPS_CUDA_KERNEL_ONLY, the whole extension against torch's headers in a slow test);
 // its PTX has only fma.rn.f32 / add.rn.f32 float arithmetic (no .ftz, no approx, no mma,
-// no contraction); and the same core header compiled as host C++ and run block by block,
+// no contraction), its SASS (where nvdisasm is at hand) only FFMA / FADD, and no integer
+// division; and the same core header compiled as host C++ and run block by block,
 // thread by thread (tests/support/cuda_host_emu.cpp) gives the CPU kernels' bits.  NOT
 // verified: it has never run on a GPU (bench/gpu_check.sh does that where one is lent).
 
@@ -21,7 +22,7 @@ __global__ void repops_matmul_kernel(repops_cuda::Geo g, int64_t z0, int64_t y0)
   __shared__ Tiles tiles;
   const Thread t = thread_at(z0 + blockIdx.z, y0 + blockIdx.y, blockIdx.x,
                              static_cast<int>(threadIdx.y), static_cast<int>(threadIdx.x));
-  Acc r = acc_init();
+  Acc r = acc_init(g);
   for (int64_t k0 = 0; k0 < g.k; k0 += TILE) {
     load_tile(g, t, k0, tiles);
     __syncthreads();  // the tiles are whole

@@ -54,8 +54,9 @@ struct Tiles {
 
 // A thread's registers that live across tiles.
 struct Acc {
-  float out;  // C so far: the sum of the finished chunk partials
-  float acc;  // the partial of the chunk in progress
+  float out;    // C so far: the sum of the finished chunk partials
+  float acc;    // the partial of the chunk in progress
+  int64_t end;  // where (exclusive) that chunk ends: no integer division anywhere
 };
 
 // Which output a thread owns: block (bz, by, bx) of the whole grid, thread (ty, tx).
@@ -68,7 +69,7 @@ REPOPS_DEV Thread thread_at(int64_t bz, int64_t by, int64_t bx, int ty, int tx) 
   return Thread{bz, by * TILE + ty, bx * TILE + tx, ty, tx};
 }
 
-REPOPS_DEV Acc acc_init() { return Acc{0.0f, 0.0f}; }
+REPOPS_DEV Acc acc_init(const Geo& g) { return Acc{0.0f, 0.0f, g.kc < g.k ? g.kc : g.k}; }
 
 // Phase 1 of tile k0: this thread's element of each shared tile (zero outside the matrix;
 // those zeros are never consumed, because consume_tile stops at k).
@@ -87,16 +88,13 @@ REPOPS_DEV void load_tile(const Geo& g, const Thread& t, int64_t k0, Tiles& s) {
 REPOPS_DEV void consume_tile(const Geo& g, const Thread& t, int64_t k0, const Tiles& s,
                              Acc& r) {
   const int64_t lim = g.k - k0 < TILE ? g.k - k0 : TILE;
-  // The end (exclusive) of the chunk that holds k index k0: one division per tile.
-  int64_t end = (k0 / g.kc + 1) * g.kc;
-  if (end > g.k) end = g.k;
   for (int u = 0; u < lim; u++) {
     r.acc = REPOPS_FMA(s.as[t.ty][u], s.bs[u][t.tx], r.acc);
     const int64_t done = k0 + u + 1;  // k values consumed so far
-    if (done == end) {
+    if (done == r.end) {
       r.out = (done <= g.kc) ? r.acc : REPOPS_ADD(r.out, r.acc);
       r.acc = 0.0f;
-      end = end + g.kc < g.k ? end + g.kc : g.k;
+      r.end = r.end + g.kc < g.k ? r.end + g.kc : g.k;
     }
   }
 }

@@ -275,6 +275,47 @@ def ptx_findings(ptx: str) -> list[str]:
     return sorted(set(findings))
 
 
+def _nvdisasm() -> str | None:
+    # Not in every toolkit install (this project's dev machine has none; e.g. the PyPI wheel
+    # nvidia-cuda-nvdisasm has one): ASSAY_NVDISASM, PATH, or next to nvcc.
+    env = os.environ.get("ASSAY_NVDISASM")
+    if env:
+        return env
+    found = shutil.which("nvdisasm")
+    if found:
+        return found
+    cand = Path(NVCC).parent / "nvdisasm" if NVCC else None
+    return str(cand) if cand is not None and cand.exists() else None
+
+
+NVDISASM = _nvdisasm()
+SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+# Float-pipe or tensor-core SASS opcodes; of these only plain FFMA and FADD may appear
+# (modifiers such as .FTZ, .SAT, .RM would be findings), and HFMA2.MMA only as ptxas's
+# idiom for writing the constant 0 to a register (R := -0 * 0 + 0, bits 0).
+SASS_FLOAT = re.compile(r"^(F[A-Z0-9]*|H[A-Z0-9]*|D[A-Z0-9]*|MUFU|I2F|[A-Z]*MMA|[A-Z]*GMMA)\b")
+
+
+def sass_findings(sass: str) -> list[str]:
+    """What in the SASS could change a bit of the repops-2 semantics (empty: none)."""
+    findings = []
+    ops = []
+    for line in sass.splitlines():
+        m = SASS_LINE.search(line)
+        if m is None:
+            continue
+        op, args = m.group(1), " ".join(m.group(2).split())
+        ops.append(op)
+        if op == "HFMA2.MMA" and re.fullmatch(r"R\d+, -RZ, RZ, 0, 0", args):
+            continue
+        if (SASS_FLOAT.match(op) or "MMA" in op) and op not in ("FFMA", "FADD"):
+            findings.append(f"float/tensor op {op} {args}")
+    for need in ("FFMA", "FADD"):
+        if need not in ops:
+            findings.append(f"no {need}")
+    return sorted(set(findings))
+
+
 def _compile_kernel(tmp: Path, *flags: str) -> tuple[str, str]:
     """The kernel alone (-DREPOPS_CUDA_KERNEL_ONLY: no torch headers): PTX and ptxas -v."""
     assert NVCC is not None
@@ -299,6 +340,7 @@ def test_cuda_kernel_compiles_for_sm90_and_its_ptx_has_only_ieee_fma_and_add(
     ptx, ptxas = _compile_kernel(tmp_path, *cuda_kernels.CUDA_FLAGS)
     assert ".target sm_90" in ptx
     assert ptx_findings(ptx) == []
+    assert ptx.count("bar.sync") == 2  # the two __syncthreads() of each k-tile
     assert re.search(r"\b0 bytes spill stores, 0 bytes spill loads", ptxas), ptxas
     # Exactly the two shared tiles (2 x 16 x 17 floats) and one barrier.
     assert re.search(r"used 1 barriers, 2176 bytes smem", ptxas), ptxas
@@ -309,6 +351,30 @@ def test_ptx_audit_catches_flush_to_zero(tmp_path: Path) -> None:
     flags = [f for f in cuda_kernels.CUDA_FLAGS if f != "-ftz=false"]
     ptx, _ = _compile_kernel(tmp_path, *flags, "-ftz=true")
     assert "flush/approximate fma.rn.ftz.f32" in ptx_findings(ptx)
+
+
+@needs_nvcc
+@pytest.mark.skipif(NVDISASM is None, reason="no nvdisasm (ASSAY_NVDISASM, PATH, CUDA_HOME)")
+def test_cuda_kernel_sass_for_sm90_has_only_ffma_and_fadd(tmp_path: Path) -> None:
+    _compile_kernel(tmp_path, *cuda_kernels.CUDA_FLAGS)
+    assert NVDISASM is not None
+    sass = subprocess.run(
+        [NVDISASM, str(tmp_path / "k.cubin")], capture_output=True, text=True, check=True
+    ).stdout
+    assert sass_findings(sass) == []
+    assert sass.count("BAR.SYNC") == 2
+
+
+@needs_nvcc
+@pytest.mark.skipif(NVDISASM is None, reason="no nvdisasm (ASSAY_NVDISASM, PATH, CUDA_HOME)")
+def test_sass_audit_catches_flush_to_zero(tmp_path: Path) -> None:
+    flags = [f for f in cuda_kernels.CUDA_FLAGS if f != "-ftz=false"]
+    _compile_kernel(tmp_path, *flags, "-ftz=true")
+    assert NVDISASM is not None
+    sass = subprocess.run(
+        [NVDISASM, str(tmp_path / "k.cubin")], capture_output=True, text=True, check=True
+    ).stdout
+    assert any("FFMA.FTZ" in f for f in sass_findings(sass))
 
 
 @pytest.mark.slow
@@ -328,7 +394,7 @@ def test_cuda_extension_compiles_against_torch_headers(tmp_path: Path) -> None:
         NVCC, "-c", str(cuda_kernels.SOURCE), "-o", str(tmp_path / "repops_cuda.o"),
         *shim, "-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=repops_cuda",
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-        *[f"-isystem{p}" for p in (*inc, sysconfig.get_paths()["include"])],
+        *[x for p in (*inc, sysconfig.get_paths()["include"]) for x in ("-isystem", p)],
         *cpp_extension.COMMON_NVCC_FLAGS, SM90, "--compiler-options", "-fPIC",
         *cuda_kernels.CUDA_FLAGS, "-std=c++20",
     ]  # fmt: skip

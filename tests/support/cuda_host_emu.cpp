@@ -28,7 +28,7 @@ void run_block(const Geo& g, int64_t bz, int64_t by, int64_t bx, bool reverse_th
   for (int ty = 0; ty < TILE; ty++)
     for (int tx = 0; tx < TILE; tx++) {
       th[ty * TILE + tx] = repops_cuda::thread_at(bz, by, bx, ty, tx);
-      acc[ty * TILE + tx] = repops_cuda::acc_init();
+      acc[ty * TILE + tx] = repops_cuda::acc_init(g);
     }
   // Within a phase the threads run in index order, or in reverse to show it does not matter.
   auto idx = [&](int q) { return reverse_threads ? TILE * TILE - 1 - q : q; };
