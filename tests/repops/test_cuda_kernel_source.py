@@ -199,6 +199,23 @@ def test_emulated_cuda_kernel_launch_offsets_and_thread_order_change_no_bit(
     assert_same_bits(cuda_emu.extension_matmul(a, b, KC, reverse_threads=True), want)
 
 
+def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode() -> None:
+    # The device has no flush mode (-ftz=false); the emulator must not inherit the host's.
+    g = torch.Generator().manual_seed(7)
+    a, b = _subnormal(g, (1, 20, 40), (1, 40, 20))
+    want = cuda_emu.extension_matmul(a, b, KC)
+    lib = kernels.lib()
+    lib.repops_set_ftz_daz_for_tests(1)
+    try:
+        got = cuda_emu.extension_matmul(a, b, KC)
+        flushed = a * 1.0  # a small torch op on this thread: flushed when the mode is on
+    finally:
+        lib.repops_set_ftz_daz_for_tests(0)
+    assert_same_bits(got, want)
+    assert ((want != 0) & (want.abs() < 2.0**-126)).any()
+    assert not torch.equal(flushed, a)  # the flush mode was on
+
+
 def test_cuda_wrapper_batching_routed_to_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
     # repops.cuda_kernels.matmul's own code (batch folding, reshapes) with the compiled
     # extension replaced by the emulated one: 4-D operands, a non-contiguous B.

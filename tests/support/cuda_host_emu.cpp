@@ -11,6 +11,10 @@
 
 #include <cstdint>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
 #include "repops_cuda_core.h"
 
 namespace {
@@ -20,6 +24,16 @@ using repops_cuda::Geo;
 using repops_cuda::Thread;
 using repops_cuda::TILE;
 using repops_cuda::Tiles;
+
+// The device keeps subnormals (-ftz=false) and rounds to nearest: so must the host, whatever
+// the calling thread's MXCSR says (FTZ, DAZ and rounding control cleared, restored after).
+struct HostFp {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned old = _mm_getcsr();
+  HostFp() { _mm_setcsr((old & ~(0x8000u | 0x0040u | 0x6000u)) | 0x1F80u); }
+  ~HostFp() { _mm_setcsr(old); }
+#endif
+};
 
 void run_block(const Geo& g, int64_t bz, int64_t by, int64_t bx, bool reverse_threads) {
   Tiles tiles;
@@ -59,6 +73,7 @@ extern "C" __attribute__((visibility("default"))) int repops_cuda_emu_matmul(
   if (bad != 0) return bad;
   if (max_yz <= 0 || max_yz > repops_cuda::MAX_GRID_YZ) return 4;
   if (nb == 0 || m == 0 || n == 0) return 0;
+  const HostFp fp;
   repops_cuda::for_each_launch(g, max_yz, [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
                                               int64_t nx) {
     for (int64_t z = 0; z < nz; z++)
