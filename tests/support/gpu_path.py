@@ -34,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 import repops.cuda_kernels
 from repops import kernels
 from repops import matmul as matmul_mod
+from tests.support import cuda_emu
 
 _IS_CPU = torch._C.TensorBase.__dict__["is_cpu"]
 _IS_CUDA = torch._C.TensorBase.__dict__["is_cuda"]
@@ -50,9 +51,10 @@ def _cpu_kernel_matmul(a: torch.Tensor, b: torch.Tensor, kc: int) -> torch.Tenso
     return matmul_mod.matmul(a, b)
 
 
-# THE stand-in for `repops.cuda_kernels.matmul(a, b, kc)` on the GPU path: the one place to
-# put a host emulator of the CUDA kernel (tests/support/cuda_emu.py `matmul`) instead.
-CUDA_MATMUL_STANDIN: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = _cpu_kernel_matmul
+# THE stand-in for `repops.cuda_kernels.matmul(a, b, kc)` on the GPU path: the host
+# emulation of the CUDA kernel (its own arithmetic header, run block by block and phase by
+# phase), so the GPU path's matmuls are the CUDA kernel's arithmetic, not the CPU kernel's.
+CUDA_MATMUL_STANDIN: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = cuda_emu.matmul
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The repops-2 CUDA matmul kernel emulated on the host (test support).
+
+`tests/support/cuda_host_emu.cpp` includes the kernel's own arithmetic header
+(`repops/kernels/repops_cuda_core.h`) and runs its grid sequentially; it is built here with
+g++ and the same flags as the CPU kernels (`repops.kernels.FLAGS`: -O3, -ffp-contract=off,
+never fast math).  `matmul(a, b, kc)` has the signature of `repops.cuda_kernels.matmul` for
+CPU float32 tensors, and goes through the same Python batching (`cuda_kernels.batched`), so
+a harness can route the CUDA matmul to it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from repops import cuda_kernels, kernels
+
+EMU_SOURCE = Path(__file__).with_name("cuda_host_emu.cpp")
+MAX_GRID_YZ = 65535
+_lib: ctypes.CDLL | None = None
+
+
+def _build() -> Path:
+    cxx = os.environ.get("CXX", "g++")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
+    key = hashlib.sha256(EMU_SOURCE.read_bytes() + cuda_kernels.CORE.read_bytes())
+    key.update((version.stdout + " ".join(kernels.FLAGS)).encode())
+    out_dir = kernels.build_dir().parent / "repops-cuda-emu"
+    so = out_dir / f"cuda_host_emu-{key.hexdigest()[:16]}.so"
+    if so.exists():
+        return so
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
+    os.close(fd)
+    cmd = [cxx, *kernels.FLAGS, f"-I{cuda_kernels.CORE.parent}", str(EMU_SOURCE), "-o", tmp]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        Path(tmp).unlink(missing_ok=True)
+        raise kernels.KernelBuildError(f"compiling {EMU_SOURCE.name} failed: {proc.stderr}")
+    os.replace(tmp, so)
+    return so
+
+
+def lib() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        handle = ctypes.CDLL(str(_build()))
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        handle.repops_cuda_emu_matmul.argtypes = [ptr, ptr, ptr, *([i64] * 12), ctypes.c_int]
+        handle.repops_cuda_emu_matmul.restype = ctypes.c_int
+        _lib = handle
+    return _lib
+
+
+def extension_matmul(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    kc: int,
+    *,
+    max_grid_yz: int = MAX_GRID_YZ,
+    reverse_threads: bool = False,
+) -> torch.Tensor:
+    """The extension's `matmul` (3-D operands, any strides) with the kernel emulated."""
+    if a.dtype != torch.float32 or b.dtype != torch.float32:
+        raise TypeError(f"float32 operands, got {a.dtype} and {b.dtype}")
+    if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ValueError(f"(nb, m, k) x (nb, k, n), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.is_cuda or b.is_cuda:
+        raise ValueError("the emulator takes CPU tensors")
+    nb, m, k = a.shape
+    n = b.shape[2]
+    c = torch.empty((nb, m, n), dtype=torch.float32)
+    rc = lib().repops_cuda_emu_matmul(
+        a.data_ptr(),
+        b.data_ptr(),
+        c.data_ptr(),
+        nb,
+        m,
+        k,
+        n,
+        *a.stride(),
+        *b.stride(),
+        kc,
+        max_grid_yz,
+        int(reverse_threads),
+    )
+    if rc != 0:
+        raise ValueError(f"emulated repops_matmul refused the geometry (code {rc})")
+    return c
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, kc: int) -> torch.Tensor:
+    """`repops.cuda_kernels.matmul` for CPU float32 tensors, with the kernel emulated."""
+    return cuda_kernels.batched(extension_matmul, a, b, kc)

@@ -1,0 +1,84 @@
+// Host emulation of the repops-2 CUDA matmul kernel (test support, never shipped).
+//
+// Runs repops_cuda.cu's grid with the SAME phase functions (repops_cuda_core.h compiled as
+// host C++): the launches of for_each_launch, in each every block (z, y, x), in each block
+// for every k-tile first all TILE x TILE threads' load_tile (the __syncthreads() after it:
+// the tiles are whole), then all threads' consume_tile (the __syncthreads() after it: no
+// load overwrites a tile still being read), and at the end all threads' store.  Any order
+// of threads between two barriers is one the device may pick, and the kernel's result must
+// not depend on it; running them sequentially checks indexing, tiling, chunking and the
+// launch offsets, and std::fmaf / `+` are the IEEE operations __fmaf_rn / __fadd_rn are.
+
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
+#include "repops_cuda_core.h"
+
+namespace {
+
+using repops_cuda::Acc;
+using repops_cuda::Geo;
+using repops_cuda::Thread;
+using repops_cuda::TILE;
+using repops_cuda::Tiles;
+
+// The device keeps subnormals (-ftz=false) and rounds to nearest: so must the host, whatever
+// the calling thread's MXCSR says (FTZ, DAZ and rounding control cleared, restored after).
+struct HostFp {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned old = _mm_getcsr();
+  HostFp() { _mm_setcsr((old & ~(0x8000u | 0x0040u | 0x6000u)) | 0x1F80u); }
+  ~HostFp() { _mm_setcsr(old); }
+#endif
+};
+
+void run_block(const Geo& g, int64_t bz, int64_t by, int64_t bx, bool reverse_threads) {
+  Tiles tiles;
+  Thread th[TILE * TILE];
+  Acc acc[TILE * TILE];
+  for (int ty = 0; ty < TILE; ty++)
+    for (int tx = 0; tx < TILE; tx++) {
+      th[ty * TILE + tx] = repops_cuda::thread_at(bz, by, bx, ty, tx);
+      acc[ty * TILE + tx] = repops_cuda::acc_init(g);
+    }
+  // Within a phase the threads run in index order, or in reverse to show it does not matter.
+  auto idx = [&](int q) { return reverse_threads ? TILE * TILE - 1 - q : q; };
+  for (int64_t k0 = 0; k0 < g.k; k0 += TILE) {
+    // Poison the tiles: a thread that read an element no thread loaded would see NaN.
+    for (int r = 0; r < TILE; r++)
+      for (int c = 0; c < TILE + 1; c++) tiles.as[r][c] = tiles.bs[r][c] = __builtin_nanf("");
+    for (int q = 0; q < TILE * TILE; q++) repops_cuda::load_tile(g, th[idx(q)], k0, tiles);
+    // __syncthreads()
+    for (int q = 0; q < TILE * TILE; q++)
+      repops_cuda::consume_tile(g, th[idx(q)], k0, tiles, acc[idx(q)]);
+    // __syncthreads()
+  }
+  for (int q = 0; q < TILE * TILE; q++) repops_cuda::store(g, th[idx(q)], acc[idx(q)]);
+}
+
+}  // namespace
+
+// c (nb, m, n) contiguous = a x b as the CUDA kernel computes it.  max_yz stands for the
+// device's grid y/z limit (MAX_GRID_YZ, or smaller to exercise the launch offsets).
+// Returns check_geo's code, or 4 for a bad max_yz; 0 when c was written.
+extern "C" __attribute__((visibility("default"))) int repops_cuda_emu_matmul(
+    const float* a, const float* b, float* c, int64_t nb, int64_t m, int64_t k, int64_t n,
+    int64_t sab, int64_t sam, int64_t sak, int64_t sbb, int64_t sbk, int64_t sbn, int64_t kc,
+    int64_t max_yz, int reverse_threads) {
+  const Geo g{a, b, c, nb, m, k, n, sab, sam, sak, sbb, sbk, sbn, kc};
+  const int bad = repops_cuda::check_geo(g);
+  if (bad != 0) return bad;
+  if (max_yz <= 0 || max_yz > repops_cuda::MAX_GRID_YZ) return 4;
+  if (nb == 0 || m == 0 || n == 0) return 0;
+  const HostFp fp;
+  repops_cuda::for_each_launch(g, max_yz, [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
+                                              int64_t nx) {
+    for (int64_t z = 0; z < nz; z++)
+      for (int64_t y = 0; y < ny; y++)
+        for (int64_t x = 0; x < nx; x++) run_block(g, z0 + z, y0 + y, x, reverse_threads != 0);
+  });
+  return 0;
+}
