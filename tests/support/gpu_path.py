@@ -33,7 +33,6 @@ from torch.overrides import TorchFunctionMode
 
 import repops.cuda_kernels
 from repops import kernels
-from repops import matmul as matmul_mod
 from tests.support import cuda_emu
 
 _IS_CPU = torch._C.TensorBase.__dict__["is_cpu"]
@@ -42,13 +41,6 @@ _IS_CUDA = torch._C.TensorBase.__dict__["is_cuda"]
 # Frames of these modules are "repops op code": a torch call with one of them on its stack
 # (directly, or through a helper such as repops.rng or a test's injected twin) is recorded.
 OP_MODULES = frozenset({"repops.ops", "repops.numerics", "repops.matmul", "repops.cuda_kernels"})
-
-
-def _cpu_kernel_matmul(a: torch.Tensor, b: torch.Tensor, kc: int) -> torch.Tensor:
-    """The native CPU repops-2 kernel, called with the real device answers (see gpu_path)."""
-    if kc != matmul_mod.KC:
-        raise ValueError(f"the CPU kernel has KC = {matmul_mod.KC}, asked for {kc}")
-    return matmul_mod.matmul(a, b)
 
 
 # THE stand-in for `repops.cuda_kernels.matmul(a, b, kc)` on the GPU path: the host
