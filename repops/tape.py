@@ -694,6 +694,11 @@ class Executor:
     """Runs a tape on one device.  Constants are moved to the device once."""
 
     def __init__(self, tape: Tape, device: torch.device) -> None:
+        if torch.device(device).type not in ("cpu", "cuda"):
+            raise TapeError(
+                f"repops runs tapes on cpu or cuda only, not {device} (the repops-2 kernels "
+                "and the checked torch twins exist for those two)"
+            )
         self.tape = tape
         self.device = device
         self.consts = [c.to(device) for c in tape.consts]

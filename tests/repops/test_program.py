@@ -9,6 +9,7 @@ import torch
 
 from jobspec import schema
 from repops import REPOPS_VERSION, SpecInvalid
+from repops.errors import TapeError
 from repops.hashing import state_hash
 from repops.program import (
     DATASETS,
@@ -122,3 +123,13 @@ def test_engine_spec_invalid_is_the_shared_one(mlp_spec: dict[str, Any]) -> None
     assert isinstance(info.value, SpecInvalid)
     assert [e.path for e in info.value.errors] == ["steps"]
     assert "greater than or equal to 1" in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "xpu"])
+def test_executor_refuses_devices_without_repops_kernels(
+    device: str, mlp_spec: dict[str, Any]
+) -> None:
+    prog = build_program(mlp_spec)
+    with pytest.raises(TapeError, match=f"cpu or cuda only, not {device}"):
+        prog.executor(torch.device(device))
+    assert prog.executor(torch.device("cpu")).device == torch.device("cpu")
