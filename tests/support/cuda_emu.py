@@ -1,7 +1,9 @@
 """The repops-2 CUDA matmul kernel emulated on the host (test support).
 
-`tests/support/cuda_host_emu.cpp` includes the kernel's own arithmetic header
-(`repops/kernels/repops_cuda_core.h`) and runs its grid sequentially; it is built here with
+`tests/support/cuda_host_emu.cpp` includes the kernels' own arithmetic header
+(`repops/kernels/repops_cuda_core.h`) and runs the grid of either kernel sequentially
+(`kernel="simple"`: one thread per output; `"tiled"`: the register-tiled one; `"auto"`,
+the default: the one the extension's `choose_kernel` picks for the shape); it is built here with
 g++ and the same flags as the CPU kernels (`repops.kernels.FLAGS`: -O3, -ffp-contract=off,
 never fast math).  `matmul(a, b, kc)` has the signature of `repops.cuda_kernels.matmul` for
 CPU float32 tensors, and goes through the same Python batching (`cuda_kernels.batched`), so
@@ -23,6 +25,7 @@ from repops import cuda_kernels, kernels
 
 EMU_SOURCE = Path(__file__).with_name("cuda_host_emu.cpp")
 MAX_GRID_YZ = 65535
+KERNELS = {"auto": -1, "simple": 0, "tiled": 1}
 _lib: ctypes.CDLL | None = None
 
 
@@ -52,10 +55,25 @@ def lib() -> ctypes.CDLL:
     if _lib is None:
         handle = ctypes.CDLL(str(_build()))
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        handle.repops_cuda_emu_matmul.argtypes = [ptr, ptr, ptr, *([i64] * 12), ctypes.c_int]
+        handle.repops_cuda_emu_matmul.argtypes = [
+            ptr,
+            ptr,
+            ptr,
+            *([i64] * 12),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
         handle.repops_cuda_emu_matmul.restype = ctypes.c_int
+        handle.repops_cuda_emu_choose.argtypes = [i64] * 4
+        handle.repops_cuda_emu_choose.restype = ctypes.c_int
         _lib = handle
     return _lib
+
+
+def choose_kernel(nb: int, m: int, k: int, n: int) -> str:
+    """Which kernel the extension launches for (nb, m, k) x (nb, k, n): its choose_kernel."""
+    code = lib().repops_cuda_emu_choose(nb, m, k, n)
+    return next(name for name, c in KERNELS.items() if c == code)
 
 
 def extension_matmul(
@@ -65,8 +83,11 @@ def extension_matmul(
     *,
     max_grid_yz: int = MAX_GRID_YZ,
     reverse_threads: bool = False,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """The extension's `matmul` (3-D operands, any strides) with the kernel emulated."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel is one of {sorted(KERNELS)}, got {kernel!r}")
     if a.dtype != torch.float32 or b.dtype != torch.float32:
         raise TypeError(f"float32 operands, got {a.dtype} and {b.dtype}")
     if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
@@ -89,6 +110,7 @@ def extension_matmul(
         kc,
         max_grid_yz,
         int(reverse_threads),
+        KERNELS[kernel],
     )
     if rc != 0:
         raise ValueError(f"emulated repops_matmul refused the geometry (code {rc})")

@@ -1,15 +1,20 @@
 // Host emulation of the repops-2 CUDA matmul kernel (test support, never shipped).
 //
 // Runs repops_cuda.cu's grid with the SAME phase functions (repops_cuda_core.h compiled as
-// host C++): the launches of for_each_launch, in each every block (z, y, x), in each block
-// for every k-tile first all TILE x TILE threads' load_tile (the __syncthreads() after it:
-// the tiles are whole), then all threads' consume_tile (the __syncthreads() after it: no
-// load overwrites a tile still being read), and at the end all threads' store.  Any order
+// host C++), for either kernel (the simple one: 16 x 16 threads per 16 x 16 block of C;
+// the register-tiled one: 256 threads per 128 x 64 block, 8 x 4 outputs each), or the one
+// choose_kernel picks as the extension does: the launches of for_each_launch, in each
+// every block (z, y, x), in each block for every k-tile first all threads' load_tile (the
+// __syncthreads() after it: the tiles are whole), then all threads' consume_tile (the
+// __syncthreads() after it: no load overwrites a tile still being read), and at the end
+// all threads' store.  The shared tiles are poisoned with NaN before each load, so a
+// thread reading a slot no thread wrote would show.  Any order
 // of threads between two barriers is one the device may pick, and the kernel's result must
 // not depend on it; running them sequentially checks indexing, tiling, chunking and the
 // launch offsets, and std::fmaf / `+` are the IEEE operations __fmaf_rn / __fadd_rn are.
 
 #include <cstdint>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -59,26 +64,70 @@ void run_block(const Geo& g, int64_t bz, int64_t by, int64_t bx, bool reverse_th
   for (int q = 0; q < TILE * TILE; q++) repops_cuda::store(g, th[idx(q)], acc[idx(q)]);
 }
 
+void run_block_tiled(const Geo& g, int64_t bz, int64_t by, int64_t bx, bool reverse_threads) {
+  namespace rt = repops_cuda::rt;
+  constexpr int T = rt::THREADS;
+  rt::Tiles tiles;
+  std::vector<rt::Thread> th(T);
+  std::vector<rt::Acc> acc(T);
+  for (int q = 0; q < T; q++) {
+    th[q] = rt::thread_at(bz, by, bx, q);
+    acc[q] = rt::acc_init(g);
+  }
+  auto idx = [&](int q) { return reverse_threads ? T - 1 - q : q; };
+  for (int64_t k0 = 0; k0 < g.k; k0 += rt::BK) {
+    for (int u = 0; u < rt::BK; u++) {
+      for (int r = 0; r < rt::BM + 4; r++) tiles.as[u][r] = __builtin_nanf("");
+      for (int c = 0; c < rt::BN + 4; c++) tiles.bs[u][c] = __builtin_nanf("");
+    }
+    for (int q = 0; q < T; q++) rt::load_tile(g, th[idx(q)], k0, tiles);
+    // __syncthreads()
+    for (int q = 0; q < T; q++) rt::consume_tile(g, th[idx(q)], k0, tiles, acc[idx(q)]);
+    // __syncthreads()
+  }
+  for (int q = 0; q < T; q++) rt::store(g, th[idx(q)], acc[idx(q)]);
+}
+
 }  // namespace
 
 // c (nb, m, n) contiguous = a x b as the CUDA kernel computes it.  max_yz stands for the
-// device's grid y/z limit (MAX_GRID_YZ, or smaller to exercise the launch offsets).
-// Returns check_geo's code, or 4 for a bad max_yz; 0 when c was written.
+// device's grid y/z limit (MAX_GRID_YZ, or smaller to exercise the launch offsets);
+// kernel: 0 the simple one, 1 the register-tiled one, -1 the one choose_kernel picks.
+// Returns check_geo's code, 4 for a bad max_yz, 5 for a bad kernel; 0 when c was written.
 extern "C" __attribute__((visibility("default"))) int repops_cuda_emu_matmul(
     const float* a, const float* b, float* c, int64_t nb, int64_t m, int64_t k, int64_t n,
     int64_t sab, int64_t sam, int64_t sak, int64_t sbb, int64_t sbk, int64_t sbn, int64_t kc,
-    int64_t max_yz, int reverse_threads) {
+    int64_t max_yz, int reverse_threads, int kernel) {
   const Geo g{a, b, c, nb, m, k, n, sab, sam, sak, sbb, sbk, sbn, kc};
   const int bad = repops_cuda::check_geo(g);
   if (bad != 0) return bad;
   if (max_yz <= 0 || max_yz > repops_cuda::MAX_GRID_YZ) return 4;
+  if (kernel < -1 || kernel > 1) return 5;
   if (nb == 0 || m == 0 || n == 0) return 0;
+  const bool tiled = kernel == -1 ? repops_cuda::choose_kernel(g) == repops_cuda::Kernel::tiled
+                                  : kernel == 1;
+  const int64_t bm = tiled ? repops_cuda::rt::BM : TILE, bn = tiled ? repops_cuda::rt::BN : TILE;
   const HostFp fp;
-  repops_cuda::for_each_launch(g, max_yz, [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
-                                              int64_t nx) {
+  repops_cuda::for_each_launch(g, max_yz, bm, bn, [&](int64_t z0, int64_t nz, int64_t y0,
+                                                      int64_t ny, int64_t nx) {
     for (int64_t z = 0; z < nz; z++)
       for (int64_t y = 0; y < ny; y++)
-        for (int64_t x = 0; x < nx; x++) run_block(g, z0 + z, y0 + y, x, reverse_threads != 0);
+        for (int64_t x = 0; x < nx; x++) {
+          if (tiled) {
+            run_block_tiled(g, z0 + z, y0 + y, x, reverse_threads != 0);
+          } else {
+            run_block(g, z0 + z, y0 + y, x, reverse_threads != 0);
+          }
+        }
   });
   return 0;
+}
+
+// Which kernel the extension launches for this shape (0 simple, 1 tiled): choose_kernel.
+extern "C" __attribute__((visibility("default"))) int repops_cuda_emu_choose(int64_t nb,
+                                                                            int64_t m,
+                                                                            int64_t k,
+                                                                            int64_t n) {
+  const Geo g{nullptr, nullptr, nullptr, nb, m, k, n, 0, 0, 0, 0, 0, 0, 128};
+  return static_cast<int>(repops_cuda::choose_kernel(g));
 }
