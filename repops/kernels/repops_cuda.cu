@@ -66,7 +66,9 @@ __global__ void __launch_bounds__(repops_cuda::rt::THREADS, 2)
 
 #include <cuda_runtime.h>
 
-torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc) {
+// kernel: -1 the one choose_kernel picks (what repops uses), 0 the simple one, 1 the
+// register-tiled one (for benchmarks and tests: the bits are the same).
+torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc, int64_t kernel) {
   using namespace repops_cuda;
   TORCH_CHECK(a.is_cuda() && b.is_cuda(), "repops_matmul: CUDA tensors");
   TORCH_CHECK(a.device() == b.device(), "repops_matmul: operands on ", a.device(), " and ",
@@ -76,6 +78,7 @@ torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc) {
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3, "repops_matmul: (nb, m, k) x (nb, k, n)");
   TORCH_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "repops_matmul: shapes ",
               a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(kernel >= -1 && kernel <= 1, "repops_matmul: kernel -1, 0 or 1, got ", kernel);
   const c10::cuda::CUDAGuard guard(a.device());  // launch on the operands' device
   const int64_t nb = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
   auto c = torch::empty({nb, m, n}, a.options());
@@ -88,9 +91,9 @@ torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc) {
   if (nb == 0 || m == 0 || n == 0) return c;
   // k == 0 needs no special case: no tile runs and every thread stores +0.
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(a.device().index());
-  const bool tiled = choose_kernel(g) == Kernel::tiled;
-  const int64_t bm = tiled ? rt::BM : TILE, bn = tiled ? rt::BN : TILE;
-  for_each_launch(g, MAX_GRID_YZ, bm, bn, [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
+  const Kernel kern = kernel_for(g, kernel);
+  const bool tiled = kern == Kernel::tiled;
+  for_each_launch(g, MAX_GRID_YZ, block_rows(kern), block_cols(kern), [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
                                               int64_t nx) {
     const dim3 grid(static_cast<unsigned>(nx), static_cast<unsigned>(ny),
                     static_cast<unsigned>(nz));
@@ -105,6 +108,9 @@ torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc) {
   return c;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("matmul", &repops_matmul, "repops-2 matmul"); }
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("matmul", &repops_matmul, "repops-2 matmul", pybind11::arg("a"), pybind11::arg("b"),
+        pybind11::arg("kc"), pybind11::arg("kernel") = -1);
+}
 
 #endif  // REPOPS_CUDA_KERNEL_ONLY

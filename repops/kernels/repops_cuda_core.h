@@ -318,6 +318,14 @@ inline Kernel choose_kernel(const Geo& g) {
                                                                    : Kernel::simple;
 }
 
+// The kernel for a request code (-1: choose_kernel's pick, 0: simple, 1: tiled; callers
+// check the range), and the rows and columns of C one of its blocks covers.
+inline Kernel kernel_for(const Geo& g, int64_t code) {
+  return code < 0 ? choose_kernel(g) : (code == 1 ? Kernel::tiled : Kernel::simple);
+}
+inline int64_t block_rows(Kernel kern) { return kern == Kernel::tiled ? rt::BM : TILE; }
+inline int64_t block_cols(Kernel kern) { return kern == Kernel::tiled ? rt::BN : TILE; }
+
 }  // namespace repops_cuda
 
 #endif  // REPOPS_CUDA_CORE_H_

@@ -34,7 +34,9 @@ from tests.support import cuda_emu
 Shape = tuple[int, ...]
 Pair = tuple[torch.Tensor, torch.Tensor]
 Maker = Callable[[torch.Generator, Shape, Shape], Pair]
-KERNELS = ["simple", "tiled"]  # the two kernels of repops_cuda.cu, emulated
+SIMPLE, TILED = cuda_kernels.KERNELS["simple"], cuda_kernels.KERNELS["tiled"]
+# The two kernels of repops_cuda.cu, emulated (the extension's codes; ids by name).
+each_kernel = pytest.mark.parametrize("kernel", [SIMPLE, TILED], ids=["simple", "tiled"])
 
 
 def _cpu(a: torch.Tensor, b: torch.Tensor, kc: int) -> torch.Tensor:
@@ -137,9 +139,9 @@ BIG_SHAPES = [(2, 130, 2 * KC + 5, 70), (1, 257, KC + 1, 129)]
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the reference
 @pytest.mark.parametrize("shape", SHAPES + BIG_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", list(DATA))
-@pytest.mark.parametrize("kernel", KERNELS)
+@each_kernel
 def test_emulated_cuda_kernel_equals_cpu_kernel_and_reference(
-    shape: tuple[int, int, int, int], kind: str, kernel: str
+    shape: tuple[int, int, int, int], kind: str, kernel: int
 ) -> None:
     nb, m, k, n = shape
     g = torch.Generator().manual_seed(zlib.crc32(f"{shape}{kind}".encode()))
@@ -158,9 +160,9 @@ def test_emulated_cuda_kernel_equals_cpu_kernel_and_reference(
 
 
 @pytest.mark.parametrize("kc", [1, 5, 16, 48, 200])
-@pytest.mark.parametrize("kernel", KERNELS)
+@each_kernel
 def test_emulated_cuda_kernel_other_chunk_sizes_equal_cpu_and_reference(
-    kc: int, kernel: str
+    kc: int, kernel: int
 ) -> None:
     # KC below and not a multiple of the tile: chunk ends inside a tile, several per tile;
     # KC = 200 > k / 2: one chunk end inside a tile, the last at k.
@@ -171,8 +173,8 @@ def test_emulated_cuda_kernel_other_chunk_sizes_equal_cpu_and_reference(
     assert_same_bits(got, _reference(a, b, kc))
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_emulated_cuda_kernel_is_sensitive_to_the_chunking(kernel: str) -> None:
+@each_kernel
+def test_emulated_cuda_kernel_is_sensitive_to_the_chunking(kernel: int) -> None:
     # The comparisons above can fail: another KC gives other bits on the same data.
     g = torch.Generator().manual_seed(3)
     a, b = _wide(g, (1, 20, 300), (1, 300, 20))
@@ -181,8 +183,8 @@ def test_emulated_cuda_kernel_is_sensitive_to_the_chunking(kernel: str) -> None:
     assert not torch.equal(x.view(torch.int32), y.view(torch.int32))
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu(kernel: str) -> None:
+@each_kernel
+def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu(kernel: int) -> None:
     g = torch.Generator().manual_seed(4)
     nb, m, k, n = 3, 21, 2 * KC + 5, 19
     a, b = _wide(g, (nb, m, k), (nb, k, n))
@@ -203,15 +205,15 @@ def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu(kernel: str
 
 
 @pytest.mark.parametrize("max_grid_yz", [1, 2])
-@pytest.mark.parametrize("kernel", KERNELS)
+@each_kernel
 def test_emulated_cuda_kernel_launch_offsets_and_thread_order_change_no_bit(
-    max_grid_yz: int, kernel: str
+    max_grid_yz: int, kernel: int
 ) -> None:
     # Grids over the device's y/z limit are split into launches with block offsets; the
     # emulator lowers the limit so 3 batches x 3 row blocks (of 16, and of 128 rows) take
     # several launches.
     g = torch.Generator().manual_seed(5)
-    m = 40 if kernel == "simple" else 260
+    m = 40 if kernel == SIMPLE else 260
     a, b = _wide(g, (3, m, 150), (3, 150, 70))
     want = numerics.matmul(a, b)
     got = cuda_emu.extension_matmul(a, b, KC, max_grid_yz=max_grid_yz, kernel=kernel)
@@ -231,8 +233,8 @@ def test_the_wrapper_picks_the_tiled_kernel_for_large_outputs() -> None:
     assert pick(64, 16, 512, 4096) == "simple"  # m = 16: 8x the simple kernel's padding
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode(kernel: str) -> None:
+@each_kernel
+def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode(kernel: int) -> None:
     # The device has no flush mode (-ftz=false); the emulator must not inherit the host's.
     g = torch.Generator().manual_seed(7)
     a, b = _subnormal(g, (1, 20, 40), (1, 40, 20))
@@ -249,21 +251,27 @@ def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode(kernel: s
     assert not torch.equal(flushed, a)  # the flush mode was on
 
 
-def test_cuda_wrapper_batching_routed_to_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
-    # repops.cuda_kernels.matmul's own code (batch folding, reshapes) with the compiled
-    # extension replaced by the emulated one: 4-D operands, a non-contiguous B.
+@pytest.mark.parametrize("name", list(cuda_kernels.KERNELS))
+def test_cuda_wrapper_batching_routed_to_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # repops.cuda_kernels.matmul's own code (batch folding, reshapes, the kernel code
+    # passed as the extension's 4th argument) with the compiled extension replaced by the
+    # emulated one: 4-D operands, a non-contiguous B.
     monkeypatch.setattr(cuda_kernels, "_mod", SimpleNamespace(matmul=cuda_emu.extension_matmul))
     g = torch.Generator().manual_seed(6)
     a, b = _wide(g, (2, 3, 9, 140), (2, 3, 140, 11))
     bt = b.transpose(-1, -2).contiguous().transpose(-1, -2)
-    got = cuda_kernels.matmul(a, bt, KC)
+    got = cuda_kernels.matmul(a, bt, KC, name)
     assert got.shape == (2, 3, 9, 11)
     assert_same_bits(got, numerics.matmul(a, b))
-    assert_same_bits(cuda_emu.matmul(a, bt, KC), got)
+    assert_same_bits(cuda_emu.matmul(a, bt, KC, name), got)
+    with pytest.raises(ValueError, match="kernel is one of"):
+        cuda_kernels.matmul(a, bt, KC, "fast")
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_emulated_cuda_kernel_refuses_a_bad_chunk_size(kernel: str) -> None:
+@each_kernel
+def test_emulated_cuda_kernel_refuses_a_bad_chunk_size(kernel: int) -> None:
     a, b = torch.ones(1, 2, 3), torch.ones(1, 3, 2)
     with pytest.raises(ValueError, match="code 2"):
         cuda_emu.extension_matmul(a, b, 0, kernel=kernel)
@@ -483,7 +491,7 @@ def test_cuda_extension_compiles_against_torch_headers(tmp_path: Path) -> None:
     sym = subprocess.run(
         ["nm", "-C", str(tmp_path / "repops_cuda.o")], capture_output=True, text=True, check=True
     ).stdout
-    assert "repops_matmul(at::Tensor, at::Tensor, long)" in sym
+    assert "repops_matmul(at::Tensor, at::Tensor, long, long)" in sym
     assert "PyInit_repops_cuda" in sym
 
 

@@ -104,12 +104,13 @@ extern "C" __attribute__((visibility("default"))) int repops_cuda_emu_matmul(
   if (max_yz <= 0 || max_yz > repops_cuda::MAX_GRID_YZ) return 4;
   if (kernel < -1 || kernel > 1) return 5;
   if (nb == 0 || m == 0 || n == 0) return 0;
-  const bool tiled = kernel == -1 ? repops_cuda::choose_kernel(g) == repops_cuda::Kernel::tiled
-                                  : kernel == 1;
-  const int64_t bm = tiled ? repops_cuda::rt::BM : TILE, bn = tiled ? repops_cuda::rt::BN : TILE;
+  const repops_cuda::Kernel kern = repops_cuda::kernel_for(g, kernel);  // as the extension
+  const bool tiled = kern == repops_cuda::Kernel::tiled;
   const HostFp fp;
-  repops_cuda::for_each_launch(g, max_yz, bm, bn, [&](int64_t z0, int64_t nz, int64_t y0,
-                                                      int64_t ny, int64_t nx) {
+  repops_cuda::for_each_launch(g, max_yz, repops_cuda::block_rows(kern),
+                               repops_cuda::block_cols(kern), [&](int64_t z0, int64_t nz,
+                                                                  int64_t y0, int64_t ny,
+                                                                  int64_t nx) {
     for (int64_t z = 0; z < nz; z++)
       for (int64_t y = 0; y < ny; y++)
         for (int64_t x = 0; x < nx; x++) {
