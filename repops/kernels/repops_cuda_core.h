@@ -209,24 +209,57 @@ REPOPS_DEV Acc acc_init(const Geo& g) {
 // The element map follows the operand's unit stride so a warp's loads are coalesced:
 // along k for a row-major A (two rows x 64 bytes per warp), along rows otherwise
 // (column-major A: 128 bytes); along columns for a row-major B, along k otherwise.
+//
+// Element q of a thread is e = tid + q THREADS of the map: one k (or one row) and rows (or
+// k values) a fixed step apart, so its offset is the first one plus q times a constant;
+// with everything inlined the per-element cost is a bounds check, a load and a shared
+// store (the address products are the same for every tile, hoisted out of the k loop).
 REPOPS_DEV void load_tile(const Geo& g, const Thread& t, int64_t k0, Tiles& s) {
-  const float* A = g.a + t.bi * g.sab;
-  const float* B = g.b + t.bi * g.sbb;
-  const bool a_along_k = g.sak == 1;
-  REPOPS_UNROLL for (int q = 0; q < A_LOADS; q++) {
-    const int e = t.tid + q * THREADS;
-    const int u = a_along_k ? (e & (BK - 1)) : (e >> LOG_BM);
-    const int r = a_along_k ? (e >> LOG_BK) : (e & (BM - 1));
-    const int64_t i = t.row0 + r, k = k0 + u;
-    s.as[u][r] = (i < g.m && k < g.k) ? A[i * g.sam + k * g.sak] : 0.0f;
+  {
+    const bool along_k = g.sak == 1;
+    const int u0 = along_k ? (t.tid & (BK - 1)) : (t.tid >> LOG_BM);
+    const int r0 = along_k ? (t.tid >> LOG_BK) : (t.tid & (BM - 1));
+    const int du = along_k ? 0 : THREADS / BM;  // per element: k step
+    const int dr = along_k ? THREADS / BK : 0;  // per element: row step
+    const int64_t rows_left = g.m - t.row0 - r0, k_left = g.k - k0 - u0;
+    const float* A = g.a + t.bi * g.sab;
+    int64_t o = (t.row0 + r0) * g.sam + (k0 + u0) * g.sak;
+    const int64_t d = dr * g.sam + du * g.sak;
+    if (rows_left >= BM && k_left >= BK) {  // all inside (most tiles): no checks
+      REPOPS_UNROLL for (int q = 0; q < A_LOADS; q++) {
+        s.as[u0 + q * du][r0 + q * dr] = A[o];
+        o += d;
+      }
+    } else {
+      REPOPS_UNROLL for (int q = 0; q < A_LOADS; q++) {
+        const int u = u0 + q * du, r = r0 + q * dr;
+        s.as[u][r] = (q * dr < rows_left && q * du < k_left) ? A[o] : 0.0f;
+        o += d;
+      }
+    }
   }
-  const bool b_along_n = g.sbn == 1;
-  REPOPS_UNROLL for (int q = 0; q < B_LOADS; q++) {
-    const int e = t.tid + q * THREADS;
-    const int u = b_along_n ? (e >> LOG_BN) : (e & (BK - 1));
-    const int c = b_along_n ? (e & (BN - 1)) : (e >> LOG_BK);
-    const int64_t j = t.col0 + c, k = k0 + u;
-    s.bs[u][c] = (j < g.n && k < g.k) ? B[k * g.sbk + j * g.sbn] : 0.0f;
+  {
+    const bool along_n = g.sbn == 1;
+    const int u0 = along_n ? (t.tid >> LOG_BN) : (t.tid & (BK - 1));
+    const int c0 = along_n ? (t.tid & (BN - 1)) : (t.tid >> LOG_BK);
+    const int du = along_n ? THREADS / BN : 0;
+    const int dc = along_n ? 0 : THREADS / BK;
+    const int64_t cols_left = g.n - t.col0 - c0, k_left = g.k - k0 - u0;
+    const float* B = g.b + t.bi * g.sbb;
+    int64_t o = (k0 + u0) * g.sbk + (t.col0 + c0) * g.sbn;
+    const int64_t d = du * g.sbk + dc * g.sbn;
+    if (cols_left >= BN && k_left >= BK) {
+      REPOPS_UNROLL for (int q = 0; q < B_LOADS; q++) {
+        s.bs[u0 + q * du][c0 + q * dc] = B[o];
+        o += d;
+      }
+    } else {
+      REPOPS_UNROLL for (int q = 0; q < B_LOADS; q++) {
+        const int u = u0 + q * du, c = c0 + q * dc;
+        s.bs[u][c] = (q * dc < cols_left && q * du < k_left) ? B[o] : 0.0f;
+        o += d;
+      }
+    }
   }
 }
 

@@ -204,6 +204,35 @@ def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu(kernel: int
     )
 
 
+# (1, 250, 46, 70): a partial second block of rows and a last k-tile just short of full (the
+# checks that skip the per-element bounds tests must not be too loose).
+GUARD_CASES = [(1, 5, 0, 7), (2, 17, 1, 33), (3, 17, 17, 5), (1, 31, KC + 1, 17), (1, 250, 46, 70)]
+GUARD_CASES += BIG_SHAPES
+
+
+@each_kernel
+def test_emulated_cuda_kernel_reads_nothing_outside_its_operands(kernel: int) -> None:
+    # Out-of-range values never reach an output (rows past m are not stored, k past k not
+    # consumed), so the bits cannot show such a read: the operands are copied flush
+    # against an inaccessible page after them, then before them (a read outside kills the
+    # process), contiguous and as column-major / padded views.
+    g = torch.Generator().manual_seed(8)
+    for nb, m, k, n in GUARD_CASES:
+        a, b = _gauss(g, (nb, m, k), (nb, k, n))
+        big = torch.zeros(nb, m + 2, k + 3)
+        big[:, 1 : 1 + m, 2 : 2 + k] = a
+        views = [
+            (a, b),
+            (a.mT.contiguous().mT, b.mT.contiguous().mT),  # column-major A and B
+            (big[:, 1 : 1 + m, 2 : 2 + k], b),  # padded rows, storage offset
+        ]
+        want = numerics.matmul(a, b)
+        for x, y in views:
+            for guard in (1, 2):
+                got = cuda_emu.extension_matmul(x, y, KC, kernel, guard=guard)
+                assert_same_bits(got, want)
+
+
 @pytest.mark.parametrize("max_grid_yz", [1, 2])
 @each_kernel
 def test_emulated_cuda_kernel_launch_offsets_and_thread_order_change_no_bit(

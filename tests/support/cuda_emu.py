@@ -84,8 +84,12 @@ def extension_matmul(
     *,
     max_grid_yz: int = MAX_GRID_YZ,
     reverse_threads: bool = False,
+    guard: int = 0,
 ) -> torch.Tensor:
-    """The extension's `matmul` (3-D operands, any strides) with the kernel emulated."""
+    """The extension's `matmul` (3-D operands, any strides) with the kernel emulated.
+
+    `guard` 1 (2): the kernel reads copies of a and b flush against an inaccessible page
+    after (before) them, so a read out of range kills the process (SIGSEGV)."""
     if kernel not in cuda_kernels.KERNELS.values():
         raise ValueError(f"kernel code is one of -1, 0, 1, got {kernel}")
     if a.dtype != torch.float32 or b.dtype != torch.float32:
@@ -111,6 +115,7 @@ def extension_matmul(
         max_grid_yz,
         int(reverse_threads),
         kernel,
+        guard,
     )
     if rc != 0:
         raise ValueError(f"emulated repops_matmul refused the geometry (code {rc})")
