@@ -1,12 +1,14 @@
-"""The CUDA matmul kernel verified without a GPU.
+"""The CUDA matmul kernels verified without a GPU.
 
-(a) Its arithmetic (`repops/kernels/repops_cuda_core.h`, the same phase functions the
-`__global__` kernel calls) emulated on the host block by block, thread by thread
-(`tests/support/cuda_emu.py`) gives the bits of the CPU kernels and of the slow reference,
-over edge shapes, strided views, wide-range data, subnormals and inf/NaN.  (b) The kernel
-compiles with nvcc for sm_90 and its PTX holds no float arithmetic but `fma.rn.f32` and
-`add.rn.f32` (skipped without nvcc).  (c) The whole extension compiles against torch's
-headers (slow).  What only a GPU can show is in tests/repops/test_gpu.py.
+(a) Their arithmetic (`repops/kernels/repops_cuda_core.h`, the same phase functions the
+`__global__` kernels call) emulated on the host block by block, thread by thread
+(`tests/support/cuda_emu.py`), for the simple kernel and the register-tiled one alike,
+gives the bits of the CPU kernels and of the slow reference, over edge shapes, shapes of
+several blocks in every dimension, strided views, wide-range data, subnormals and inf/NaN.
+(b) The kernels compile with nvcc for sm_90, their PTX holds no float arithmetic but
+`fma.rn.f32` and `add.rn.f32`, and ptxas reports no spills and the tiled kernel within its
+launch bounds' 128 registers (skipped without nvcc).  (c) The whole extension compiles
+against torch's headers (slow).  What only a GPU can show is in tests/repops/test_gpu.py.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from tests.support import cuda_emu
 Shape = tuple[int, ...]
 Pair = tuple[torch.Tensor, torch.Tensor]
 Maker = Callable[[torch.Generator, Shape, Shape], Pair]
+SIMPLE, TILED = cuda_kernels.KERNELS["simple"], cuda_kernels.KERNELS["tiled"]
+# The two kernels of repops_cuda.cu, emulated (the extension's codes; ids by name).
+each_kernel = pytest.mark.parametrize("kernel", [SIMPLE, TILED], ids=["simple", "tiled"])
 
 
 def _cpu(a: torch.Tensor, b: torch.Tensor, kc: int) -> torch.Tensor:
@@ -126,18 +131,22 @@ SHAPES = [
     (1, 31, KC + 1, 17),
     (2, 18, 2 * KC + 5, 19),
 ]
+# Several blocks of the tiled kernel (128 x 64) in every dimension, m and n not multiples
+# of its block, k over two chunks.
+BIG_SHAPES = [(2, 130, 2 * KC + 5, 70), (1, 257, KC + 1, 129)]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the reference
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", SHAPES + BIG_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", list(DATA))
+@each_kernel
 def test_emulated_cuda_kernel_equals_cpu_kernel_and_reference(
-    shape: tuple[int, int, int, int], kind: str
+    shape: tuple[int, int, int, int], kind: str, kernel: int
 ) -> None:
     nb, m, k, n = shape
     g = torch.Generator().manual_seed(zlib.crc32(f"{shape}{kind}".encode()))
     a, b = DATA[kind](g, (nb, m, k), (nb, k, n))
-    got = cuda_emu.matmul(a, b, KC)
+    got = cuda_emu.extension_matmul(a, b, KC, kernel=kernel)
     assert_same_bits(got, numerics.matmul(a, b))
     assert_same_bits(got, _reference(a, b, KC))
     if k == 0:
@@ -150,25 +159,32 @@ def test_emulated_cuda_kernel_equals_cpu_kernel_and_reference(
         assert (got.view(torch.int32) == 0).all()  # +0, never -0
 
 
-@pytest.mark.parametrize("kc", [1, 5, 16, 48])
-def test_emulated_cuda_kernel_other_chunk_sizes_equal_cpu_and_reference(kc: int) -> None:
-    # KC below and not a multiple of the tile: chunk ends inside a tile, several per tile.
+@pytest.mark.parametrize("kc", [1, 5, 16, 48, 200])
+@each_kernel
+def test_emulated_cuda_kernel_other_chunk_sizes_equal_cpu_and_reference(
+    kc: int, kernel: int
+) -> None:
+    # KC below and not a multiple of the tile: chunk ends inside a tile, several per tile;
+    # KC = 200 > k / 2: one chunk end inside a tile, the last at k.
     g = torch.Generator().manual_seed(kc)
-    a, b = _wide(g, (2, 19, 101), (2, 101, 23))
-    got = cuda_emu.extension_matmul(a, b, kc)
+    a, b = _wide(g, (2, 19, 301), (2, 301, 23))
+    got = cuda_emu.extension_matmul(a, b, kc, kernel=kernel)
     assert_same_bits(got, _cpu(a, b, kc))
     assert_same_bits(got, _reference(a, b, kc))
 
 
-def test_emulated_cuda_kernel_is_sensitive_to_the_chunking() -> None:
+@each_kernel
+def test_emulated_cuda_kernel_is_sensitive_to_the_chunking(kernel: int) -> None:
     # The comparisons above can fail: another KC gives other bits on the same data.
     g = torch.Generator().manual_seed(3)
     a, b = _wide(g, (1, 20, 300), (1, 300, 20))
-    x, y = cuda_emu.extension_matmul(a, b, KC), cuda_emu.extension_matmul(a, b, 64)
+    x = cuda_emu.extension_matmul(a, b, KC, kernel=kernel)
+    y = cuda_emu.extension_matmul(a, b, 64, kernel=kernel)
     assert not torch.equal(x.view(torch.int32), y.view(torch.int32))
 
 
-def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu() -> None:
+@each_kernel
+def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu(kernel: int) -> None:
     g = torch.Generator().manual_seed(4)
     nb, m, k, n = 3, 21, 2 * KC + 5, 19
     a, b = _wide(g, (nb, m, k), (nb, k, n))
@@ -181,33 +197,81 @@ def test_emulated_cuda_kernel_on_strided_views_equals_contiguous_cpu() -> None:
     bperm = b.permute(1, 0, 2).contiguous().permute(1, 0, 2)  # batch stride not outermost
     assert not at.is_contiguous() and not bt.is_contiguous() and not sliced.is_contiguous()
     for x, y in [(at, b), (a, bt), (at, bt), (sliced, bperm)]:
-        assert_same_bits(cuda_emu.extension_matmul(x, y, KC), want)
+        assert_same_bits(cuda_emu.extension_matmul(x, y, KC, kernel=kernel), want)
     b0 = b[:1].expand(nb, k, n)  # batch stride 0
-    assert_same_bits(cuda_emu.extension_matmul(a, b0, KC), numerics.matmul(a, b0.contiguous()))
+    assert_same_bits(
+        cuda_emu.extension_matmul(a, b0, KC, kernel=kernel), numerics.matmul(a, b0.contiguous())
+    )
+
+
+# (1, 250, 46, 70): a partial second block of rows and a last k-tile just short of full (the
+# checks that skip the per-element bounds tests must not be too loose).
+GUARD_CASES = [(1, 5, 0, 7), (2, 17, 1, 33), (3, 17, 17, 5), (1, 31, KC + 1, 17), (1, 250, 46, 70)]
+GUARD_CASES += BIG_SHAPES
+
+
+@each_kernel
+def test_emulated_cuda_kernel_reads_nothing_outside_its_operands(kernel: int) -> None:
+    # Out-of-range values never reach an output (rows past m are not stored, k past k not
+    # consumed), so the bits cannot show such a read: the operands are copied flush
+    # against an inaccessible page after them, then before them (a read outside kills the
+    # process), contiguous and as column-major / padded views.
+    g = torch.Generator().manual_seed(8)
+    for nb, m, k, n in GUARD_CASES:
+        a, b = _gauss(g, (nb, m, k), (nb, k, n))
+        big = torch.zeros(nb, m + 2, k + 3)
+        big[:, 1 : 1 + m, 2 : 2 + k] = a
+        views = [
+            (a, b),
+            (a.mT.contiguous().mT, b.mT.contiguous().mT),  # column-major A and B
+            (big[:, 1 : 1 + m, 2 : 2 + k], b),  # padded rows, storage offset
+        ]
+        want = numerics.matmul(a, b)
+        for x, y in views:
+            for guard in (1, 2):
+                got = cuda_emu.extension_matmul(x, y, KC, kernel, guard=guard)
+                assert_same_bits(got, want)
 
 
 @pytest.mark.parametrize("max_grid_yz", [1, 2])
+@each_kernel
 def test_emulated_cuda_kernel_launch_offsets_and_thread_order_change_no_bit(
-    max_grid_yz: int,
+    max_grid_yz: int, kernel: int
 ) -> None:
     # Grids over the device's y/z limit are split into launches with block offsets; the
-    # emulator lowers the limit so 3 batches x 3 row tiles take several launches.
+    # emulator lowers the limit so 3 batches x 3 row blocks (of 16, and of 128 rows) take
+    # several launches.
     g = torch.Generator().manual_seed(5)
-    a, b = _wide(g, (3, 40, 150), (3, 150, 35))
+    m = 40 if kernel == SIMPLE else 260
+    a, b = _wide(g, (3, m, 150), (3, 150, 70))
     want = numerics.matmul(a, b)
-    assert_same_bits(cuda_emu.extension_matmul(a, b, KC, max_grid_yz=max_grid_yz), want)
-    assert_same_bits(cuda_emu.extension_matmul(a, b, KC, reverse_threads=True), want)
+    got = cuda_emu.extension_matmul(a, b, KC, max_grid_yz=max_grid_yz, kernel=kernel)
+    assert_same_bits(got, want)
+    got = cuda_emu.extension_matmul(a, b, KC, reverse_threads=True, kernel=kernel)
+    assert_same_bits(got, want)
 
 
-def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode() -> None:
+def test_the_wrapper_picks_the_tiled_kernel_for_large_outputs() -> None:
+    # choose_kernel (the extension's rule, run here through the emulator's copy of it).
+    pick = cuda_emu.choose_kernel
+    assert pick(1, 4096, 4096, 4096) == "tiled"
+    assert pick(8, 1024, 768, 3072) == "tiled"  # a GPT MLP matmul, batch folded
+    assert pick(96, 1024, 64, 1024) == "tiled"  # attention scores, 8 x 12 heads
+    assert pick(1, 256, 4096, 128) == "simple"  # 4 blocks of 128 x 64: too few
+    assert pick(4096, 5, 7, 9) == "simple"  # padding would be 100x the outputs
+    assert pick(64, 16, 512, 4096) == "simple"  # m = 16: 8x the simple kernel's padding
+
+
+@each_kernel
+def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode(kernel: int) -> None:
     # The device has no flush mode (-ftz=false); the emulator must not inherit the host's.
     g = torch.Generator().manual_seed(7)
     a, b = _subnormal(g, (1, 20, 40), (1, 40, 20))
-    want = cuda_emu.extension_matmul(a, b, KC)
+    want = cuda_emu.extension_matmul(a, b, KC, kernel=kernel)
     lib = kernels.lib()
     lib.repops_set_ftz_daz_for_tests(1)
     try:
-        got = cuda_emu.extension_matmul(a, b, KC)
+        got = cuda_emu.extension_matmul(a, b, KC, kernel=kernel)
         flushed = a * 1.0  # a small torch op on this thread: flushed when the mode is on
     finally:
         lib.repops_set_ftz_daz_for_tests(0)
@@ -216,23 +280,30 @@ def test_emulated_cuda_kernel_keeps_subnormals_under_a_host_flush_mode() -> None
     assert not torch.equal(flushed, a)  # the flush mode was on
 
 
-def test_cuda_wrapper_batching_routed_to_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
-    # repops.cuda_kernels.matmul's own code (batch folding, reshapes) with the compiled
-    # extension replaced by the emulated one: 4-D operands, a non-contiguous B.
+@pytest.mark.parametrize("name", list(cuda_kernels.KERNELS))
+def test_cuda_wrapper_batching_routed_to_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # repops.cuda_kernels.matmul's own code (batch folding, reshapes, the kernel code
+    # passed as the extension's 4th argument) with the compiled extension replaced by the
+    # emulated one: 4-D operands, a non-contiguous B.
     monkeypatch.setattr(cuda_kernels, "_mod", SimpleNamespace(matmul=cuda_emu.extension_matmul))
     g = torch.Generator().manual_seed(6)
     a, b = _wide(g, (2, 3, 9, 140), (2, 3, 140, 11))
     bt = b.transpose(-1, -2).contiguous().transpose(-1, -2)
-    got = cuda_kernels.matmul(a, bt, KC)
+    got = cuda_kernels.matmul(a, bt, KC, name)
     assert got.shape == (2, 3, 9, 11)
     assert_same_bits(got, numerics.matmul(a, b))
-    assert_same_bits(cuda_emu.matmul(a, bt, KC), got)
+    assert_same_bits(cuda_emu.matmul(a, bt, KC, name), got)
+    with pytest.raises(ValueError, match="kernel is one of"):
+        cuda_kernels.matmul(a, bt, KC, "fast")
 
 
-def test_emulated_cuda_kernel_refuses_a_bad_chunk_size() -> None:
+@each_kernel
+def test_emulated_cuda_kernel_refuses_a_bad_chunk_size(kernel: int) -> None:
     a, b = torch.ones(1, 2, 3), torch.ones(1, 3, 2)
     with pytest.raises(ValueError, match="code 2"):
-        cuda_emu.extension_matmul(a, b, 0)
+        cuda_emu.extension_matmul(a, b, 0, kernel=kernel)
 
 
 # ---- (b), (c): nvcc ---------------------------------------------------------------------
@@ -260,6 +331,7 @@ ALLOWED_FLOAT_OPS = {
     "mov.f32",
     "mov.b32",
     "ld.shared.f32",
+    "ld.shared.v4.f32",
     "st.shared.f32",
     "ld.global.f32",
     "ld.global.nc.f32",
@@ -309,7 +381,9 @@ NVDISASM = _nvdisasm()
 SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
 # Float-pipe or tensor-core SASS opcodes; of these only plain FFMA and FADD may appear
 # (modifiers such as .FTZ, .SAT, .RM would be findings), and HFMA2.MMA only as ptxas's
-# idiom for writing the constant 0 to a register (R := -0 * 0 + 0, bits 0).
+# idiom for writing a constant to a register: R := (-0 * 0 + 0, -0 * 0 + c) as two halves
+# is the 32-bit pattern of the fp16 literal c in the low half (e.g. 3.147e-05 = 0x0210 =
+# 528, the tiled kernel's shared row stride in bytes), no rounding anywhere.
 SASS_FLOAT = re.compile(r"^(F[A-Z0-9]*|H[A-Z0-9]*|D[A-Z0-9]*|MUFU|I2F|[A-Z]*MMA|[A-Z]*GMMA)\b")
 
 
@@ -323,7 +397,7 @@ def sass_findings(sass: str) -> list[str]:
             continue
         op, args = m.group(1), " ".join(m.group(2).split())
         ops.append(op)
-        if op == "HFMA2.MMA" and re.fullmatch(r"R\d+, -RZ, RZ, 0, 0", args):
+        if op == "HFMA2.MMA" and re.fullmatch(r"R\d+, -RZ, RZ, 0, [0-9.e+-]+", args):
             continue
         if (SASS_FLOAT.match(op) or "MMA" in op) and op not in ("FFMA", "FADD"):
             findings.append(f"float/tensor op {op} {args}")
@@ -350,6 +424,23 @@ def _compile_kernel(tmp: Path, *flags: str) -> tuple[str, str]:
     return ptx.read_text(), proc.stdout + proc.stderr
 
 
+def ptxas_resources(report: str) -> dict[str, dict[str, int]]:
+    """ptxas -v per kernel: registers, spill bytes (stores + loads), barriers, smem bytes."""
+    out: dict[str, dict[str, int]] = {}
+    for part in report.split("Compiling entry function '")[1:]:
+        name = part.split("'")[0]
+        spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", part)
+        used = re.search(r"Used (\d+) registers, used (\d+) barriers, (\d+) bytes smem", part)
+        assert spill and used, part
+        out["tiled" if "tiled" in name else "simple"] = {
+            "registers": int(used.group(1)),
+            "spill": int(spill.group(1)) + int(spill.group(2)),
+            "barriers": int(used.group(2)),
+            "smem": int(used.group(3)),
+        }
+    return out
+
+
 @needs_nvcc
 def test_cuda_kernel_compiles_for_sm90_and_its_ptx_has_only_ieee_fma_and_add(
     tmp_path: Path,
@@ -357,10 +448,18 @@ def test_cuda_kernel_compiles_for_sm90_and_its_ptx_has_only_ieee_fma_and_add(
     ptx, ptxas = _compile_kernel(tmp_path, *cuda_kernels.CUDA_FLAGS)
     assert ".target sm_90" in ptx
     assert ptx_findings(ptx) == []
-    assert ptx.count("bar.sync") == 2  # the two __syncthreads() of each k-tile
-    assert re.search(r"\b0 bytes spill stores, 0 bytes spill loads", ptxas), ptxas
-    # Exactly the two shared tiles (2 x 16 x 17 floats) and one barrier.
-    assert re.search(r"used 1 barriers, 2176 bytes smem", ptxas), ptxas
+    assert ptx.count("bar.sync") == 4  # the two __syncthreads() per k-tile of each kernel
+    ops = {line.split()[0] for line in ptx.splitlines() if line.startswith("\t") and line.split()}
+    assert not [op for op in ops if op.startswith(("div.", "rem."))]  # no integer division
+    # The tiled kernel's unrolled k-tile reads 2 + 1 float4s of shared memory per k.
+    assert ptx.count("ld.shared.v4.f32") >= 3 * 16
+    res = ptxas_resources(ptxas)
+    assert set(res) == {"simple", "tiled"}
+    assert res["simple"]["spill"] == 0 and res["tiled"]["spill"] == 0
+    assert res["tiled"]["registers"] <= 128  # __launch_bounds__(256, 2)
+    assert res["simple"]["barriers"] == 1 and res["tiled"]["barriers"] == 1
+    # The shared tiles: 2 x 16 x 17 floats; 16 x (128 + 4) + 16 x (64 + 4) floats.
+    assert res["simple"]["smem"] == 2176 and res["tiled"]["smem"] == 12800
 
 
 @needs_nvcc
@@ -379,7 +478,7 @@ def test_cuda_kernel_sass_for_sm90_has_only_ffma_and_fadd(tmp_path: Path) -> Non
         [NVDISASM, str(tmp_path / "k.cubin")], capture_output=True, text=True, check=True
     ).stdout
     assert sass_findings(sass) == []
-    assert sass.count("BAR.SYNC") == 2
+    assert sass.count("BAR.SYNC") == 4
 
 
 @needs_nvcc
@@ -421,7 +520,7 @@ def test_cuda_extension_compiles_against_torch_headers(tmp_path: Path) -> None:
     sym = subprocess.run(
         ["nm", "-C", str(tmp_path / "repops_cuda.o")], capture_output=True, text=True, check=True
     ).stdout
-    assert "repops_matmul(at::Tensor, at::Tensor, long)" in sym
+    assert "repops_matmul(at::Tensor, at::Tensor, long, long)" in sym
     assert "PyInit_repops_cuda" in sym
 
 
