@@ -90,3 +90,19 @@ def test_gpu_recipe_run_equals_cpu(name: str, digits: data.Dataset) -> None:
     a, _ = train(prog, init_state(prog), digits, 4, "cpu")
     b, _ = train(prog, init_state(prog, CUDA), digits, 4, CUDA)
     assert state_hash(a) == state_hash(b)
+
+
+@pytest.mark.parametrize("kernel", ["simple", "tiled", "auto"])
+def test_gpu_kernels_equal_their_host_emulation(kernel: str) -> None:
+    # The device runs what tests/support/cuda_emu.py emulates on the host (launch, shared
+    # tiles and the device's IEEE arithmetic included), on shapes spanning several tiles.
+    from repops import cuda_kernels
+    from tests.support import cuda_emu
+
+    g = torch.Generator().manual_seed(2)
+    for nb, m, k, n in ((1, 300, 517, 130), (3, 129, 128, 65), (2, 7, 1, 300)):
+        a = torch.randn(nb, m, k, generator=g) * torch.exp(3 * torch.randn(nb, m, k, generator=g))
+        b = torch.randn(nb, k, n, generator=g)
+        want = tensor_hash(cuda_emu.matmul(a, b, 128, kernel))
+        got = cuda_kernels.matmul(a.to(CUDA), b.to(CUDA), 128, kernel)
+        assert tensor_hash(got) == want, (kernel, nb, m, k, n)
