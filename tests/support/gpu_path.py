@@ -337,15 +337,19 @@ def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 
 # Arithmetic whose floating tensor operands must share one dtype (no implicit promotion:
 # a float64 0-dim tensor meeting float32 would be rounded by the type-promotion rules).
+# The additions and subtractions: each takes an `alpha` (guarded below).
+_ADD_SUB = (
+    "torch.add",
+    "Tensor.add",
+    "Tensor.__radd__",
+    "torch.sub",
+    "Tensor.sub",
+    "Tensor.__rsub__",
+    "torch.rsub",
+)
 ARITHMETIC = frozenset(
     {
-        "torch.add",
-        "Tensor.add",
-        "Tensor.__radd__",
-        "torch.sub",
-        "Tensor.sub",
-        "Tensor.__rsub__",
-        "torch.rsub",
+        *_ADD_SUB,
         "torch.mul",
         "Tensor.mul",
         "Tensor.__rmul__",
@@ -363,18 +367,7 @@ ARITHMETIC = frozenset(
 GUARDS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     **dict.fromkeys(_CREATE, _on_device),
     "torch.arange": _arange,
-    **dict.fromkeys(
-        (
-            "torch.add",
-            "Tensor.add",
-            "Tensor.__radd__",
-            "torch.sub",
-            "Tensor.sub",
-            "Tensor.__rsub__",
-            "torch.rsub",
-        ),
-        _alpha,
-    ),
+    **dict.fromkeys(_ADD_SUB, _alpha),
     "Tensor.__rdiv__": _rdiv,
     "Tensor.__rtruediv__": _rdiv,
     "torch.div": _div,
