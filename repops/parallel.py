@@ -178,7 +178,8 @@ def plan(tape: Tape, world: int) -> Plan:
 
 
 class Comm(Protocol):
-    """The collectives one step uses (`torch_comm`: torch.distributed; `simulate`: memory)."""
+    """The collectives one step uses (`TorchComm`: torch.distributed; `simulate` moves the
+    buffers in memory itself)."""
 
     def broadcast(self, src: int, buf: torch.Tensor) -> torch.Tensor:
         """Rank src's byte buffer on every rank (`buf`: src's own, else one to fill)."""
@@ -391,15 +392,6 @@ class ShardedExecutor:
 
     def _empty(self, size: int) -> torch.Tensor:
         return torch.empty(size, dtype=torch.uint8, device=self.device)
-
-
-class _MemoryComm:
-    """`simulate`'s collectives: each rank's contributions, posted before they are read."""
-
-    def __init__(self, world: int) -> None:
-        self.world = world
-        self.bcast: dict[tuple[int, int], torch.Tensor] = {}  # (round, src) -> buffer
-        self.a2a: dict[tuple[int, int], torch.Tensor] = {}  # (src, dst) -> buffer
 
 
 def simulate(
