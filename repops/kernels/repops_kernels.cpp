@@ -199,11 +199,12 @@ void gemm(const Geo& g, const Micros& mk, int nthreads) {
   // stride) A when n is small, are read in place by the micro kernel when the leading
   // dimension is short (packing costs about as much as the FMAs when few column panels
   // reuse it; long leading dimensions give L1 set conflicts between the rows read in place).
-  // Other layouts and partial panels are packed.  Measured choices: bits never depend on them.
+  // Other layouts and partial panels are packed.  Measured choices ("small n": at most four
+  // panels of the tile, and 128 columns for the 6x64 one): bits never depend on them.
   constexpr int64_t kDirectLd = 256;
   const int amode = (g.sam == 1 && g.sak != 1) ? (g.sak <= kDirectLd ? 2 : 0)
                                                : (g.sak == 1 && g.sam <= kDirectLd &&
-                                                  g.n <= 128 ? 1 : 0);
+                                                  g.n <= 4 * std::min(NR, 32) ? 1 : 0);
   // Scratch sizes: only as much as this call's panels use.
   const int64_t kcap = std::min(kb, g.k);
   const int64_t mcap = std::min(mc, ((std::min(ms, g.m) + MR - 1) / MR) * MR);
