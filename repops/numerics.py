@@ -577,10 +577,14 @@ def _phi_and_density(x64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = s + t
     erfc_series = 1.0 - (e * TWO_OVER_SQRT_PI) * s
     f = z
-    for n in range(ERFC_CF_TERMS, 0, -1):
-        # a 0-dim tensor numerator: torch computes `float / tensor` as reciprocal * float
-        # (two roundings), tensor / tensor as one IEEE division
-        f = z + torch.tensor(n * 0.5, dtype=torch.float64, device=z.device) / f
+    # 0-dim tensor numerators n/2 (one tensor made once, not one per term: on a GPU each
+    # would be a host-to-device copy): torch computes `float / tensor` as reciprocal *
+    # float (two roundings), tensor / tensor as one IEEE division
+    halves = torch.tensor(
+        [n * 0.5 for n in range(ERFC_CF_TERMS, 0, -1)], dtype=torch.float64, device=z.device
+    )
+    for i in range(ERFC_CF_TERMS):
+        f = z + halves[i] / f
     erfc_cf = (e * INV_SQRT_PI) / f
     erfc = torch.where(z < 2.0, erfc_series, erfc_cf)
     phi = torch.where(x64 < 0, erfc * 0.5, 1.0 - erfc * 0.5)
