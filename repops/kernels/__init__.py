@@ -22,6 +22,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from repops.errors import RepopsError
@@ -69,32 +70,49 @@ def _compiler() -> str:
     return os.environ.get("CXX", "g++")
 
 
-def _build() -> Path:
+def compile_shared(
+    source: Path,
+    out_dir: Path,
+    stem: str,
+    *,
+    key_files: Sequence[Path] = (),
+    extra_args: Sequence[str] = (),
+) -> Path:
+    """`source` compiled with `FLAGS` (then `extra_args`) into `out_dir/<stem>-<key>.so`,
+    once per content of `source` and `key_files` (headers it includes), compiler version
+    and flags; returns the path.  Compiled to a private name, then renamed: concurrent
+    builders never see half a file."""
     cxx = _compiler()
     try:
         version = subprocess.run(
             [cxx, "--version"], capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise KernelBuildError(f"no C++ compiler {cxx!r} for the repops kernels: {e}") from e
-    key = hashlib.sha256(SOURCE.read_bytes() + version.encode() + " ".join(FLAGS).encode())
-    out_dir = build_dir()
-    so = out_dir / f"repops_kernels-{key.hexdigest()[:16]}.so"
+        raise KernelBuildError(f"no C++ compiler {cxx!r} for {source.name}: {e}") from e
+    content = b"".join(f.read_bytes() for f in (source, *key_files))
+    key = hashlib.sha256(content + version.encode() + " ".join((*FLAGS, *extra_args)).encode())
+    so = out_dir / f"{stem}-{key.hexdigest()[:16]}.so"
     if so.exists():
         return so
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Compile to a private name, then rename: concurrent builders never see half a file.
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
     os.close(fd)
     proc = subprocess.run(
-        [cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
+        [cxx, *FLAGS, *extra_args, str(source), "-o", tmp],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         first = (proc.stderr.strip().splitlines() or ["?"])[0]
-        raise KernelBuildError(f"compiling {SOURCE.name} failed: {first}")
+        raise KernelBuildError(f"compiling {source.name} failed: {first}")
     os.replace(tmp, so)
     return so
+
+
+def _build() -> Path:
+    return compile_shared(SOURCE, build_dir(), "repops_kernels")
 
 
 def lib() -> ctypes.CDLL:

@@ -14,10 +14,6 @@ same Python batching (`cuda_kernels.batched`), so a harness can route the CUDA m
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,24 +26,13 @@ _lib: ctypes.CDLL | None = None
 
 
 def _build() -> Path:
-    cxx = os.environ.get("CXX", "g++")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
-    key = hashlib.sha256(EMU_SOURCE.read_bytes() + cuda_kernels.CORE.read_bytes())
-    key.update((version.stdout + " ".join(kernels.FLAGS)).encode())
-    out_dir = kernels.build_dir().parent / "repops-cuda-emu"
-    so = out_dir / f"cuda_host_emu-{key.hexdigest()[:16]}.so"
-    if so.exists():
-        return so
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
-    os.close(fd)
-    cmd = [cxx, *kernels.FLAGS, f"-I{cuda_kernels.CORE.parent}", str(EMU_SOURCE), "-o", tmp]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        Path(tmp).unlink(missing_ok=True)
-        raise kernels.KernelBuildError(f"compiling {EMU_SOURCE.name} failed: {proc.stderr}")
-    os.replace(tmp, so)
-    return so
+    return kernels.compile_shared(
+        EMU_SOURCE,
+        kernels.build_dir().parent / "repops-cuda-emu",
+        "cuda_host_emu",
+        key_files=(cuda_kernels.CORE,),
+        extra_args=(f"-I{cuda_kernels.CORE.parent}",),
+    )
 
 
 def lib() -> ctypes.CDLL:
