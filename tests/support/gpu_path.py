@@ -61,6 +61,10 @@ _NEW = "creation: fill values converted once on the host (RNE), or integers"
 _CMP = "IEEE comparison, exact (NaN compares unequal); bool result"
 _BIT = "integer/bitwise op: exact two's complement, same on every device"
 
+# The additions and subtractions: each takes an `alpha` (guarded: see GUARDS).
+_ADD = ("torch.add", "Tensor.add", "Tensor.__radd__")
+_SUB = ("torch.sub", "Tensor.sub", "Tensor.__rsub__", "torch.rsub")
+
 ALLOWED: dict[str, str] = {
     # metadata
     **dict.fromkeys(
@@ -124,13 +128,9 @@ ALLOWED: dict[str, str] = {
     # binary32/binary64 basic operations, correctly rounded by IEEE-754 (CUDA: nvcc's
     # defaults -prec-div=true -prec-sqrt=true, no fast-math)
     **dict.fromkeys(
-        ("torch.add", "Tensor.add", "Tensor.__radd__"),
-        "one IEEE add per element (alpha only +-1: guard; a*alpha + b would be one FMA)",
+        _ADD, "one IEEE add per element (alpha only +-1: guard; a*alpha + b would be one FMA)"
     ),
-    **dict.fromkeys(
-        ("torch.sub", "Tensor.sub", "Tensor.__rsub__", "torch.rsub"),
-        "one IEEE subtraction per element (alpha only +-1: guard)",
-    ),
+    **dict.fromkeys(_SUB, "one IEEE subtraction per element (alpha only +-1: guard)"),
     **dict.fromkeys(
         ("torch.mul", "Tensor.mul", "Tensor.__rmul__"), "one IEEE multiplication per element"
     ),
@@ -337,19 +337,10 @@ def _arange(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 
 # Arithmetic whose floating tensor operands must share one dtype (no implicit promotion:
 # a float64 0-dim tensor meeting float32 would be rounded by the type-promotion rules).
-# The additions and subtractions: each takes an `alpha` (guarded below).
-_ADD_SUB = (
-    "torch.add",
-    "Tensor.add",
-    "Tensor.__radd__",
-    "torch.sub",
-    "Tensor.sub",
-    "Tensor.__rsub__",
-    "torch.rsub",
-)
 ARITHMETIC = frozenset(
     {
-        *_ADD_SUB,
+        *_ADD,
+        *_SUB,
         "torch.mul",
         "Tensor.mul",
         "Tensor.__rmul__",
@@ -367,7 +358,7 @@ ARITHMETIC = frozenset(
 GUARDS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     **dict.fromkeys(_CREATE, _on_device),
     "torch.arange": _arange,
-    **dict.fromkeys(_ADD_SUB, _alpha),
+    **dict.fromkeys((*_ADD, *_SUB), _alpha),
     "Tensor.__rdiv__": _rdiv,
     "Tensor.__rtruediv__": _rdiv,
     "torch.div": _div,
