@@ -48,6 +48,16 @@ def gpt_spec() -> dict[str, Any]:
     return copy.deepcopy(GPT_SPEC)
 
 
+@pytest.fixture(params=["mlp", "gpt"])
+def zoo(
+    request: pytest.FixtureRequest, digits: data.Dataset, chars: data.Dataset
+) -> tuple[dict[str, Any], data.Dataset]:
+    """(spec, dataset): the zoo MLP on digits, then the zoo GPT on chars (one test each)."""
+    if request.param == "mlp":
+        return copy.deepcopy(MLP_SPEC), digits
+    return copy.deepcopy(GPT_SPEC), chars
+
+
 @contextmanager
 def threads(n: int) -> Iterator[None]:
     """Run a block under torch.set_num_threads(n), restoring the old value."""

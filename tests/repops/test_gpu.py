@@ -52,15 +52,8 @@ def test_gpu_matmul_batched_strided_and_multi_chunk_equal_cpu() -> None:
     assert tensor_hash(numerics.matmul(a.to(CUDA), bt)) == want
 
 
-@pytest.mark.parametrize("which", ["mlp", "gpt"])
-def test_gpu_every_op_hash_equals_cpu(
-    which: str,
-    mlp_spec: dict[str, Any],
-    gpt_spec: dict[str, Any],
-    digits: data.Dataset,
-    chars: data.Dataset,
-) -> None:
-    spec, ds = (mlp_spec, digits) if which == "mlp" else (gpt_spec, chars)
+def test_gpu_every_op_hash_equals_cpu(zoo: tuple[dict[str, Any], data.Dataset]) -> None:
+    spec, ds = zoo
     prog = build_program(spec)
     st, _ = train(prog, init_state(prog), ds, 1)
     batch = step_batch(prog, st, ds)

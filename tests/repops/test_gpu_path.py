@@ -371,15 +371,10 @@ def _check_training(prog: Any, ds: data.Dataset, steps: int = 2) -> None:
     assert got.chain == want.chain and got.new_state_hash == want.new_state_hash
 
 
-@pytest.mark.parametrize("which", ["mlp", "gpt"])
 def test_zoo_training_steps_on_the_gpu_path_equal_cpu(
-    which: str,
-    mlp_spec: dict[str, Any],
-    gpt_spec: dict[str, Any],
-    digits: data.Dataset,
-    chars: data.Dataset,
+    zoo: tuple[dict[str, Any], data.Dataset],
 ) -> None:
-    spec, ds = (mlp_spec, digits) if which == "mlp" else (gpt_spec, chars)
+    spec, ds = zoo
     _check_training(build_program(spec), ds)
 
 
