@@ -52,6 +52,8 @@ def _median_s(fn: Callable[[], object], reps: int) -> float:
 
 
 def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """tensor_hash equality (NaNs canonicalised) computed on the device: the bench shapes'
+    outputs are up to 400 MB, which tensor_hash would copy to the host and hash."""
     nx, ny = torch.isnan(x), torch.isnan(y)  # NaN payloads are unspecified
     xb = torch.where(nx, 0, x.view(torch.int32))
     yb = torch.where(ny, 0, y.view(torch.int32))
