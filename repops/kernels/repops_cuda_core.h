@@ -204,6 +204,26 @@ REPOPS_DEV Acc acc_init(const Geo& g) {
   return r;
 }
 
+// One operand's share of a tile: its element q goes to dst[u0 + q du][x0 + q dx] from
+// src[o + q d], or is +0 outside the matrix (x_left entries left along the tile's x axis,
+// rows of A or columns of B, from x0; k_left along k from u0).  A tile wholly inside
+// (x_left >= FULL, k_left >= BK) skips the checks.
+template <int LOADS, int FULL, int W>
+REPOPS_DEV void load_part(float (&dst)[BK][W], const float* src, int64_t o, int64_t d, int u0,
+                          int x0, int du, int dx, int64_t x_left, int64_t k_left) {
+  if (x_left >= FULL && k_left >= BK) {  // all inside (most tiles): no checks
+    REPOPS_UNROLL for (int q = 0; q < LOADS; q++) {
+      dst[u0 + q * du][x0 + q * dx] = src[o];
+      o += d;
+    }
+  } else {
+    REPOPS_UNROLL for (int q = 0; q < LOADS; q++) {
+      dst[u0 + q * du][x0 + q * dx] = (q * dx < x_left && q * du < k_left) ? src[o] : 0.0f;
+      o += d;
+    }
+  }
+}
+
 // Phase 1 of tile k0: this thread's A_LOADS elements of A and B_LOADS of B (zero outside
 // the matrix; consume_tile never reads past k, and rows/columns past m/n are not stored).
 // The element map follows the operand's unit stride so a warp's loads are coalesced:
@@ -221,22 +241,9 @@ REPOPS_DEV void load_tile(const Geo& g, const Thread& t, int64_t k0, Tiles& s) {
     const int r0 = along_k ? (t.tid >> LOG_BK) : (t.tid & (BM - 1));
     const int du = along_k ? 0 : THREADS / BM;  // per element: k step
     const int dr = along_k ? THREADS / BK : 0;  // per element: row step
-    const int64_t rows_left = g.m - t.row0 - r0, k_left = g.k - k0 - u0;
-    const float* A = g.a + t.bi * g.sab;
-    int64_t o = (t.row0 + r0) * g.sam + (k0 + u0) * g.sak;
-    const int64_t d = dr * g.sam + du * g.sak;
-    if (rows_left >= BM && k_left >= BK) {  // all inside (most tiles): no checks
-      REPOPS_UNROLL for (int q = 0; q < A_LOADS; q++) {
-        s.as[u0 + q * du][r0 + q * dr] = A[o];
-        o += d;
-      }
-    } else {
-      REPOPS_UNROLL for (int q = 0; q < A_LOADS; q++) {
-        const int u = u0 + q * du, r = r0 + q * dr;
-        s.as[u][r] = (q * dr < rows_left && q * du < k_left) ? A[o] : 0.0f;
-        o += d;
-      }
-    }
+    const int64_t o = (t.row0 + r0) * g.sam + (k0 + u0) * g.sak;
+    load_part<A_LOADS, BM>(s.as, g.a + t.bi * g.sab, o, dr * g.sam + du * g.sak, u0, r0, du,
+                           dr, g.m - t.row0 - r0, g.k - k0 - u0);
   }
   {
     const bool along_n = g.sbn == 1;
@@ -244,22 +251,9 @@ REPOPS_DEV void load_tile(const Geo& g, const Thread& t, int64_t k0, Tiles& s) {
     const int c0 = along_n ? (t.tid & (BN - 1)) : (t.tid >> LOG_BK);
     const int du = along_n ? THREADS / BN : 0;
     const int dc = along_n ? 0 : THREADS / BK;
-    const int64_t cols_left = g.n - t.col0 - c0, k_left = g.k - k0 - u0;
-    const float* B = g.b + t.bi * g.sbb;
-    int64_t o = (k0 + u0) * g.sbk + (t.col0 + c0) * g.sbn;
-    const int64_t d = du * g.sbk + dc * g.sbn;
-    if (cols_left >= BN && k_left >= BK) {
-      REPOPS_UNROLL for (int q = 0; q < B_LOADS; q++) {
-        s.bs[u0 + q * du][c0 + q * dc] = B[o];
-        o += d;
-      }
-    } else {
-      REPOPS_UNROLL for (int q = 0; q < B_LOADS; q++) {
-        const int u = u0 + q * du, c = c0 + q * dc;
-        s.bs[u][c] = (q * dc < cols_left && q * du < k_left) ? B[o] : 0.0f;
-        o += d;
-      }
-    }
+    const int64_t o = (k0 + u0) * g.sbk + (t.col0 + c0) * g.sbn;
+    load_part<B_LOADS, BN>(s.bs, g.b + t.bi * g.sbb, o, du * g.sbk + dc * g.sbn, u0, c0, du,
+                           dc, g.n - t.col0 - c0, g.k - k0 - u0);
   }
 }
 
