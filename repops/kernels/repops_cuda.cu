@@ -93,8 +93,7 @@ torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc, int64_
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(a.device().index());
   const Kernel kern = kernel_for(g, kernel);
   const bool tiled = kern == Kernel::tiled;
-  for_each_launch(g, MAX_GRID_YZ, block_rows(kern), block_cols(kern), [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny,
-                                              int64_t nx) {
+  const auto launch = [&](int64_t z0, int64_t nz, int64_t y0, int64_t ny, int64_t nx) {
     const dim3 grid(static_cast<unsigned>(nx), static_cast<unsigned>(ny),
                     static_cast<unsigned>(nz));
     if (tiled) {
@@ -104,7 +103,8 @@ torch::Tensor repops_matmul(torch::Tensor a, torch::Tensor b, int64_t kc, int64_
     }
     const cudaError_t err = cudaGetLastError();
     TORCH_CHECK(err == cudaSuccess, "repops_matmul: ", cudaGetErrorString(err));
-  });
+  };
+  for_each_launch(g, MAX_GRID_YZ, block_rows(kern), block_cols(kern), launch);
   return c;
 }
 
